@@ -1,0 +1,248 @@
+"""Opening, validating and reading rasters in windows.
+
+Everything that touches a GeoTIFF goes through here so that every failure (not a raster, a renamed
+PNG, a truncated file, a corrupt tile met half-way) becomes a `RasterError` that names the file, and
+so that validity (nodata, NaN, alpha band, internal masks) is decided in one place: a pixel that is
+not valid is never fed to a network as a number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.io import DatasetReader
+from rasterio.windows import Window
+
+from engine.errors import BandMismatchError, RasterError
+
+GEOTIFF_DRIVERS = frozenset({"GTiff", "COG"})
+RASTER_SUFFIXES = frozenset({".tif", ".tiff"})
+SUPPORTED_DTYPES = frozenset({"uint8", "uint16", "int16", "uint32", "int32", "float32", "float64"})
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What the app needs to know about a raster before reading any pixel of it."""
+
+    path: Path
+    width: int
+    height: int
+    count: int
+    dtype: str
+    crs: str | None
+    crs_wkt: str | None
+    is_geographic: bool
+    transform: tuple[float, float, float, float, float, float]
+    nodata: float | None
+    alpha_band: int | None
+    band_descriptions: tuple[str | None, ...]
+    overview_levels: tuple[int, ...]
+    size_bytes: int
+
+    @property
+    def pixel_size(self) -> tuple[float, float]:
+        """Pixel width and height in map units (absolute, rotation included)."""
+        a, b, _, d, e, _ = self.transform
+        return (math.hypot(a, d), math.hypot(b, e))
+
+    @property
+    def is_north_up(self) -> bool:
+        _, b, _, d, _, _ = self.transform
+        return b == 0 and d == 0
+
+    @property
+    def data_bands(self) -> list[int]:
+        """1-based indices of the bands that carry data (an alpha band is a mask, not data)."""
+        return [band for band in range(1, self.count + 1) if band != self.alpha_band]
+
+    def describe(self) -> str:
+        crs = self.crs or "no CRS"
+        return (
+            f"{self.path.name}: {self.width}×{self.height}, {self.count} band(s), {self.dtype}, {crs}, "
+            f"pixel {self.pixel_size[0]:.6g}×{self.pixel_size[1]:.6g}, nodata {self.nodata}"
+        )
+
+
+@dataclass(frozen=True)
+class RasterBlock:
+    """Pixels of one window as float32 (bands, rows, cols) and where they are valid (rows, cols)."""
+
+    data: np.ndarray
+    valid: np.ndarray
+
+
+def find_rasters(paths: Sequence[str | Path]) -> list[Path]:
+    """Expands files, folders and glob patterns into a sorted list of `.tif`/`.tiff` files.
+
+    Raises:
+        RasterError: a path does not exist, or nothing matched at all.
+    """
+    found: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if any(char in str(item) for char in "*?["):
+            found.extend(sorted(p for p in Path().glob(str(item)) if p.suffix.lower() in RASTER_SUFFIXES))
+        elif path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in RASTER_SUFFIXES))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise RasterError(f"{path}: no such file or folder. Check the path.")
+    if not found:
+        names = ", ".join(str(p) for p in paths)
+        raise RasterError(f"No .tif/.tiff rasters found in {names}. Give GeoTIFF files or a folder of them.")
+    return list(dict.fromkeys(found))
+
+
+@contextmanager
+def open_raster(path: str | Path) -> Iterator[DatasetReader]:
+    """Opens a GeoTIFF for reading, turning every rasterio/GDAL failure into a `RasterError`."""
+    path = Path(path)
+    if not path.exists():
+        raise RasterError(f"{path}: file not found. Check the path.")
+    if path.is_dir():
+        raise RasterError(f"{path} is a folder, not a raster file.")
+    if path.stat().st_size == 0:
+        raise RasterError(f"{path}: the file is empty (0 bytes). Copy or export it again.")
+    try:
+        dataset = rasterio.open(path)
+    except RasterioIOError as exc:
+        raise RasterError(
+            f"{path}: not a raster that GDAL can read ({_first_line(exc)}). "
+            "Check that it is a complete GeoTIFF; export it again if it was cut short."
+        ) from exc
+    try:
+        if dataset.driver not in GEOTIFF_DRIVERS:
+            raise RasterError(
+                f"{path}: this is a {dataset.driver} file, not a GeoTIFF. "
+                "Export it as GeoTIFF (e.g. gdal_translate -of GTiff) and try again."
+            )
+        yield dataset
+    finally:
+        dataset.close()
+
+
+def read_info(path: str | Path) -> RasterInfo:
+    """Opens, validates and describes a raster; reads one pixel at each end to catch truncation."""
+    path = Path(path)
+    with open_raster(path) as dataset:
+        info = _describe(path, dataset)
+        _check_readable(path, dataset)
+    return info
+
+
+def _describe(path: Path, dataset: DatasetReader) -> RasterInfo:
+    dtypes = set(dataset.dtypes)
+    if len(dtypes) != 1:
+        raise RasterError(
+            f"{path}: bands have different data types ({', '.join(sorted(dtypes))}). "
+            "Convert all bands to one type."
+        )
+    dtype = dataset.dtypes[0]
+    if dtype not in SUPPORTED_DTYPES:
+        raise RasterError(
+            f"{path}: data type {dtype} is not supported. Convert to uint8, uint16, int16 or float32."
+        )
+    crs = dataset.crs
+    alpha = next(
+        (index + 1 for index, interp in enumerate(dataset.colorinterp) if interp == ColorInterp.alpha),
+        None,
+    )
+    return RasterInfo(
+        path=path,
+        width=dataset.width,
+        height=dataset.height,
+        count=dataset.count,
+        dtype=dtype,
+        crs=_crs_name(crs),
+        crs_wkt=crs.to_wkt() if crs else None,
+        is_geographic=bool(crs and crs.is_geographic),
+        transform=tuple(dataset.transform)[:6],
+        nodata=dataset.nodata,
+        alpha_band=alpha,
+        band_descriptions=tuple(dataset.descriptions),
+        overview_levels=tuple(dataset.overviews(1)),
+        size_bytes=path.stat().st_size,
+    )
+
+
+def _crs_name(crs: rasterio.crs.CRS | None) -> str | None:
+    if not crs:
+        return None
+    authority = crs.to_authority()
+    if authority:
+        return f"{authority[0]}:{authority[1]}"
+    return crs.to_string() or crs.to_wkt()
+
+
+def _check_readable(path: Path, dataset: DatasetReader) -> None:
+    last = Window(dataset.width - 1, dataset.height - 1, 1, 1)
+    for window in (Window(0, 0, 1, 1), last):
+        try:
+            dataset.read(1, window=window)
+        except RasterioError as exc:
+            raise RasterError(
+                f"{path}: the file opens but its pixels cannot be read ({_first_line(exc)}). "
+                "It is probably truncated or corrupt: copy or export it again."
+            ) from exc
+
+
+def check_bands(info: RasterInfo, bands: Sequence[int] | None) -> list[int]:
+    """Returns the 1-based bands to read: the given ones if they exist, else every data band."""
+    if bands is None:
+        return info.data_bands
+    bad = [band for band in bands if band < 1 or band > info.count]
+    if bad:
+        raise BandMismatchError(
+            f"{info.path}: band(s) {', '.join(map(str, bad))} do not exist; the raster has bands "
+            f"1–{info.count}. Choose --bands within that range."
+        )
+    return list(bands)
+
+
+def read_block(dataset: DatasetReader, window: Window, bands: Sequence[int], info: RasterInfo) -> RasterBlock:
+    """Reads a window of the given bands as float32 with its validity mask.
+
+    A pixel is invalid where any selected band is NaN/inf, where every selected band equals the
+    nodata value (a dark pixel with one zero band stays valid), where the alpha band is 0, or
+    where GDAL's per-dataset mask says so. Invalid pixels are set to 0 so no NaN leaks further.
+
+    Raises:
+        RasterError: the window cannot be read (a corrupt tile met after work has started).
+    """
+    try:
+        data = dataset.read(list(bands), window=window, out_dtype="float32")
+        valid = _validity(dataset, window, data, info)
+    except RasterioError as exc:
+        raise RasterError(
+            f"{info.path}: pixels in rows {window.row_off}–{window.row_off + window.height}, "
+            f"columns {window.col_off}–{window.col_off + window.width} cannot be read "
+            f"({_first_line(exc)}). The file is corrupt there: export it again."
+        ) from exc
+    data[:, ~valid] = 0.0
+    return RasterBlock(data=data, valid=valid)
+
+
+def _validity(dataset: DatasetReader, window: Window, data: np.ndarray, info: RasterInfo) -> np.ndarray:
+    valid = np.isfinite(data).all(axis=0)
+    if info.nodata is not None and not math.isnan(info.nodata):
+        nodata = np.float32(info.nodata)
+        valid &= ~(data == nodata).all(axis=0)
+    if info.alpha_band is not None:
+        valid &= dataset.read(info.alpha_band, window=window) > 0
+    elif MaskFlags.per_dataset in dataset.mask_flag_enums[0] and info.nodata is None:
+        valid &= dataset.read_masks(1, window=window) > 0
+    return valid
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
