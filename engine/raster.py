@@ -213,14 +213,15 @@ def read_block(dataset: DatasetReader, window: Window, bands: Sequence[int], inf
 
     A pixel is invalid where any selected band is NaN/inf, where every selected band equals the
     nodata value (a dark pixel with one zero band stays valid), where the alpha band is 0, or
-    where GDAL's per-dataset mask says so. Invalid pixels are set to 0 so no NaN leaks further.
+    where GDAL's per-dataset mask says so. An alpha band the caller reads as data (a 4-band RGBN
+    file that GDAL wrote as RGBA) is not used as a mask. Invalid pixels are set to 0 so no NaN leaks further.
 
     Raises:
         RasterError: the window cannot be read (a corrupt tile met after work has started).
     """
     try:
         data = dataset.read(list(bands), window=window, out_dtype="float32")
-        valid = _validity(dataset, window, data, info)
+        valid = _validity(dataset, window, data, info, bands)
     except RasterioError as exc:
         raise RasterError(
             f"{info.path}: pixels in rows {window.row_off}–{window.row_off + window.height}, "
@@ -231,13 +232,16 @@ def read_block(dataset: DatasetReader, window: Window, bands: Sequence[int], inf
     return RasterBlock(data=data, valid=valid)
 
 
-def _validity(dataset: DatasetReader, window: Window, data: np.ndarray, info: RasterInfo) -> np.ndarray:
+def _validity(
+    dataset: DatasetReader, window: Window, data: np.ndarray, info: RasterInfo, bands: Sequence[int]
+) -> np.ndarray:
     valid = np.isfinite(data).all(axis=0)
     if info.nodata is not None and not math.isnan(info.nodata):
         nodata = np.float32(info.nodata)
         valid &= ~(data == nodata).all(axis=0)
     if info.alpha_band is not None:
-        valid &= dataset.read(info.alpha_band, window=window) > 0
+        if info.alpha_band not in bands:
+            valid &= dataset.read(info.alpha_band, window=window) > 0
     elif MaskFlags.per_dataset in dataset.mask_flag_enums[0] and info.nodata is None:
         valid &= dataset.read_masks(1, window=window) > 0
     return valid
