@@ -1,0 +1,456 @@
+"""Model files: one ``.safetensors`` file holding the weights and everything needed to use them.
+
+The safetensors header's metadata maps ``"modelai"`` to JSON text of :class:`ModelMetadata`: the
+architecture and hyper-parameters to rebuild the network, the input bands and their normalisation,
+the patch size, class names and colours, the anomaly threshold and a training summary. Loading parses
+JSON and raw tensors only, never a pickle, so opening a model received from someone cannot run code.
+Every way a file can be wrong (missing, empty, truncated, another kind of file, a safetensors file of
+another program, edited metadata, a newer format) becomes a :class:`ModelFileError` that says so.
+
+Training checkpoints (to resume a run) are ``torch.save`` archives read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import safetensors
+import safetensors.torch
+import torch
+from safetensors import SafetensorError
+from torch import nn
+
+import engine
+from engine.errors import ModelFileError, OutputError
+from engine.models import ARCHITECTURES, build_model
+
+FORMAT_VERSION = 1
+METADATA_KEY = "modelai"
+TASKS = ("segmentation", "anomaly")
+RASTER_DTYPES = (
+    "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float16", "float32", "float64",
+)  # fmt: skip
+# safetensors itself refuses headers over 100 MB; a larger length field means another kind of file.
+MAX_HEADER_BYTES = 100_000_000
+_REDO = "Copy the model file again, or train a new model."
+# Leading bytes of files that people mistake for models, to name what they picked instead.
+_KNOWN_MAGIC = {
+    b"\x89PNG": "a PNG image",
+    b"II*\x00": "a TIFF image (a raster, not a model)",
+    b"MM\x00*": "a TIFF image (a raster, not a model)",
+    b"PK\x03\x04": "a zip archive (such as a PyTorch .pt file or a ModelAI training checkpoint)",
+}
+_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
+_REQUIRED = object()
+
+
+@dataclass
+class ClassInfo:
+    """One segmentation class: the value written to the output mask, its name and display colour."""
+
+    id: int
+    name: str
+    color: str  # "#rrggbb"
+
+
+@dataclass
+class ModelMetadata:
+    """Everything besides the weights that a model needs to be rebuilt and applied correctly."""
+
+    task: str
+    architecture: str
+    hyperparameters: dict[str, Any]
+    bands: list[int]
+    input_dtype: str
+    normalization: dict[str, Any]
+    patch_size: int
+    pixel_size: list[float] | None
+    crs: str | None
+    classes: list[ClassInfo]
+    anomaly: dict[str, Any] | None
+    training: dict[str, Any]
+    format_version: int = FORMAT_VERSION
+    created: str = ""
+
+    def to_json(self) -> str:
+        """Serialise to the JSON text stored in the model file's header."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: Path) -> ModelMetadata:
+        """Parse and validate metadata; ``source`` names the file in error messages.
+
+        Raises:
+            ModelFileError: the text is not a JSON object, a field is missing or of the wrong type,
+                the fields contradict each other, or the format is newer than this app reads.
+        """
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise _invalid(source, f"its metadata is not valid JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise _invalid(source, "its metadata is not a JSON object")
+
+        def get(name: str, check: Callable[[Any], bool], expected: str, default: Any = _REQUIRED) -> Any:
+            """One field's value, refusing a missing or mistyped one with its name."""
+            if name not in data:
+                if default is _REQUIRED:
+                    raise _invalid(source, f"field {name!r} is missing")
+                return default
+            if not check(data[name]):
+                shown = repr(data[name])
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                raise _invalid(source, f"field {name!r} must be {expected}, not {shown}")
+            return data[name]
+
+        version = get("format_version", _is_int, "an integer", default=FORMAT_VERSION)
+        if version > FORMAT_VERSION:
+            raise ModelFileError(
+                f"{source} was made by a newer ModelAI (model format {version}; this app reads up to "
+                f"{FORMAT_VERSION}). Update the app to use this model."
+            )
+        if version < 1:
+            raise _invalid(source, f"format_version {version} does not exist")
+
+        metadata = cls(
+            task=get("task", lambda v: v in TASKS, f"one of {', '.join(TASKS)}"),
+            architecture=get("architecture", lambda v: isinstance(v, str), "a string"),
+            hyperparameters=get("hyperparameters", _is_dict, "a JSON object"),
+            bands=get("bands", _is_band_list, "a non-empty list of band numbers (1, 2, ...)"),
+            input_dtype=get(
+                "input_dtype", lambda v: v in RASTER_DTYPES, "a raster data type such as 'uint16'"
+            ),
+            normalization=get("normalization", _is_dict, "a JSON object"),
+            patch_size=get("patch_size", lambda v: _is_int(v) and v >= 1, "a positive integer"),
+            pixel_size=get("pixel_size", _is_pixel_size, "null or [x, y] positive numbers"),
+            crs=get("crs", lambda v: v is None or isinstance(v, str), "null or a string"),
+            classes=[ClassInfo(**c) for c in get("classes", _is_class_list, "a list of {id, name, color}")],
+            anomaly=get("anomaly", lambda v: v is None or _is_dict(v), "null or a JSON object"),
+            training=get("training", _is_dict, "a JSON object"),
+            format_version=version,
+            created=get("created", lambda v: isinstance(v, str), "a string", default=""),
+        )
+        _check_consistency(metadata, source)
+        return metadata
+
+
+def _check_consistency(metadata: ModelMetadata, source: Path) -> None:
+    """Refuse fields that are each well-formed but cannot belong to the same model."""
+    if metadata.architecture not in ARCHITECTURES:
+        raise ModelFileError(
+            f"{source} uses the network {metadata.architecture!r}, which this ModelAI does not know "
+            f"({', '.join(ARCHITECTURES)}). It may come from a newer ModelAI: update the app."
+        )
+    task_of_architecture = ARCHITECTURES[metadata.architecture].task
+    if metadata.task != task_of_architecture:
+        raise _invalid(source, f"{metadata.architecture} is for {task_of_architecture}, not {metadata.task}")
+    in_channels = metadata.hyperparameters.get("in_channels", len(metadata.bands))
+    if in_channels != len(metadata.bands):
+        raise _invalid(
+            source, f"the network takes {in_channels!r} bands, but {len(metadata.bands)} are listed"
+        )
+    if metadata.task == "segmentation" and not metadata.classes:
+        raise _invalid(source, "a segmentation model needs at least one class")
+    if len({c.id for c in metadata.classes}) != len(metadata.classes):
+        raise _invalid(source, "two classes have the same id")
+    if metadata.task == "anomaly" and not (
+        isinstance(metadata.anomaly, dict) and _is_number(metadata.anomaly.get("threshold"))
+    ):
+        raise _invalid(source, "an anomaly model needs anomaly.threshold, a finite number")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _is_dict(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_band_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(_is_int(b) and b >= 1 for b in value)
+
+
+def _is_pixel_size(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, list) and len(value) == 2 and all(_is_number(v) and v > 0 for v in value)
+    )
+
+
+def _is_class_list(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(c, dict)
+        and set(c) == {"id", "name", "color"}
+        and _is_int(c["id"])
+        and c["id"] >= 0
+        and isinstance(c["name"], str)
+        and isinstance(c["color"], str)
+        and _COLOR.fullmatch(c["color"]) is not None
+        for c in value
+    )
+
+
+def _invalid(source: Path, problem: str) -> ModelFileError:
+    return ModelFileError(f"{source} is not a valid ModelAI model: {problem}. {_REDO}")
+
+
+def save_model(path: str | os.PathLike[str], model: nn.Module, metadata: ModelMetadata) -> Path:
+    """Write ``model``'s weights and ``metadata`` to ``path`` atomically; return the path.
+
+    The file is checked before it is written (metadata valid, weights fitting the architecture), so
+    a model file on disk can always be loaded. An existing file is replaced only once the new one is
+    complete, so an interrupted save leaves the old model intact.
+
+    Raises:
+        ModelFileError: the metadata is invalid or does not describe ``model``.
+        OutputError: the file cannot be written.
+    """
+    path = Path(path)
+    created = metadata.created or datetime.now(UTC).isoformat(timespec="seconds")
+    metadata = replace(metadata, format_version=FORMAT_VERSION, created=created)
+    text = metadata.to_json()
+    ModelMetadata.from_json(text, path)
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
+    _model_with_weights(metadata, tensors, path)
+    data = safetensors.torch.save(tensors, metadata={METADATA_KEY: text})
+    _write_atomically(path, lambda file: file.write(data))
+    return path
+
+
+def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
+    """Read a model's metadata from the file header without reading the weights.
+
+    Fast enough to list a folder of models; it also checks that the weights are all there.
+    """
+    path = Path(path)
+    return ModelMetadata.from_json(_read_header(path)["__metadata__"][METADATA_KEY], path)
+
+
+def load_model(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[nn.Module, ModelMetadata]:
+    """Rebuild a trained network from its file, on ``device`` and in eval mode.
+
+    Raises:
+        ModelFileError: the file is missing, damaged, not a ModelAI model, from a newer format, or its
+            weights do not fit its architecture.
+    """
+    path = Path(path)
+    metadata = read_metadata(path)
+    model = _model_with_weights(metadata, _read_tensors(path), path)
+    return model.to(device).eval(), metadata
+
+
+def update_metadata(path: str | os.PathLike[str], **changes: Any) -> ModelMetadata:
+    """Rewrite a model file atomically with some metadata fields changed (e.g. class names or colours).
+
+    Raises:
+        TypeError: a change names no metadata field.
+        ModelFileError: the file cannot be loaded, or the changed metadata is invalid or no longer
+            fits the weights; the file is then left as it was.
+    """
+    unknown = set(changes) - {f.name for f in fields(ModelMetadata)}
+    if unknown:
+        raise TypeError(f"ModelMetadata has no field(s) {', '.join(sorted(unknown))}")
+    model, metadata = load_model(path)
+    save_model(path, model, replace(metadata, **changes))
+    return read_metadata(path)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape a model's results, recorded in its training summary."""
+    import rasterio  # GDAL loads slowly and, in this module, only this summary needs it
+
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda or "none",
+        "numpy": np.__version__,
+        "rasterio": rasterio.__version__,
+        "safetensors": safetensors.__version__,
+        "python": platform.python_version(),
+        "engine": engine.__version__,
+    }
+
+
+def _file_size(path: Path, what: str) -> int:
+    """Size of a file that should hold a model or checkpoint, refusing missing, folder and empty ones."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as exc:
+        raise ModelFileError(f"The {what} file {path} does not exist; check the path.") from exc
+    except OSError as exc:
+        raise ModelFileError(f"Cannot read the {what} file {path}: {exc.strerror}.") from exc
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder, not a {what} file; choose the file inside it.")
+    if size == 0:
+        raise ModelFileError(f"{path} is empty (0 bytes): saving or copying it was interrupted.")
+    return size
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    """Parse and check the safetensors header ourselves: a bogus length must not make us read gigabytes."""
+    size = _file_size(path, "model")
+    try:
+        with path.open("rb") as file:
+            prefix = file.read(8)
+            header_length = int.from_bytes(prefix, "little")
+            plausible = size >= 8 and 2 <= header_length <= min(MAX_HEADER_BYTES, size - 8)
+            raw = file.read(header_length) if plausible else b""
+    except OSError as exc:
+        raise ModelFileError(f"Cannot read the model file {path}: {exc.strerror}.") from exc
+    if not raw.startswith(b"{"):
+        raise _not_safetensors(path, prefix, size, plausible)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _invalid(path, "it is not a safetensors file (its header is not JSON text)") from exc
+    if not isinstance(header, dict):
+        raise _invalid(path, "it is not a safetensors file (its header is not a JSON object)")
+    _check_weights_extent(header, size - 8 - header_length, path)
+    metadata = header.get("__metadata__")
+    if not (isinstance(metadata, dict) and isinstance(metadata.get(METADATA_KEY), str)):
+        raise ModelFileError(
+            f"{path} is a safetensors file but not a ModelAI model: it has no {METADATA_KEY!r} metadata. "
+            "Use a model trained by ModelAI."
+        )
+    return header
+
+
+def _not_safetensors(path: Path, prefix: bytes, size: int, plausible_length: bool) -> ModelFileError:
+    """Say what a file that does not start like safetensors is, as precisely as its first bytes allow."""
+    for magic, kind in _KNOWN_MAGIC.items():
+        if prefix.startswith(magic):
+            return ModelFileError(
+                f"{path} is {kind}, not a ModelAI model; choose a .safetensors model saved by ModelAI."
+            )
+    if prefix[:1] == b"\x80" and prefix[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return ModelFileError(
+            f"{path} is a Python pickle (such as a PyTorch .pt/.pth file), not a ModelAI model. "
+            "ModelAI never opens pickles, because opening one can run any code it contains."
+        )
+    if size < 8:
+        return _invalid(path, f"it has only {size} bytes, it is truncated")
+    header_length = int.from_bytes(prefix, "little")
+    if not plausible_length and 2 <= header_length <= MAX_HEADER_BYTES:
+        return _invalid(path, f"it is truncated: header of {header_length} bytes, {size - 8} left")
+    if plausible_length:
+        return _invalid(path, "it is not a safetensors file (its header is not a JSON object)")
+    return _invalid(path, "it is not a safetensors file (its first 8 bytes are no header length)")
+
+
+def _check_weights_extent(header: dict[str, Any], data_bytes: int, path: Path) -> None:
+    """Check that the bytes after the header are exactly the weights the header lists."""
+    entries = [entry for name, entry in header.items() if name != "__metadata__"]
+    offsets = [entry.get("data_offsets") if isinstance(entry, dict) else None for entry in entries]
+    if not all(isinstance(o, list) and len(o) == 2 and all(_is_int(v) for v in o) for o in offsets):
+        raise _invalid(path, "its table of weights is damaged")
+    needed = max((end for _, end in offsets), default=0)
+    if needed > data_bytes:
+        raise _invalid(path, f"it is truncated: the weights need {needed} bytes, only {data_bytes} are there")
+    if needed < data_bytes:
+        raise _invalid(path, f"it has {data_bytes - needed} bytes more than its weights need")
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read all weights into memory; no memory map is left open, so the file can be replaced."""
+    try:
+        return safetensors.torch.load(path.read_bytes())
+    except SafetensorError as exc:
+        raise _invalid(path, f"its weights are damaged ({exc})") from exc
+    except OSError as exc:
+        raise ModelFileError(f"Cannot read the model file {path}: {exc.strerror}.") from exc
+
+
+def _model_with_weights(metadata: ModelMetadata, tensors: dict[str, torch.Tensor], path: Path) -> nn.Module:
+    """Build the network the metadata names and load ``tensors`` into it strictly."""
+    try:
+        model = build_model(metadata.architecture, metadata.hyperparameters)
+    except ModelFileError as exc:
+        raise _invalid(path, str(exc).rstrip(".")) from exc
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        problem = f"its weights do not fit a {metadata.architecture} network ({detail[:300]})"
+        raise _invalid(path, problem) from exc
+    return model
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
+    """Write a training checkpoint atomically; ``state`` holds only tensors, numbers, strings and containers.
+
+    Raises:
+        OutputError: the file cannot be written.
+    """
+    path = Path(path)
+    _write_atomically(path, lambda file: torch.save(state, file))
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a training checkpoint onto the CPU without unpickling arbitrary objects.
+
+    Raises:
+        ModelFileError: the file is missing, empty, damaged, or holds something else than plain state.
+    """
+    path = Path(path)
+    _file_size(path, "checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    # Damaged or hostile files surface as RuntimeError, EOFError, UnpicklingError (from a module the
+    # engine must not import) and more; all of them mean the same thing to the user.
+    except Exception as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise ModelFileError(
+            f"The checkpoint {path} is damaged or not a ModelAI checkpoint ({type(exc).__name__}: {detail}). "
+            "Start the training again without resuming."
+        ) from exc
+    if not isinstance(state, dict):
+        raise ModelFileError(
+            f"The checkpoint {path} holds a {type(state).__name__}, not a training state. "
+            "Start the training again without resuming."
+        )
+    return state
+
+
+def _write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write through a temporary file in the same folder, then rename it over ``path``.
+
+    Readers see the old file or the complete new one, never a half-written one.
+    """
+    # A unique name opened exclusively, not mkstemp, so the file gets the usual permissions (umask).
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        file = temporary.open("xb")
+    except OSError as exc:
+        raise OutputError(
+            f"Cannot write {path}: {exc.strerror}. Choose an existing, writable folder."
+        ) from exc
+    try:
+        with file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        temporary.replace(path)
+    except BaseException as exc:
+        temporary.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(
+                f"Cannot write {path}: {exc.strerror}. Free disk space or pick another folder."
+            ) from exc
+        raise
