@@ -1,0 +1,262 @@
+"""Training a model from rasters: check the data, fit, and write a self-describing model file.
+
+`train` is what the command line and the job runner call. It validates everything it can before the
+first batch (settings, output file, device, every raster and mask), so mistakes fail in seconds, then
+runs the shared `fit` loop with the task's plug-ins and saves the best epoch's weights with the
+metadata that inference needs (bands, normalisation, classes, threshold, training summary).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.datasets import (
+    DataSplit,
+    GridPatches,
+    ImagePair,
+    PatchReader,
+    RandomPatches,
+    default_patches_per_epoch,
+    describe_files,
+    find_training_data,
+    make_loader,
+    select_bands,
+    split_validation,
+)
+from engine.device import describe_device, resolve_device
+from engine.errors import DatasetError, ModelFileError, OutputError
+from engine.model_file import ModelMetadata, library_versions, load_checkpoint, save_model
+from engine.models import build_model
+from engine.normalize import Normalization, compute_statistics, describe_constant_bands
+from engine.progress import CancelToken, NullReporter, Reporter
+from engine.training.anomaly import make_anomaly_task
+from engine.training.config import TrainConfig, checkpoint_path_for
+from engine.training.fit import CHECKPOINT_FORMAT, FitInputs, FitResult, TrainingTask, fit
+from engine.training.segmentation import make_segmentation_task
+
+__all__ = ["TrainConfig", "TrainResult", "checkpoint_path_for", "train"]
+
+# Settings that may change when a run is resumed: where things are and how they run, not what is learnt.
+_RUNTIME_SETTINGS = (
+    "images",
+    "masks",
+    "output",
+    "device",
+    "num_workers",
+    "overwrite",
+    "checkpoint_dir",
+    "resume",
+)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The written model and how the run went."""
+
+    model_path: Path
+    metadata: ModelMetadata
+    history: list[dict[str, Any]]
+    checkpoint_path: Path
+    best_metric: float | None
+    epochs_run: int
+    stopped_early: bool
+
+
+def train(
+    config: TrainConfig, reporter: Reporter | None = None, cancel: CancelToken | None = None
+) -> TrainResult:
+    """Trains a segmentation U-Net or an anomaly autoencoder and writes the model file.
+
+    Raises:
+        DatasetError: invalid settings, or images and masks that do not form a training set.
+        RasterError: a raster cannot be found, opened or read.
+        BandMismatchError: ``bands`` names a band some image lacks.
+        DeviceError: the device is not available or runs out of memory.
+        OutputError: the model file exists (without ``overwrite``) or cannot be written.
+        ModelFileError: the checkpoint to resume from is damaged or from another kind of run.
+        JobCancelled: the token was set; ``checkpoint_path_for(config)`` holds the last epoch.
+    """
+    reporter = reporter or NullReporter()
+    cancel = cancel or CancelToken()
+    config.validate()
+    resume = None
+    if config.resume is not None:
+        state = load_checkpoint(config.resume)
+        config = _resumed_config(config, state)
+        resume = (state, config.resume)
+    _prepare_output(config)
+    device = resolve_device(config.device)
+    pairs = find_training_data(
+        config.images, config.masks if config.task == "segmentation" else None, reporter
+    )
+    bands = select_bands(pairs, config.bands)
+    split = split_validation(pairs, config.val_fraction, config.patch, config.seed)
+    if resume is not None:
+        _check_same_data(pairs, bands, resume[0], config.resume)
+    task = _make_task(config, pairs, len(bands))
+    device_info = describe_device(device)
+    reporter.on_message("info", f"Device: {device_info.reason}")
+    if resume is None:
+        normalization = _normalization(config, split, bands, reporter)
+    else:
+        normalization = Normalization.from_dict(resume[0]["normalization"])
+        reporter.on_message(
+            "info", f"Resuming {config.resume} after epoch {resume[0]['epoch']} of {config.epochs}."
+        )
+    torch.manual_seed(config.seed)
+    model = build_model(task.architecture, task.hyperparameters)
+    reader = PatchReader(bands, normalization, config.patch)
+    patches_per_epoch = config.patches_per_epoch or default_patches_per_epoch(
+        split.train, config.patch, config.batch_size
+    )
+    train_patches = RandomPatches(reader, split.train, patches_per_epoch, config.seed, config.augment)
+    validation = GridPatches(reader, split.validation)
+    reporter.on_message(
+        "info",
+        f"Training on {len(pairs)} image(s), {split.description}; bands {', '.join(map(str, bands))}; "
+        f"{patches_per_epoch} patches of {config.patch}×{config.patch} per epoch, "
+        f"{len(validation)} validation windows.",
+    )
+    pin = device.type == "cuda"
+    run = FitInputs(
+        model=model,
+        task=task,
+        train_patches=train_patches,
+        train_loader=make_loader(train_patches, config.batch_size, config.num_workers, pin),
+        val_loader=make_loader(validation, config.batch_size, config.num_workers, pin),
+        device=device,
+        config=config,
+        checkpoint_extra={
+            "task": config.task,
+            "bands": bands,
+            "normalization": normalization.to_dict(),
+            "data": _data_names(pairs),
+        },
+    )
+    try:
+        result = fit(run, reporter, cancel, resume)
+    finally:
+        reader.close()
+    model.load_state_dict(result.best_model)
+    summary = {
+        "epochs": config.epochs,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        "best_epoch": result.best_epoch,
+        "best_metric": result.best_metric,
+        "monitor": task.monitor,
+        "history": result.history,
+        "duration_s": sum(entry["duration_s"] for entry in result.history),
+        "data": describe_files(pairs),
+        "validation": split.description,
+        "patches_per_epoch": patches_per_epoch,
+        "seed": config.seed,
+        "config": config.to_dict(),
+        "library_versions": library_versions(),
+        "device": {"kind": device_info.kind, "name": device_info.name, "description": device_info.reason},
+    }
+    metadata = _metadata(config, task, pairs, bands, normalization, result, summary)
+    save_model(config.output, model.cpu(), metadata)
+    return TrainResult(
+        model_path=config.output,
+        metadata=metadata,
+        history=result.history,
+        checkpoint_path=checkpoint_path_for(config),
+        best_metric=result.best_metric,
+        epochs_run=result.epochs_run,
+        stopped_early=result.stopped_early,
+    )
+
+
+def _resumed_config(config: TrainConfig, state: dict[str, Any]) -> TrainConfig:
+    """The checkpoint's settings (what is learnt and how), with this call's paths and device."""
+    if state.get("format") != CHECKPOINT_FORMAT or "config" not in state:
+        raise ModelFileError(
+            f"{config.resume} is not a ModelAI training checkpoint (last.ckpt). Check the path."
+        )
+    stored = TrainConfig.from_dict(state["config"])
+    if stored.task != config.task:
+        raise ModelFileError(
+            f"{config.resume} is a checkpoint of {stored.task} training, not {config.task}. "
+            f"Resume it with 'modelai train {stored.task}'."
+        )
+    return replace(stored, **{name: getattr(config, name) for name in _RUNTIME_SETTINGS})
+
+
+def _prepare_output(config: TrainConfig) -> None:
+    if config.output.exists() and not config.overwrite:
+        raise OutputError(f"{config.output} already exists. Choose another name or pass --overwrite.")
+    if config.output.is_dir():
+        raise OutputError(f"{config.output} is a folder; give a model file name such as model.safetensors.")
+    try:
+        config.output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"Cannot create the folder {config.output.parent}: {exc.strerror}. Choose a writable folder."
+        ) from exc
+
+
+def _normalization(
+    config: TrainConfig, split: DataSplit, bands: list[int], reporter: Reporter
+) -> Normalization:
+    """Statistics of the training images only, so validation stays unseen."""
+    images = list({region.pair.image.path: region.pair.image for region in split.train}.values())
+    statistics = compute_statistics(images, bands, seed=config.seed)
+    normalization = Normalization.from_statistics(statistics, config.normalization)
+    warning = describe_constant_bands(normalization, bands, [info.path for info in images])
+    if warning:
+        reporter.on_message("warning", warning)
+    return normalization
+
+
+def _data_names(pairs: list[ImagePair]) -> list[str]:
+    return sorted(pair.image.path.name for pair in pairs)
+
+
+def _check_same_data(
+    pairs: list[ImagePair], bands: list[int], state: dict[str, Any], source: Path | None
+) -> None:
+    """A resumed run must see the images and bands it started with, or its statistics are wrong."""
+    if _data_names(pairs) != list(state["data"]) or bands != list(state["bands"]):
+        raise DatasetError(
+            f"The checkpoint {source} was trained on bands {state['bands']} of {', '.join(state['data'])}, "
+            f"but bands {bands} of {', '.join(_data_names(pairs))} are given now. "
+            "Resume with the same images and bands, or train anew."
+        )
+
+
+def _make_task(config: TrainConfig, pairs: list[ImagePair], in_channels: int) -> TrainingTask:
+    if config.task == "segmentation":
+        return make_segmentation_task(config, pairs, in_channels)
+    return make_anomaly_task(config, in_channels)
+
+
+def _metadata(
+    config: TrainConfig,
+    task: TrainingTask,
+    pairs: list[ImagePair],
+    bands: list[int],
+    normalization: Normalization,
+    result: FitResult,
+    summary: dict[str, Any],
+) -> ModelMetadata:
+    first = pairs[0].image
+    best_entry = next((entry for entry in result.history if entry["epoch"] == result.best_epoch), None)
+    return ModelMetadata(
+        task=config.task,
+        architecture=task.architecture,
+        hyperparameters=task.hyperparameters,
+        bands=bands,
+        input_dtype=first.dtype,
+        normalization=normalization.to_dict(),
+        patch_size=config.patch,
+        pixel_size=list(first.pixel_size),
+        crs=first.crs,
+        classes=task.classes,
+        anomaly=task.anomaly_section(best_entry),
+        training=summary,
+    )

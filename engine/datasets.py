@@ -1,0 +1,473 @@
+"""Training data: pairing images with masks, checking them, and sampling patches lazily.
+
+A training set is many rasters, possibly each larger than memory, so nothing here loads a raster
+whole: patches are random windows read when a batch asks for them (a fixed number per epoch), and
+validation is a fixed grid of windows. Every file is checked before the first batch, because a
+mask of another size or CRS discovered after an hour of training is an hour lost. Invalid pixels
+(image nodata, mask nodata, padding) get the ignore index, so no loss or metric ever counts them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rasterio.crs import CRS
+from rasterio.io import DatasetReader
+from rasterio.windows import Window
+from torch.utils.data import DataLoader, Dataset
+
+from engine.errors import DatasetError
+from engine.normalize import Normalization
+from engine.progress import Reporter
+from engine.raster import RasterInfo, check_bands, find_rasters, open_raster, read_block, read_info
+
+IGNORE_INDEX = 255
+MAX_INVALID_FRACTION = 0.5
+WINDOW_TRIES = 8
+MAX_VALIDATION_WINDOWS = 256
+MASK_SCAN_ROWS = 512
+MASK_SUFFIX = "_mask"
+
+
+@dataclass(frozen=True)
+class MaskInfo:
+    """A checked mask: its raster, whether 0/255 is read as 0/1, and labelled pixels per class id."""
+
+    raster: RasterInfo
+    binary: bool
+    class_pixels: dict[int, int]
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    """One training image and its mask (None for anomaly training on normal images)."""
+
+    image: RasterInfo
+    mask: MaskInfo | None
+
+
+@dataclass(frozen=True)
+class Region:
+    """A rectangle of one image (pixel rows and columns) that patches are drawn from."""
+
+    pair: ImagePair
+    row: int
+    col: int
+    height: int
+    width: int
+
+    @property
+    def area(self) -> int:
+        return self.height * self.width
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    """Where training patches and validation windows come from; the two never share a pixel."""
+
+    train: list[Region]
+    validation: list[Region]
+    description: str
+
+
+def find_training_data(
+    images: Sequence[Path], masks: Sequence[Path] | None, reporter: Reporter
+) -> list[ImagePair]:
+    """Finds, opens and checks the training rasters; pairs each image with its mask by file stem.
+
+    ``a.tif`` pairs with ``a.tif`` or ``a_mask.tif`` among the masks; images and masks may share a
+    folder. Images must all have the same band count.
+
+    Raises:
+        RasterError: a path is missing, a folder holds no raster, a file is not a readable GeoTIFF.
+        DatasetError: an image has no mask, a mask does not line up with its image, band counts
+            differ, or a mask holds values that are no class id.
+    """
+    image_paths = find_rasters(images)
+    if masks is None:
+        pairs = [ImagePair(read_info(path), None) for path in image_paths]
+    else:
+        pairs = [
+            ImagePair(read_info(image), _check_mask(read_info(image), read_info(mask), reporter))
+            for image, mask in _match_masks(image_paths, find_rasters(masks))
+        ]
+    _check_band_counts([pair.image for pair in pairs])
+    return pairs
+
+
+def _match_masks(images: list[Path], masks: list[Path]) -> list[tuple[Path, Path]]:
+    if len(images) == 1 and len(masks) == 1 and images[0] != masks[0]:
+        return [(images[0], masks[0])]
+    by_stem: dict[str, list[Path]] = {}
+    for mask in masks:
+        by_stem.setdefault(mask.stem, []).append(mask)
+    matches: dict[Path, Path | None] = {}
+    for image in images:
+        candidates = [
+            mask for stem in (image.stem + MASK_SUFFIX, image.stem) for mask in by_stem.get(stem, [])
+        ]
+        candidates = [mask for mask in candidates if mask.resolve() != image.resolve()]
+        matches[image] = candidates[0] if candidates else None
+    used_as_mask = {mask.resolve() for mask in matches.values() if mask is not None}
+    pairs = []
+    for image, mask in matches.items():
+        if image.resolve() in used_as_mask:
+            continue
+        if mask is None:
+            folders = ", ".join(sorted({str(m.parent) for m in masks}))
+            raise DatasetError(
+                f"{image}: no mask found (looked for {image.stem}.tif or {image.stem}{MASK_SUFFIX}.tif "
+                f"in {folders}). Add its mask or move the image out of the training folder."
+            )
+        pairs.append((image, mask))
+    return pairs
+
+
+def _check_mask(image: RasterInfo, mask: RasterInfo, reporter: Reporter) -> MaskInfo:
+    problems = []
+    if (image.width, image.height) != (mask.width, mask.height):
+        problems.append(f"size {mask.width}×{mask.height} instead of {image.width}×{image.height}")
+    if not _same_crs(image, mask):
+        problems.append(f"CRS {mask.crs or 'none'} instead of {image.crs or 'none'}")
+    elif not np.allclose(image.transform, mask.transform, rtol=0, atol=1e-6 * max(image.pixel_size)):
+        problems.append("a different georeferencing (transform)")
+    if mask.count != 1:
+        problems.append(f"{mask.count} bands instead of 1")
+    if problems:
+        raise DatasetError(
+            f"Mask {mask.path} does not match image {image.path}: it has {' and '.join(problems)}. "
+            "Export the mask on the image's grid (same size, transform and CRS, one band of class ids)."
+        )
+    values, counts = _scan_mask_values(mask)
+    if values.size and (
+        values.min() < 0 or values.max() > IGNORE_INDEX or np.any(values != np.round(values))
+    ):
+        bad = next(v for v in values if v < 0 or v > IGNORE_INDEX or v != round(v))
+        raise DatasetError(
+            f"Mask {mask.path} holds the value {bad:g}, which is no class id. Masks hold whole class "
+            f"ids 0–254 ({IGNORE_INDEX} or the mask's nodata value means unlabelled)."
+        )
+    binary = set(values.tolist()) == {0.0, float(IGNORE_INDEX)}
+    class_pixels = {
+        (1 if binary and value == IGNORE_INDEX else int(value)): int(count)
+        for value, count in zip(values, counts, strict=True)
+        if binary or value != IGNORE_INDEX
+    }
+    if not class_pixels:
+        raise DatasetError(
+            f"Mask {mask.path} has no labelled pixel (all nodata or {IGNORE_INDEX}). Label some pixels "
+            "or leave this image out."
+        )
+    if len(class_pixels) == 1:
+        only = next(iter(class_pixels))
+        reporter.on_message(
+            "warning",
+            f"Mask {mask.path} holds a single class ({only}); its image only teaches that class. "
+            "Check the mask if the image shows other classes.",
+        )
+    return MaskInfo(mask, binary, class_pixels)
+
+
+def _same_crs(a: RasterInfo, b: RasterInfo) -> bool:
+    if a.crs_wkt is None or b.crs_wkt is None:
+        return a.crs_wkt == b.crs_wkt
+    return a.crs == b.crs or CRS.from_wkt(a.crs_wkt) == CRS.from_wkt(b.crs_wkt)
+
+
+def _scan_mask_values(mask: RasterInfo) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct valid values of a mask and their pixel counts, read in strips (bounded memory)."""
+    totals: Counter[float] = Counter()
+    with open_raster(mask.path) as dataset:
+        for row in range(0, mask.height, MASK_SCAN_ROWS):
+            window = Window(0, row, mask.width, min(MASK_SCAN_ROWS, mask.height - row))
+            block = read_block(dataset, window, [1], mask)
+            values, counts = np.unique(block.data[0][block.valid], return_counts=True)
+            totals.update(dict(zip(values.tolist(), counts.tolist(), strict=True)))
+    values = np.array(sorted(totals), dtype=np.float64)
+    return values, np.array([totals[v] for v in values.tolist()], dtype=np.int64)
+
+
+def _check_band_counts(images: list[RasterInfo]) -> None:
+    usual, _ = Counter(info.count for info in images).most_common(1)[0]
+    odd = next((info for info in images if info.count != usual), None)
+    if odd is not None:
+        reference = next(info for info in images if info.count == usual)
+        raise DatasetError(
+            f"{odd.path} has {odd.count} band(s) but {reference.path} has {usual}. All training images "
+            "need the same bands in the same order: remove or convert the odd one."
+        )
+
+
+def select_bands(pairs: Sequence[ImagePair], bands: Sequence[int] | None) -> list[int]:
+    """The 1-based bands to train on, checked against every image (every data band by default).
+
+    Raises:
+        BandMismatchError: a requested band does not exist in some image.
+    """
+    chosen = check_bands(pairs[0].image, bands)
+    for pair in pairs[1:]:
+        check_bands(pair.image, chosen)
+    return chosen
+
+
+def class_count(pairs: Sequence[ImagePair]) -> int:
+    """Number of network outputs: the highest class id in any mask plus one, at least two."""
+    highest = max(max(pair.mask.class_pixels) for pair in pairs if pair.mask is not None)
+    return max(2, highest + 1)
+
+
+def split_validation(pairs: Sequence[ImagePair], val_fraction: float, patch: int, seed: int) -> DataSplit:
+    """Holds out ``val_fraction`` of the images, or with one image a strip at its bottom (or right).
+
+    A gap of a quarter patch separates the strip from the training part, so neighbouring, nearly
+    identical pixels do not end up on both sides.
+
+    Raises:
+        DatasetError: a single image is too small to give both a training part and a strip.
+    """
+    if len(pairs) > 1:
+        held_out = min(len(pairs) - 1, max(1, round(len(pairs) * val_fraction)))
+        order = np.random.default_rng(seed).permutation(len(pairs))
+        chosen = set(order[:held_out].tolist())
+        regions = [_whole(pair) for pair in pairs]
+        names = ", ".join(pairs[i].image.path.name for i in sorted(chosen))
+        return DataSplit(
+            [r for i, r in enumerate(regions) if i not in chosen],
+            [r for i, r in enumerate(regions) if i in chosen],
+            f"validation images: {names}",
+        )
+    pair = pairs[0]
+    info = pair.image
+    along_rows = info.height >= info.width
+    size = info.height if along_rows else info.width
+    strip = max(1, round(size * val_fraction))
+    gap = patch // 4
+    kept = size - strip - gap
+    if kept < min(patch, size) // 2 or kept < 8:
+        raise DatasetError(
+            f"{info.path} ({info.width}×{info.height}) is too small to hold out {val_fraction:.0%} for "
+            "validation and still train on the rest. Add a second image or lower the validation fraction."
+        )
+    if along_rows:
+        train = Region(pair, 0, 0, kept, info.width)
+        validation = Region(pair, size - strip, 0, strip, info.width)
+        where = f"the bottom {strip} rows"
+    else:
+        train = Region(pair, 0, 0, info.height, kept)
+        validation = Region(pair, 0, size - strip, info.height, strip)
+        where = f"the right {strip} columns"
+    return DataSplit([train], [validation], f"validation: {where} of {info.path.name}")
+
+
+def _whole(pair: ImagePair) -> Region:
+    return Region(pair, 0, 0, pair.image.height, pair.image.width)
+
+
+def default_patches_per_epoch(regions: Sequence[Region], patch: int, batch_size: int) -> int:
+    """About two looks at every training pixel per epoch, between 8 and 64 batches."""
+    area = sum(region.area for region in regions)
+    batches = int(np.clip(np.ceil(2 * area / (patch * patch) / batch_size), 8, 64))
+    return batches * batch_size
+
+
+class PatchReader:
+    """Reads normalised patches; each process opens its own rasterio handles, lazily, and keeps them.
+
+    A DataLoader worker gets a copy of this object without handles (see ``__getstate__``, and the
+    process id check for forked workers), because an open GDAL dataset must never cross processes.
+    """
+
+    def __init__(self, bands: Sequence[int], normalization: Normalization, patch: int) -> None:
+        self.bands = list(bands)
+        self.normalization = normalization
+        self.patch = patch
+        self._handles: dict[Path, DatasetReader] = {}
+        self._stack = ExitStack()
+        self._pid = os.getpid()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(_handles={}, _stack=None, _pid=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._stack = ExitStack()
+        self._pid = os.getpid()
+
+    def close(self) -> None:
+        """Closes the handles this process opened."""
+        if self._pid == os.getpid():
+            self._stack.close()
+        self._handles = {}
+
+    def _dataset(self, info: RasterInfo) -> DatasetReader:
+        if self._pid != os.getpid():
+            self._handles, self._stack, self._pid = {}, ExitStack(), os.getpid()
+        if info.path not in self._handles:
+            self._handles[info.path] = self._stack.enter_context(open_raster(info.path))
+        return self._handles[info.path]
+
+    def read(self, region: Region, row: int, col: int) -> dict[str, np.ndarray]:
+        """The patch whose top-left pixel is (row, col), clipped to the region and padded to size.
+
+        Returns ``image`` (bands, p, p) float32 normalised, ``valid`` (p, p) bool and, with a mask,
+        ``target`` (p, p) uint8 class ids with IGNORE_INDEX wherever ``valid`` is False.
+        """
+        height = min(self.patch, region.row + region.height - row)
+        width = min(self.patch, region.col + region.width - col)
+        window = Window(col, row, width, height)
+        image = read_block(self._dataset(region.pair.image), window, self.bands, region.pair.image)
+        valid = image.valid
+        target = None
+        mask = region.pair.mask
+        if mask is not None:
+            block = read_block(self._dataset(mask.raster), window, [1], mask.raster)
+            valid = valid & block.valid
+            target = block.data[0].astype(np.uint8)
+            if mask.binary:
+                target[target == IGNORE_INDEX] = 1
+            valid &= target != IGNORE_INDEX
+            target[~valid] = IGNORE_INDEX
+        data = self.normalization.apply(image.data, valid)
+        pads = ((0, self.patch - height), (0, self.patch - width))
+        if pads[0][1] or pads[1][1]:
+            mode = "reflect" if height > 1 and width > 1 else "edge"
+            data = np.pad(data, ((0, 0), *pads), mode=mode)
+            valid = np.pad(valid, pads, constant_values=False)
+            if target is not None:
+                target = np.pad(target, pads, constant_values=IGNORE_INDEX)
+        patch = {"image": data, "valid": valid}
+        if target is not None:
+            patch["target"] = target
+        return patch
+
+
+def _to_tensors(patch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    tensors = {
+        "image": torch.from_numpy(np.ascontiguousarray(patch["image"], dtype=np.float32)),
+        "valid": torch.from_numpy(np.ascontiguousarray(patch["valid"])),
+    }
+    if "target" in patch:
+        tensors["target"] = torch.from_numpy(np.ascontiguousarray(patch["target"]).astype(np.int64))
+    return tensors
+
+
+class RandomPatches(Dataset):
+    """``count`` random training patches per epoch, drawn from regions in proportion to their area.
+
+    Patch ``index`` of epoch ``epoch`` depends only on (seed, epoch, index), so a resumed run and a
+    run with worker processes draw exactly the patches an uninterrupted single-process run would.
+    """
+
+    def __init__(
+        self, reader: PatchReader, regions: Sequence[Region], count: int, seed: int, augment: bool
+    ) -> None:
+        self.reader = reader
+        self.regions = list(regions)
+        self.count = count
+        self.seed = seed
+        self.augment = augment
+        self.epoch = 0
+        areas = np.array([region.area for region in self.regions], dtype=np.float64)
+        self._weights = areas / areas.sum()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Chooses which epoch's patches the next iteration yields (call before making the iterator)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        best: dict[str, np.ndarray] | None = None
+        for _ in range(WINDOW_TRIES):
+            region = self.regions[int(rng.choice(len(self.regions), p=self._weights))]
+            row = region.row + int(rng.integers(0, max(1, region.height - self.reader.patch + 1)))
+            col = region.col + int(rng.integers(0, max(1, region.width - self.reader.patch + 1)))
+            patch = self.reader.read(region, row, col)
+            if best is None or patch["valid"].mean() > best["valid"].mean():
+                best = patch
+            if 1.0 - patch["valid"].mean() <= MAX_INVALID_FRACTION:
+                break
+        assert best is not None
+        if self.augment:
+            best = _augment(best, rng)
+        return _to_tensors(best)
+
+
+def _augment(patch: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The same random flip and quarter turn for the image, its validity and its target."""
+    turns = int(rng.integers(0, 4))
+    flip = bool(rng.integers(0, 2))
+    result = {}
+    for name, array in patch.items():
+        array = np.rot90(array, turns, axes=(-2, -1))
+        result[name] = np.flip(array, axis=-1) if flip else array
+    return result
+
+
+class GridPatches(Dataset):
+    """A fixed grid of validation windows (the last row and column aligned to the region's edge)."""
+
+    def __init__(self, reader: PatchReader, regions: Sequence[Region]) -> None:
+        self.reader = reader
+        self.windows = [(region, row, col) for region in regions for row, col in _grid(region, reader.patch)]
+        if len(self.windows) > MAX_VALIDATION_WINDOWS:
+            keep = np.linspace(0, len(self.windows) - 1, MAX_VALIDATION_WINDOWS).round().astype(int)
+            self.windows = [self.windows[i] for i in keep]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return _to_tensors(self.reader.read(*self.windows[index]))
+
+
+def _grid(region: Region, patch: int) -> list[tuple[int, int]]:
+    def starts(origin: int, extent: int) -> list[int]:
+        if extent <= patch:
+            return [origin]
+        return sorted({*range(origin, origin + extent - patch, patch), origin + extent - patch})
+
+    return [
+        (row, col) for row in starts(region.row, region.height) for col in starts(region.col, region.width)
+    ]
+
+
+def make_loader(dataset: Dataset, batch_size: int, num_workers: int, pin_memory: bool) -> DataLoader:
+    """A DataLoader in the dataset's own order (patches are already random); no worker is reused."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        drop_last=False,
+    )
+
+
+def describe_files(pairs: Sequence[ImagePair]) -> list[dict[str, Any]]:
+    """The training files with their sizes, for the model's training summary."""
+    described = []
+    for pair in pairs:
+        entry: dict[str, Any] = {
+            "image": str(pair.image.path),
+            "size_bytes": pair.image.size_bytes,
+            "width": pair.image.width,
+            "height": pair.image.height,
+        }
+        if pair.mask is not None:
+            entry["mask"] = str(pair.mask.raster.path)
+            entry["mask_size_bytes"] = pair.mask.raster.size_bytes
+        described.append(entry)
+    return described

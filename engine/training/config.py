@@ -1,0 +1,148 @@
+"""The settings of one training run, as a plain dataclass that round-trips through JSON.
+
+The job store keeps a run's settings as JSON and a checkpoint carries them, so that a resumed run
+trains exactly as the interrupted one did. Values are checked here, before any file is opened, so a
+typo fails in a second with a message naming the option.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from engine.device import PRECISIONS
+from engine.errors import DatasetError
+from engine.normalize import METHODS
+
+TASKS = ("segmentation", "anomaly")
+SCHEDULES = ("onecycle", "cosine")
+DEFAULT_DEPTH = {"segmentation": 4, "anomaly": 3}
+_PATH_FIELDS = ("output", "resume", "checkpoint_dir")
+_PATH_LIST_FIELDS = ("images", "masks")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides what a training run does. ``depth`` None means 4 (U-Net) or 3 (AE)."""
+
+    task: str
+    images: list[Path]
+    output: Path
+    masks: list[Path] | None = None
+    patch: int = 128
+    batch_size: int = 16
+    epochs: int = 20
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.2
+    device: str = "auto"
+    precision: str = "auto"
+    bands: list[int] | None = None
+    base_width: int = 32
+    depth: int | None = None
+    latent_channels: int = 8
+    seed: int = 0
+    resume: Path | None = None
+    num_workers: int = 0
+    normalization: str = "standard"
+    patches_per_epoch: int | None = None
+    schedule: str = "onecycle"
+    warmup_fraction: float = 0.1
+    patience: int | None = None
+    augment: bool = True
+    threshold_quantile: float = 0.99
+    class_names: list[str] | None = None
+    class_colors: list[str] | None = None
+    checkpoint_dir: Path | None = None
+    overwrite: bool = False
+
+    @property
+    def network_depth(self) -> int:
+        return self.depth if self.depth is not None else DEFAULT_DEPTH[self.task]
+
+    def validate(self) -> None:
+        """Checks every value; raises DatasetError naming the option and its allowed range."""
+        checks = [
+            (self.task in TASKS, f"task must be one of {', '.join(TASKS)}, not {self.task!r}"),
+            (bool(self.images), "give at least one image file or folder"),
+            (self.task != "segmentation" or bool(self.masks), "segmentation needs masks (a file or folder)"),
+            (self.patch >= 8, f"--patch must be at least 8, not {self.patch}"),
+            (self.batch_size >= 1, f"--batch-size must be at least 1, not {self.batch_size}"),
+            (self.epochs >= 1, f"--epochs must be at least 1, not {self.epochs}"),
+            (self.lr > 0, f"--lr must be positive, not {self.lr}"),
+            (0 < self.val_fraction < 1, f"--val-fraction must be between 0 and 1, not {self.val_fraction}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
+            (self.bands is None or bool(self.bands), "--bands must list at least one band"),
+            (self.base_width >= 1, f"--base-width must be at least 1, not {self.base_width}"),
+            (self.depth is None or 1 <= self.depth <= 6, f"--depth must be 1 to 6, not {self.depth}"),
+            (self.num_workers >= 0, f"--num-workers must be 0 or more, not {self.num_workers}"),
+            (self.normalization in METHODS, f"--normalization must be one of {', '.join(METHODS)}"),
+            (
+                self.patches_per_epoch is None or self.patches_per_epoch >= 1,
+                f"--patches-per-epoch must be at least 1, not {self.patches_per_epoch}",
+            ),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
+            (0 <= self.warmup_fraction < 1, "warm-up fraction must be in [0, 1)"),
+            (
+                self.patience is None or self.patience >= 1,
+                f"--patience must be at least 1, not {self.patience}",
+            ),
+            (
+                0.5 <= self.threshold_quantile < 1,
+                f"--threshold-quantile must be in [0.5, 1), not {self.threshold_quantile}",
+            ),
+        ]
+        problems = [message for ok, message in checks if not ok]
+        multiple = 2**self.network_depth
+        if self.patch % multiple:
+            problems.append(
+                f"--patch {self.patch} must be a multiple of {multiple} (2**depth for depth "
+                f"{self.network_depth}); try {max(multiple, self.patch // multiple * multiple)}"
+            )
+        if problems:
+            raise DatasetError("Invalid training settings: " + "; ".join(problems) + ".")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (paths as strings)."""
+        data = asdict(self)
+        for name in _PATH_FIELDS:
+            data[name] = None if data[name] is None else str(data[name])
+        for name in _PATH_LIST_FIELDS:
+            data[name] = None if data[name] is None else [str(p) for p in data[name]]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuilds a config from ``to_dict`` output; unknown keys are refused, missing ones defaulted."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DatasetError(
+                f"Unknown training setting(s) {', '.join(unknown)} in the stored configuration."
+            )
+        values = dict(data)
+        for name in _PATH_FIELDS:
+            if values.get(name) is not None:
+                values[name] = Path(values[name])
+        for name in _PATH_LIST_FIELDS:
+            if values.get(name) is not None:
+                values[name] = [Path(p) for p in values[name]]
+        return cls(**values)
+
+
+def checkpoint_dir_for(config: TrainConfig) -> Path:
+    """Where checkpoints go: the configured folder, else ``<output folder>/<output stem>.checkpoints``."""
+    if config.checkpoint_dir is not None:
+        return config.checkpoint_dir
+    return config.output.parent / f"{config.output.stem}.checkpoints"
+
+
+def checkpoint_path_for(config: TrainConfig) -> Path:
+    """The ``last.ckpt`` a run writes after every epoch, i.e. what ``resume`` should point at."""
+    return checkpoint_dir_for(config) / "last.ckpt"
+
+
+def best_checkpoint_path_for(config: TrainConfig) -> Path:
+    """The checkpoint holding the best epoch's weights so far."""
+    return checkpoint_dir_for(config) / "best.ckpt"

@@ -1,0 +1,423 @@
+"""The one training loop: epochs, mixed precision, schedule, early stopping, checkpoints, resume, cancel.
+
+Tasks (segmentation, anomaly) plug in through `TrainingTask`: they supply the loss, the validation
+metrics and which metric decides the best epoch; everything about running epochs lives here once.
+After every epoch ``last.ckpt`` holds the complete state (weights, optimizer, schedule, loss scaler,
+history, random number generators), so a resumed run continues exactly where the interrupted one
+stopped, and a cancel at any batch leaves a checkpoint that loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from engine.datasets import RandomPatches
+from engine.device import autocast_dtype, is_out_of_memory
+from engine.errors import DatasetError, DeviceError, EngineError, JobCancelled, ModelFileError, OutputError
+from engine.model_file import ClassInfo, load_checkpoint, save_checkpoint
+from engine.progress import CancelToken, EpochEvent, ProgressEvent, Reporter
+from engine.training.config import TrainConfig, best_checkpoint_path_for, checkpoint_path_for
+
+CHECKPOINT_FORMAT = "modelai-checkpoint"
+LOSS_SMOOTHING = 0.9
+COSINE_FLOOR = 0.01
+
+
+class Validator(Protocol):
+    """Accumulates a task's validation metrics over batches."""
+
+    def update(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> None: ...
+
+    def result(self) -> tuple[dict[str, float], dict[str, Any]]:
+        """Flat float metrics (for curves) and JSON-ready notes (kept in the history only)."""
+        ...
+
+
+class TrainingTask(Protocol):
+    """What a task tells the loop: network, loss, metrics and which metric picks the best epoch."""
+
+    architecture: str
+    hyperparameters: dict[str, Any]
+    classes: list[ClassInfo]
+    monitor: str
+    higher_is_better: bool
+
+    def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
+
+    def validator(self) -> Validator: ...
+
+    def sample(
+        self, output: torch.Tensor, batch: dict[str, torch.Tensor], index: int
+    ) -> dict[str, np.ndarray]:
+        """Small preview arrays of one validation patch for the live view."""
+        ...
+
+    def anomaly_section(self, best_entry: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The model file's ``anomaly`` metadata, from the best epoch's history entry."""
+        ...
+
+
+@dataclass
+class FitInputs:
+    """The model, data and settings of one run; ``checkpoint_extra`` is stored in every checkpoint."""
+
+    model: nn.Module
+    task: TrainingTask
+    train_patches: RandomPatches
+    train_loader: DataLoader
+    val_loader: DataLoader
+    device: torch.device
+    config: TrainConfig
+    checkpoint_extra: dict[str, Any]
+
+
+@dataclass
+class FitResult:
+    """What a finished (or early-stopped) run produced; ``best_model`` is a CPU state dict."""
+
+    history: list[dict[str, Any]]
+    best_model: dict[str, torch.Tensor]
+    best_epoch: int
+    best_metric: float | None
+    epochs_run: int
+    stopped_early: bool
+
+
+@dataclass
+class _Validation:
+    loss: float
+    metrics: dict[str, float]
+    notes: dict[str, Any]
+    sample: dict[str, np.ndarray] | None
+
+
+class WarmupCosine:
+    """Learning-rate factor: linear warm-up, then cosine decay to 1 %; plain attributes, so it checkpoints."""
+
+    def __init__(self, total_steps: int, warmup_steps: int) -> None:
+        self.total_steps = total_steps
+        self.warmup_steps = warmup_steps
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+        return COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class _Loop:
+    """The state of one run: built once, then restored from a checkpoint or started fresh."""
+
+    def __init__(self, run: FitInputs, reporter: Reporter, cancel: CancelToken) -> None:
+        self.run = run
+        self.reporter = reporter
+        self.cancel = cancel
+        self.config = run.config
+        self.device = run.device
+        self.channels_last = run.device.type == "cuda"
+        self.model = run.model.to(run.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
+        )
+        total_steps = self.config.epochs * len(run.train_loader)
+        if self.config.schedule == "onecycle":
+            self.scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
+                self.optimizer, self.config.lr, total_steps=total_steps, pct_start=self.config.warmup_fraction
+            )
+        else:
+            warmup = round(self.config.warmup_fraction * total_steps)
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, WarmupCosine(total_steps, warmup)
+            )
+        self.amp_dtype = autocast_dtype(run.device, self.config.precision)
+        self.scaler = torch.amp.GradScaler(run.device.type, enabled=self.amp_dtype == torch.float16)
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_epoch = 0
+        self.best_metric: float | None = None
+        self.best_model = _cpu_copy(self.model.state_dict())
+        self.last_path = checkpoint_path_for(self.config)
+        self.best_path = best_checkpoint_path_for(self.config)
+
+    def restore(self, state: dict[str, Any], source: Path) -> None:
+        """Continues from a ``last.ckpt`` and the ``best.ckpt`` beside it."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler.is_enabled() and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+        self.best_epoch = int(state["best_epoch"])
+        self.best_metric = state["best_metric"]
+        torch.set_rng_state(state["rng"]["torch"])
+        if self.device.type == "cuda" and state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        if self.best_epoch:
+            best = load_checkpoint(source.parent / self.best_path.name)
+            if int(best.get("epoch", -1)) != self.best_epoch:
+                raise ModelFileError(
+                    f"{source.parent / self.best_path.name} does not hold epoch {self.best_epoch}, the best "
+                    f"one recorded in {source}. Keep the checkpoint folder together, or train again."
+                )
+            self.best_model = best["model"]
+            if source.parent.resolve() != self.best_path.parent.resolve():
+                save_checkpoint(self.best_path, best)
+        else:
+            self.best_model = _cpu_copy(self.model.state_dict())
+
+    def save_last(self) -> None:
+        rng = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+        }
+        save_checkpoint(
+            self.last_path,
+            {
+                "format": CHECKPOINT_FORMAT,
+                "epoch": self.epoch,
+                "config": self.config.to_dict(),
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "history": self.history,
+                "best_epoch": self.best_epoch,
+                "best_metric": self.best_metric,
+                "rng": rng,
+                **self.run.checkpoint_extra,
+            },
+        )
+
+    def check_cancel(self) -> None:
+        if self.cancel.cancelled:
+            raise JobCancelled(
+                f"Training was cancelled during epoch {self.epoch + 1}; {self.last_path} holds epoch "
+                f"{self.epoch}. Resume with --resume {self.last_path}."
+            )
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        moved = {name: value.to(self.device, non_blocking=True) for name, value in batch.items()}
+        if self.channels_last:
+            moved["image"] = moved["image"].contiguous(memory_format=torch.channels_last)
+        return moved
+
+    def train_epoch(self) -> float:
+        self.model.train()
+        self.run.train_patches.set_epoch(self.epoch + 1)
+        loader = self.run.train_loader
+        total, smoothed, loss_sum = len(loader), None, 0.0
+        start = time.monotonic()
+        for index, batch in enumerate(loader, 1):
+            self.check_cancel()
+            value = self.train_step(self.to_device(batch))
+            loss_sum += value
+            smoothed = value if smoothed is None else LOSS_SMOOTHING * smoothed + (1 - LOSS_SMOOTHING) * value
+            self.report_progress("train", index, total, start, smoothed)
+        return loss_sum / max(1, total)
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        try:
+            with self.autocast():
+                output = self.model(batch["image"])
+            loss = self.run.task.loss(output.float(), batch)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        except RuntimeError as exc:
+            if is_out_of_memory(exc):
+                raise DeviceError(
+                    f"{self.device} ran out of memory with batches of {self.config.batch_size} patches of "
+                    f"{self.config.patch}×{self.config.patch}. Lower --batch-size or --patch."
+                ) from exc
+            raise
+        self.scheduler.step()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise EngineError(
+                f"Training diverged in epoch {self.epoch + 1} (the loss is {value}). "
+                f"Lower the learning rate (--lr, now {self.config.lr:g}) and train again."
+            )
+        return value
+
+    def validate(self) -> _Validation:
+        self.model.eval()
+        validator = self.run.task.validator()
+        loader = self.run.val_loader
+        loss_sum, pixels, sample = 0.0, 0, None
+        start = time.monotonic()
+        with torch.no_grad():
+            for index, batch in enumerate(loader, 1):
+                self.check_cancel()
+                batch = self.to_device(batch)
+                with self.autocast():
+                    output = self.model(batch["image"])
+                output = output.float()
+                valid_counts = batch["valid"].flatten(1).sum(dim=1)
+                batch_pixels = int(valid_counts.sum())
+                if batch_pixels:
+                    loss_sum += float(self.run.task.loss(output, batch)) * batch_pixels
+                    pixels += batch_pixels
+                    validator.update(output, batch)
+                    if sample is None:
+                        sample = self.run.task.sample(output, batch, int(valid_counts.argmax()))
+                self.report_progress("validate", index, len(loader), start, None)
+        if not pixels:
+            raise DatasetError(
+                "The validation part of the data holds no valid pixel (all nodata or unlabelled). "
+                "Raise --val-fraction or add labelled images."
+            )
+        metrics, notes = validator.result()
+        return _Validation(loss_sum / pixels, metrics, notes, sample)
+
+    def report_progress(self, stage: str, done: int, total: int, start: float, loss: float | None) -> None:
+        elapsed = max(time.monotonic() - start, 1e-9)
+        self.reporter.on_progress(
+            ProgressEvent(
+                stage=stage,
+                done=done,
+                total=total,
+                epoch=self.epoch + 1,
+                epochs=self.config.epochs,
+                loss=loss,
+                rate=done / elapsed,
+                rate_unit="batch/s",
+                eta_s=(total - done) * elapsed / done,
+            )
+        )
+
+    def is_improvement(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        if self.best_metric is None:
+            return True
+        return value > self.best_metric if self.run.task.higher_is_better else value < self.best_metric
+
+    def run_epoch(self) -> None:
+        start = time.monotonic()
+        train_loss = self.train_epoch()
+        validation = self.validate()
+        self.epoch += 1
+        monitor = self.run.task.monitor
+        value = validation.metrics.get(monitor)
+        is_best = self.is_improvement(value)
+        if is_best:
+            self.best_epoch, self.best_metric = self.epoch, value
+            self.best_model = _cpu_copy(self.model.state_dict())
+            save_checkpoint(self.best_path, {"epoch": self.epoch, "metric": value, "model": self.best_model})
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        duration = time.monotonic() - start
+        self.history.append(
+            {
+                "epoch": self.epoch,
+                "train_loss": train_loss,
+                "val_loss": validation.loss,
+                "metrics": validation.metrics,
+                "lr": lr,
+                "duration_s": duration,
+                "is_best": is_best,
+                **validation.notes,
+            }
+        )
+        self.save_last()
+        self.reporter.on_epoch(
+            EpochEvent(
+                epoch=self.epoch,
+                epochs=self.config.epochs,
+                train_loss=train_loss,
+                val_loss=validation.loss,
+                metrics=validation.metrics,
+                monitor=monitor,
+                is_best=is_best,
+                lr=lr,
+                duration_s=duration,
+                sample=validation.sample,
+            )
+        )
+
+
+def fit(
+    run: FitInputs,
+    reporter: Reporter,
+    cancel: CancelToken,
+    resume: tuple[dict[str, Any], Path] | None = None,
+) -> FitResult:
+    """Trains ``run.model`` for the configured epochs (or until early stopping) and returns the best weights.
+
+    Args:
+        resume: a loaded ``last.ckpt`` and its path, to continue that run instead of starting anew.
+
+    Raises:
+        JobCancelled: the token was set; ``last.ckpt`` holds the last completed epoch.
+        DeviceError: the device ran out of memory.
+        EngineError: the loss became NaN or infinite.
+    """
+    loop = _Loop(run, reporter, cancel)
+    checkpoint_dir = loop.last_path.parent
+    try:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"Cannot create the checkpoint folder {checkpoint_dir}: {exc.strerror}. Choose a writable folder."
+        ) from exc
+    if resume is None:
+        loop.save_last()
+    else:
+        loop.restore(*resume)
+    while loop.epoch < run.config.epochs and not _patience_exhausted(loop, run.config.patience):
+        loop.run_epoch()
+    return FitResult(
+        history=loop.history,
+        best_model=loop.best_model,
+        best_epoch=loop.best_epoch,
+        best_metric=loop.best_metric,
+        epochs_run=loop.epoch,
+        stopped_early=loop.epoch < run.config.epochs,
+    )
+
+
+def rgb_previews(valid: torch.Tensor, *images: torch.Tensor) -> list[np.ndarray]:
+    """HxWx3 uint8 views of (bands, H, W) images: the first three bands (fewer bands are repeated).
+
+    All images share the 2-98 % stretch of the first one's valid pixels, so an input and its
+    reconstruction are comparable at a glance.
+    """
+    arrays = [image.detach().float().cpu().numpy() for image in images]
+    arrays = [a[np.minimum(np.arange(3), a.shape[0] - 1)] for a in arrays]
+    mask = valid.cpu().numpy().astype(bool)
+    pixels = arrays[0][:, mask] if mask.any() else arrays[0].reshape(3, -1)
+    low, high = np.percentile(pixels, (2, 98), axis=1)
+    scale = np.where(high > low, high - low, 1.0)[:, None, None]
+    previews = []
+    for array in arrays:
+        stretched = np.clip((array - low[:, None, None]) / scale, 0, 1) * 255
+        stretched[:, ~mask] = 0
+        previews.append(np.ascontiguousarray(stretched.round().astype(np.uint8).transpose(1, 2, 0)))
+    return previews
+
+
+def _patience_exhausted(loop: _Loop, patience: int | None) -> bool:
+    """Early stopping: ``patience`` epochs have passed without a better monitored metric."""
+    return patience is not None and loop.best_epoch > 0 and loop.epoch - loop.best_epoch >= patience
+
+
+def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: value.detach().to("cpu", copy=True) for name, value in state.items()}

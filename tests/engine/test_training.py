@@ -1,0 +1,338 @@
+"""Real training runs on small synthetic scenes: learning, checkpoints, resume, cancel, outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.windows import Window
+
+from engine.errors import DatasetError, JobCancelled, OutputError
+from engine.model_file import load_checkpoint, load_model
+from engine.models import build_model
+from engine.normalize import Normalization
+from engine.progress import CancelToken, EpochEvent, ProgressEvent, RecordingReporter
+from engine.raster import open_raster, read_block, read_info
+from engine.synthetic import CLASS_NAMES, Scene
+from engine.training import TrainConfig, checkpoint_path_for, train
+from engine.training.fit import WarmupCosine
+from engine.training.metrics import segmentation_scores
+from tests.rasters import write_raster
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Keeps these CPU trainings fast on a shared, busy machine, where torch's spinning threads
+    compete with other processes (measured 8x slower with two threads on two loaded cores)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+FAST = {"patch": 64, "batch_size": 8, "base_width": 8, "depth": 3, "lr": 1e-2, "patches_per_epoch": 64}
+
+
+def segmentation_config(scene_dir: Path, output: Path, **changes: object) -> TrainConfig:
+    config = TrainConfig(
+        task="segmentation",
+        images=[scene_dir / "train" / "images"],
+        masks=[scene_dir / "train" / "masks"],
+        output=output,
+        epochs=8,
+        class_names=list(CLASS_NAMES),
+        **FAST,
+    )
+    return replace(config, **changes)
+
+
+def predict_whole(model: torch.nn.Module, normalization: dict, bands: list[int], path: Path) -> tuple:
+    """A plain forward pass over a whole raster, padded to the network's size multiple."""
+    info = read_info(path)
+    with open_raster(path) as dataset:
+        block = read_block(dataset, Window(0, 0, info.width, info.height), bands, info)
+    image = Normalization.from_dict(normalization).apply(block.data, block.valid)
+    multiple = model.size_multiple
+    pad_rows, pad_cols = -info.height % multiple, -info.width % multiple
+    image = np.pad(image, ((0, 0), (0, pad_rows), (0, pad_cols)), mode="reflect")
+    with torch.no_grad():
+        output = model(torch.from_numpy(np.ascontiguousarray(image))[None])[0]
+    return (
+        output[:, : info.height, : info.width],
+        torch.from_numpy(image[:, : info.height, : info.width]),
+        block.valid,
+    )
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve from ranks (Mann-Whitney U)."""
+    ranks = np.empty(scores.size)
+    ranks[np.argsort(scores, kind="stable")] = np.arange(1, scores.size + 1)
+    positives, negatives = int(positive.sum()), int((~positive).sum())
+    return float((ranks[positive].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+class CancellingReporter(RecordingReporter):
+    """Sets the token when ``when`` says so, as a user pressing Cancel at that moment would."""
+
+    def __init__(self, cancel: CancelToken, when: Callable[[ProgressEvent | EpochEvent], bool]) -> None:
+        super().__init__()
+        self.cancel = cancel
+        self.when = when
+
+    def on_progress(self, event: ProgressEvent) -> None:
+        super().on_progress(event)
+        if self.when(event):
+            self.cancel.cancel()
+
+    def on_epoch(self, event: EpochEvent) -> None:
+        super().on_epoch(event)
+        if self.when(event):
+            self.cancel.cancel()
+
+
+def test_unet_learns_to_segment_a_held_out_scene(scene_dir: Path, tmp_path: Path) -> None:
+    reporter = RecordingReporter()
+    output = tmp_path / "new" / "folder" / "unet.safetensors"
+    result = train(segmentation_config(scene_dir, output), reporter)
+
+    model, metadata = load_model(result.model_path)
+    logits, _, _ = predict_whole(
+        model, metadata.normalization, metadata.bands, scene_dir / "holdout" / "images" / "holdout.tif"
+    )
+    with rasterio.open(scene_dir / "holdout" / "masks" / "holdout.tif") as dataset:
+        reference = torch.from_numpy(dataset.read(1).astype(np.int64))
+    labelled = reference != 255
+    matrix = np.zeros((4, 4), dtype=np.int64)
+    np.add.at(matrix, (reference[labelled].numpy(), logits.argmax(dim=0)[labelled].numpy()), 1)
+    scores = segmentation_scores(matrix)
+    assert scores.absent == []
+    assert scores.mean_iou >= 0.8, scores.iou
+
+    assert result.epochs_run == 8 and not result.stopped_early
+    assert [entry["epoch"] for entry in result.history] == list(range(1, 9))
+    assert result.best_metric == max(entry["metrics"]["mean_iou"] for entry in result.history)
+    assert [c.name for c in metadata.classes] == list(CLASS_NAMES)
+    assert metadata.bands == [1, 2, 3, 4, 5] and metadata.input_dtype == "uint16"
+    assert metadata.patch_size == 64 and metadata.crs == "EPSG:32618" and metadata.pixel_size == [10.0, 10.0]
+    assert metadata.anomaly is None
+    training = metadata.training
+    assert training["monitor"] == "mean_iou" and training["best_metric"] == result.best_metric
+    assert len(training["data"]) == 3 and all(entry["size_bytes"] > 0 for entry in training["data"])
+    assert training["library_versions"]["torch"] == torch.__version__ and training["device"]["kind"] == "cpu"
+    json.dumps(training, allow_nan=False)
+    assert result.checkpoint_path == checkpoint_path_for(segmentation_config(scene_dir, output))
+    assert load_checkpoint(result.checkpoint_path)["epoch"] == 8
+
+    event = reporter.epochs[-1]
+    assert set(event.metrics) >= {"mean_iou", "mean_f1", "iou/road", "f1/water"}
+    assert event.sample["image"].shape == (64, 64, 3) and event.sample["image"].dtype == np.uint8
+    assert event.sample["prediction"].shape == event.sample["target"].shape == (64, 64)
+    stages = {(p.stage, p.epoch) for p in reporter.progress}
+    assert ("train", 1) in stages and ("validate", 8) in stages
+    assert reporter.messages[0][1].startswith("Device: ")
+
+
+def test_autoencoder_separates_inserted_anomalies(
+    scene_dir: Path, anomaly_scene: Scene, tmp_path: Path
+) -> None:
+    config = TrainConfig(
+        task="anomaly",
+        images=[scene_dir / "train" / "images"],
+        output=tmp_path / "ae.safetensors",
+        epochs=6,
+        **{**FAST, "lr": 3e-3},
+    )
+    result = train(config, RecordingReporter())
+    model, metadata = load_model(result.model_path)
+    reconstruction, image, valid = predict_whole(
+        model, metadata.normalization, metadata.bands, anomaly_scene.image
+    )
+    errors = (reconstruction - image).square().mean(dim=0).numpy()
+    with rasterio.open(anomaly_scene.anomaly_mask) as dataset:
+        foreign = dataset.read(1).astype(bool)
+    assert auroc(errors[valid], foreign[valid]) >= 0.9
+
+    anomaly = metadata.anomaly
+    assert anomaly["quantile"] == 0.99
+    assert anomaly["threshold"] == pytest.approx(anomaly["error_p99"])
+    assert 0 < anomaly["error_p50"] < anomaly["threshold"] and anomaly["error_std"] > 0
+    normal = errors[valid & ~foreign]
+    assert (normal > anomaly["threshold"]).mean() < 0.05
+    assert (errors[valid & foreign] > anomaly["threshold"]).mean() > 0.5
+    assert result.history[-1]["calibration"]["pixels"] > 0
+
+
+def test_cancelled_run_resumes_where_it_stopped(scene_dir: Path, tmp_path: Path) -> None:
+    fast = {"epochs": 4, "patches_per_epoch": 32, "lr": 3e-3}
+    straight = train(segmentation_config(scene_dir, tmp_path / "straight.safetensors", **fast))
+
+    config = segmentation_config(scene_dir, tmp_path / "resumed.safetensors", **fast)
+    cancel = CancelToken()
+    reporter = CancellingReporter(cancel, lambda event: isinstance(event, EpochEvent) and event.epoch == 2)
+    with pytest.raises(JobCancelled, match="resume"):
+        train(config, reporter, cancel)
+    assert not config.output.exists()
+    checkpoint = load_checkpoint(checkpoint_path_for(config))
+    assert checkpoint["epoch"] == 2 and len(checkpoint["history"]) == 2
+
+    resumed_reporter = RecordingReporter()
+    resumed = train(replace(config, resume=checkpoint_path_for(config), epochs=99), resumed_reporter)
+    assert resumed.epochs_run == 4
+    assert [entry["epoch"] for entry in resumed.history] == [1, 2, 3, 4]
+    assert [event.epoch for event in resumed_reporter.epochs] == [3, 4]
+    first, before, after = (resumed.history[index]["train_loss"] for index in range(3))
+    assert after < first and abs(after - before) < abs(first - before)
+    straight_losses = [entry["train_loss"] for entry in straight.history]
+    resumed_losses = [entry["train_loss"] for entry in resumed.history]
+    np.testing.assert_allclose(resumed_losses, straight_losses, rtol=1e-4)
+    assert resumed.metadata.training["epochs_run"] == 4
+
+
+def test_cancel_during_an_epoch_leaves_a_loadable_checkpoint(scene_dir: Path, tmp_path: Path) -> None:
+    config = segmentation_config(scene_dir, tmp_path / "cut.safetensors", epochs=3, patches_per_epoch=32)
+    cancel = CancelToken()
+    reporter = CancellingReporter(
+        cancel, lambda event: isinstance(event, ProgressEvent) and (event.epoch, event.done) == (2, 2)
+    )
+    with pytest.raises(JobCancelled) as error:
+        train(config, reporter, cancel)
+    path = checkpoint_path_for(config)
+    assert str(path) in str(error.value)
+    state = load_checkpoint(path)
+    assert state["epoch"] == 1 and [entry["epoch"] for entry in state["history"]] == [1]
+    hyperparameters = {"in_channels": 5, "num_classes": 4, "base_width": 8, "depth": 3}
+    build_model("unet", hyperparameters).load_state_dict(state["model"])
+    assert [p.done for p in reporter.progress if p.epoch == 2 and p.stage == "train"] == [1, 2]
+
+
+def test_existing_model_is_kept_unless_overwrite(scene_dir: Path, tmp_path: Path) -> None:
+    output = tmp_path / "model.safetensors"
+    output.write_bytes(b"an earlier model")
+    config = segmentation_config(scene_dir, output, epochs=1, patches_per_epoch=8)
+    with pytest.raises(OutputError, match="--overwrite"):
+        train(config)
+    assert output.read_bytes() == b"an earlier model"
+    result = train(replace(config, overwrite=True))
+    assert load_model(result.model_path)[1].training["epochs_run"] == 1
+
+
+def write_two_class_scenes(folder: Path, uniform: bool) -> TrainConfig:
+    """Two 64×64 scenes, left half class 0 and right half class 1 with very different values.
+
+    With ``uniform`` the second scene's mask holds class 0 only. Returns a quick config for them.
+    """
+    rng = np.random.default_rng(0)
+    halves = (np.arange(64)[None, :].repeat(64, axis=0) // 32).astype(np.uint8)
+    for name, mask in (("mixed", halves), ("second", np.zeros_like(halves) if uniform else halves)):
+        image = (halves[None].astype(np.uint16) * 1000 + rng.integers(100, 200, (3, 64, 64))).astype(
+            np.uint16
+        )
+        write_raster(folder / "images" / f"{name}.tif", image)
+        write_raster(folder / "masks" / f"{name}.tif", mask[None])
+    return TrainConfig(
+        task="segmentation",
+        images=[folder / "images"],
+        masks=[folder / "masks"],
+        output=folder / "model.safetensors",
+        **{**FAST, "patch": 32, "depth": 2, "patches_per_epoch": 16},
+    )
+
+
+def test_single_class_mask_warns_and_still_trains(tmp_path: Path) -> None:
+    reporter = RecordingReporter()
+    result = train(replace(write_two_class_scenes(tmp_path, uniform=True), epochs=1), reporter)
+    assert any("second.tif" in text and "single class" in text for text in reporter.warnings())
+    assert result.epochs_run == 1 and len(result.metadata.classes) == 2
+
+
+def test_patience_stops_a_run_that_no_longer_improves(tmp_path: Path) -> None:
+    config = replace(write_two_class_scenes(tmp_path, uniform=False), epochs=12, patience=2)
+    result = train(config)
+    assert result.stopped_early and result.epochs_run < 12
+    assert result.best_metric == max(entry["metrics"]["mean_iou"] for entry in result.history)
+    assert result.epochs_run - result.metadata.training["best_epoch"] == 2
+
+
+def test_trains_on_a_real_labelled_raster(shared_data: Callable[[str], Path], tmp_path: Path) -> None:
+    image = shared_data("deepforest/OSBS_029.tif")
+    info = read_info(image)
+    mask = np.zeros((info.height, info.width), dtype=np.uint8)
+    with shared_data("deepforest/OSBS_029.csv").open() as boxes:
+        for box in csv.DictReader(boxes):
+            xmin, ymin, xmax, ymax = (int(float(box[key])) for key in ("xmin", "ymin", "xmax", "ymax"))
+            mask[ymin:ymax, xmin:xmax] = 1
+    with rasterio.open(image) as source:
+        profile = {**source.profile, "count": 1, "dtype": "uint8", "nodata": None}
+    mask_path = tmp_path / "OSBS_029_mask.tif"
+    with rasterio.open(mask_path, "w", **profile) as target:
+        target.write(mask[None])
+    config = TrainConfig(
+        task="segmentation",
+        images=[image],
+        masks=[mask_path],
+        output=tmp_path / "trees.safetensors",
+        epochs=2,
+        class_names=["background", "tree"],
+        **{**FAST, "patches_per_epoch": 32},
+    )
+    result = train(config, RecordingReporter())
+    metadata = load_model(result.model_path)[1]
+    assert metadata.crs == "EPSG:32617" and metadata.bands == [1, 2, 3]
+    assert "bottom" in metadata.training["validation"]
+    assert 0 < result.best_metric <= 1
+
+
+def test_config_round_trips_through_json(tmp_path: Path) -> None:
+    config = TrainConfig(
+        task="segmentation",
+        images=[tmp_path / "a.tif", tmp_path / "folder"],
+        masks=[tmp_path / "masks"],
+        output=tmp_path / "m.safetensors",
+        bands=[3, 1],
+        resume=tmp_path / "last.ckpt",
+        class_names=["x", "y"],
+    )
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(DatasetError, match="Unknown training setting"):
+        TrainConfig.from_dict({**config.to_dict(), "colour": "red"})
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"patch": 100}, "multiple of 16"),
+        ({"val_fraction": 1.0}, "--val-fraction"),
+        ({"masks": None}, "needs masks"),
+        ({"threshold_quantile": 1.5}, "--threshold-quantile"),
+    ],
+)
+def test_invalid_settings_fail_before_any_file_is_read(tmp_path: Path, changes: dict, problem: str) -> None:
+    config = TrainConfig(
+        task="segmentation", images=[tmp_path / "missing"], masks=[tmp_path], output=tmp_path / "m"
+    )
+    with pytest.raises(DatasetError, match=problem):
+        train(replace(config, **changes))
+
+
+def test_absent_class_is_left_out_and_a_wrongly_predicted_class_scores_zero() -> None:
+    matrix = np.array([[5, 1, 0], [0, 4, 0], [0, 0, 0]])
+    scores = segmentation_scores(matrix)
+    assert scores.absent == [2] and scores.iou == pytest.approx({0: 5 / 6, 1: 4 / 5})
+    assert scores.mean_iou == pytest.approx((5 / 6 + 4 / 5) / 2)
+    predicted_only = segmentation_scores(np.array([[5, 2], [0, 0]]))
+    assert predicted_only.iou[1] == 0.0 and predicted_only.absent == []
+
+
+def test_cosine_schedule_warms_up_then_decays() -> None:
+    factor = WarmupCosine(total_steps=100, warmup_steps=10)
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
+    assert factor(10) == pytest.approx(1.0) and factor(55) == pytest.approx(0.505)
+    assert factor(100) == pytest.approx(0.01)
