@@ -69,9 +69,7 @@ class TerminalReporter:
         parts.append(format_duration(event.duration_s))
         line = "  ".join(parts) + ("  *best*" if event.is_best else "")
         self.stream.write(line + "\n")
-        per_class = [
-            f"{name.split('/', 1)[1]} {value:.3f}" for name, value in event.metrics.items() if "/" in name
-        ]
+        per_class = [f"{name} {value:.3f}" for name, value in event.metrics.items() if "/" in name]
         if per_class:
             self.stream.write("    " + ", ".join(per_class) + "\n")
         self.stream.flush()
