@@ -16,14 +16,9 @@ import torch
 
 from engine.datasets import (
     DataSplit,
-    GridPatches,
     ImagePair,
-    PatchReader,
-    RandomPatches,
-    default_patches_per_epoch,
     describe_files,
     find_training_data,
-    make_loader,
     select_bands,
     split_validation,
 )
@@ -32,6 +27,7 @@ from engine.errors import DatasetError, ModelFileError, OutputError
 from engine.model_file import ModelMetadata, library_versions, load_checkpoint, save_model
 from engine.models import build_model
 from engine.normalize import Normalization, compute_statistics, describe_constant_bands
+from engine.patches import GridPatches, PatchReader, RandomPatches, default_patches_per_epoch, make_loader
 from engine.progress import CancelToken, NullReporter, Reporter
 from engine.training.anomaly import make_anomaly_task
 from engine.training.config import TrainConfig, checkpoint_path_for

@@ -9,19 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.datasets import (
-    IGNORE_INDEX,
-    GridPatches,
-    PatchReader,
-    RandomPatches,
-    default_patches_per_epoch,
-    find_training_data,
-    make_loader,
-    select_bands,
-    split_validation,
-)
+from engine.datasets import IGNORE_INDEX, find_training_data, select_bands, split_validation
 from engine.errors import BandMismatchError, DatasetError, RasterError
 from engine.normalize import Normalization
+from engine.patches import GridPatches, PatchReader, RandomPatches, default_patches_per_epoch, make_loader
 from engine.progress import RecordingReporter
 from tests.rasters import write_raster
 
