@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -52,3 +53,13 @@ def anomaly_scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
     """A held-out scene with foreign objects and their exact map, for anomaly detection tests."""
     folder = tmp_path_factory.mktemp("anomaly")
     return write_scene(folder, "foreign", size=(256, 256), seed=4242, anomalies=12)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Runs torch on one thread in tests: reproducible numbers, and on a shared 2-core machine
+    torch's spinning threads competing with other processes made trainings 8x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

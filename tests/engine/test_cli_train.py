@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,17 +15,6 @@ import torch
 from engine.cli import main
 from tests.engine.test_datasets import classes, image_from, truncated_geotiff
 from tests.rasters import write_raster
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Keeps these CPU trainings fast on a shared, busy machine, where torch's spinning threads
-    compete with other processes (measured 8x slower with two threads on two loaded cores)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 TINY = ["--patch", "64", "--batch-size", "8", "--epochs", "2", "--base-width", "8", "--depth", "3"]
 TINY += ["--patches-per-epoch", "16", "--lr", "0.01"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,17 +25,6 @@ from engine.training import TrainConfig, checkpoint_path_for, train
 from engine.training.fit import WarmupCosine
 from engine.training.metrics import segmentation_scores
 from tests.rasters import write_raster
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Keeps these CPU trainings fast on a shared, busy machine, where torch's spinning threads
-    compete with other processes (measured 8x slower with two threads on two loaded cores)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 FAST = {"patch": 64, "batch_size": 8, "base_width": 8, "depth": 3, "lr": 1e-2, "patches_per_epoch": 64}
 
