@@ -1,0 +1,156 @@
+"""``modelai-desktop``: the QApplication, the qasync event loop, settings, logging and error reporting.
+
+The window runs on a qasync loop so that short reads can be coroutines awaiting read threads. The
+whole session is one coroutine (`run_window`) that ends when the window closes, which lets the
+running tasks be cancelled and awaited before the loop closes. Any error that escapes is logged
+with its traceback and shown in a non-modal message; the window keeps running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import qasync
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from engine import __version__
+from engine.errors import EngineError, JobStoreError
+from engine.paths import app_home
+from modelai_desktop.logging_setup import configure_logging
+from modelai_desktop.main_window import APP_NAME, MainWindow
+from modelai_desktop.screenshot import capture_window
+from modelai_desktop.settings import AppSettings
+
+log = logging.getLogger(__name__)
+
+RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
+ICON_PATH = RESOURCES_DIR / "modelai.svg"
+PAGES = ("data", "train", "predict", "jobs", "models")
+STYLE_SHEET = """
+QListWidget#navigation { border: none; border-right: 1px solid palette(mid); padding-top: 8px;
+                         background: palette(window); font-size: 11pt; outline: 0; }
+QListWidget#navigation::item { padding: 9px 18px; margin: 1px 6px; border-radius: 4px; }
+QListWidget#navigation::item:selected { background: palette(highlight); color: palette(highlighted-text); }
+QListWidget#navigation::item:hover:!selected { background: palette(midlight); }
+QLabel#sectionTitle { font-weight: 600; font-size: 11pt; }
+QLabel#placeholder { color: palette(dark); font-size: 12pt; }
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelai-desktop",
+        description="The ModelAI window: look at rasters, train models, predict, follow jobs.",
+    )
+    parser.add_argument("files", nargs="*", type=Path, help="GeoTIFF files or folders to open")
+    parser.add_argument(
+        "--home", type=Path, help="the data folder (default: MODELAI_HOME or the user folder)"
+    )
+    parser.add_argument("--page", choices=PAGES, default="data", help="the page to show first")
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="OUT.png",
+        help="load FILES, wait for their previews, save a PNG of the window and exit",
+    )
+    parser.add_argument(
+        "--bands",
+        type=_band_list,
+        metavar="R,G,B",
+        help="with --screenshot: the band (or three bands) to display for the previewed raster",
+    )
+    parser.add_argument("--version", action="version", version=f"modelai-desktop {__version__}")
+    return parser
+
+
+def _band_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of band numbers") from None
+
+
+class ErrorReporter:
+    """A ``sys.excepthook`` that logs the traceback and shows the error without stopping the window."""
+
+    def __init__(self, window: MainWindow, log_file: Path) -> None:
+        self._window = window
+        self._log_file = log_file
+        self.last_message = ""
+
+    def __call__(
+        self, kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+    ) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, error, traceback)
+            return
+        log.error("Unhandled error", exc_info=(kind, error, traceback))
+        if isinstance(error, EngineError):
+            text = str(error)
+        else:
+            text = (
+                f"Something went wrong: {kind.__name__}: {error}\n\n"
+                f"The window keeps running. The details are in {self._log_file}."
+            )
+        self.last_message = text
+        box = QMessageBox(
+            QMessageBox.Icon.Warning, APP_NAME, text, QMessageBox.StandardButton.Ok, self._window
+        )
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.show()
+        self._window.show_status(text.splitlines()[0])
+
+
+async def run_window(window: MainWindow, args: argparse.Namespace) -> int:
+    """The whole session: until the window closes, or until a screenshot is saved."""
+    if args.screenshot:
+        code = await capture_window(window, args.screenshot, args.page, args.files, args.bands)
+    else:
+        closed = asyncio.Event()
+        window.closed.connect(closed.set)
+        window.restore_geometry()
+        window.show()
+        window.show_page(args.page)
+        window.open_paths(args.files)
+        await closed.wait()
+        code = 0
+    await window.tasks.aclose()
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``modelai-desktop`` and ``python -m modelai_desktop``; returns the exit code."""
+    multiprocessing.freeze_support()
+    args = build_parser().parse_args(argv)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName(APP_NAME)
+    app.setApplicationVersion(__version__)
+    app.setWindowIcon(QIcon(str(ICON_PATH)))
+    app.setStyle("Fusion")
+    app.setStyleSheet(STYLE_SHEET)
+    app.setQuitOnLastWindowClosed(False)
+    try:
+        home = app_home(args.home)
+    except JobStoreError as exc:
+        print(exc, file=sys.stderr)
+        if not args.screenshot:
+            QMessageBox.critical(None, APP_NAME, str(exc))
+        return 2
+    log_file = configure_logging(home / "logs")
+    log.info("%s %s starting; data folder %s", APP_NAME, __version__, home)
+    window = MainWindow(AppSettings.in_home(home), log_file.parent)
+    sys.excepthook = ErrorReporter(window, log_file)
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    with loop:
+        return loop.run_until_complete(run_window(window, args))

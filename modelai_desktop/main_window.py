@@ -1,0 +1,222 @@
+"""The shell: page navigation, menus, drag-and-drop routing and the status bar; no business logic.
+
+Pages are added by name (`add_page`) and only pages that exist are listed, so the navigation never
+shows a dead entry. Files dropped anywhere on the window go to the Data page.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, QSize, QUrl, Signal
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDesktopServices,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QKeySequence,
+)
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QListWidget,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QStackedWidget,
+    QWidget,
+)
+
+from engine import __version__
+from modelai_desktop.async_tasks import BackgroundTasks
+from modelai_desktop.pages.data_page import DataPage
+from modelai_desktop.settings import AppSettings
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "ModelAI Desktop"
+DEFAULT_SIZE = QSize(1280, 820)
+SCREEN_FRACTION = 0.9
+STATUS_TIMEOUT_MS = 15_000
+RASTER_FILTER = "GeoTIFF rasters (*.tif *.tiff *.TIF *.TIFF);;All files (*)"
+
+
+def local_paths(mime: QMimeData) -> list[Path]:
+    """The local files and folders carried by a drag (remote URLs are not files we can read)."""
+    return [Path(url.toLocalFile()) for url in mime.urls() if url.isLocalFile()]
+
+
+class MainWindow(QMainWindow):
+    """The application window. ``closed`` is emitted once the window has saved its state and closed."""
+
+    closed = Signal()
+
+    def __init__(self, settings: AppSettings, log_dir: Path, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.log_dir = log_dir
+        self.tasks = BackgroundTasks()
+        self.setWindowTitle(APP_NAME)
+        self.resize(DEFAULT_SIZE)
+        self.setAcceptDrops(True)
+
+        self.navigation = QListWidget()
+        self.navigation.setObjectName("navigation")
+        self.navigation.setFixedWidth(150)
+        self.pages = QStackedWidget()
+        self.navigation.currentRowChanged.connect(self.pages.setCurrentIndex)
+        central = QWidget()
+        layout = QHBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.navigation)
+        layout.addWidget(self.pages, 1)
+        self.setCentralWidget(central)
+
+        self.data_page = DataPage(self.tasks)
+        self.data_page.status_message.connect(self.show_status)
+        self.data_page.rasters_added.connect(self._remember_recent)
+        self.data_page.open_requested.connect(self.choose_files)
+        self.add_page("Data", self.data_page)
+        self._build_menus()
+        self.show_status("Ready. Drop GeoTIFF files or a folder on the window to add them.")
+
+    def add_page(self, name: str, widget: QWidget) -> None:
+        """Adds a page to the navigation (in call order) and selects it when it is the first one."""
+        if name in self.page_names():
+            raise ValueError(f"A page named {name!r} already exists.")
+        self.pages.addWidget(widget)
+        self.navigation.addItem(name)
+        if self.navigation.currentRow() < 0:
+            self.navigation.setCurrentRow(0)
+
+    def page_names(self) -> list[str]:
+        return [self.navigation.item(row).text() for row in range(self.navigation.count())]
+
+    def show_page(self, name: str) -> bool:
+        """Selects a page by its case-insensitive name; False when no such page exists."""
+        names = [page.lower() for page in self.page_names()]
+        if name.lower() not in names:
+            return False
+        self.navigation.setCurrentRow(names.index(name.lower()))
+        return True
+
+    def current_page_name(self) -> str:
+        item = self.navigation.currentItem()
+        return item.text() if item else ""
+
+    def show_status(self, text: str) -> None:
+        self.statusBar().showMessage(text, STATUS_TIMEOUT_MS)
+
+    def open_paths(self, paths: Sequence[Path]) -> None:
+        """Sends files and folders to the Data page, which reads them in the background."""
+        if paths:
+            self.show_page("Data")
+            self.data_page.add_paths(list(paths))
+
+    def choose_files(self) -> None:
+        """The File → Open… dialog (a plain slot, never a coroutine, so its modal loop is safe)."""
+        start = self.settings.last_folder() or Path.home()
+        names, _ = QFileDialog.getOpenFileNames(self, "Open rasters", str(start), RASTER_FILTER)
+        if names:
+            self.settings.set_last_folder(Path(names[0]).parent)
+            self.open_paths([Path(name) for name in names])
+
+    def restore_geometry(self) -> None:
+        """Puts the window where the user left it last time, else fits the default size to the screen."""
+        geometry = self.settings.window_geometry()
+        if geometry is not None and self.restoreGeometry(geometry):
+            return
+        screen = self.screen().availableGeometry()
+        self.resize(
+            min(DEFAULT_SIZE.width(), int(screen.width() * SCREEN_FRACTION)),
+            min(DEFAULT_SIZE.height(), int(screen.height() * SCREEN_FRACTION)),
+        )
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        self._accept_local_files(event)
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
+        self._accept_local_files(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = local_paths(event.mimeData())
+        if not paths:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.open_paths(paths)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.settings.set_window_geometry(self.saveGeometry())
+        self.settings.sync()
+        event.accept()
+        self.closed.emit()
+
+    def _accept_local_files(self, event: QDragEnterEvent | QDragMoveEvent) -> None:
+        if local_paths(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        open_action = QAction("&Open…", self, shortcut=QKeySequence.StandardKey.Open)
+        open_action.setStatusTip("Add GeoTIFF rasters to the Data page")
+        open_action.triggered.connect(self.choose_files)
+        file_menu.addAction(open_action)
+        self.recent_menu = QMenu("Open &Recent", self)
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addMenu(self.recent_menu)
+        self._update_recent_menu_state()
+        file_menu.addSeparator()
+        quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(quit_action)
+
+        help_menu = self.menuBar().addMenu("&Help")
+        log_action = QAction("Open &Log Folder", self)
+        log_action.setStatusTip(f"Open {self.log_dir}, where errors are recorded")
+        log_action.triggered.connect(self._open_log_folder)
+        help_menu.addAction(log_action)
+        about_action = QAction(f"&About {APP_NAME}", self)
+        about_action.triggered.connect(self._show_about)
+        help_menu.addAction(about_action)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self.settings.recent_files():
+            action = self.recent_menu.addAction(path.name)
+            action.setToolTip(str(path))
+            action.setStatusTip(str(path))
+            action.triggered.connect(lambda _checked=False, chosen=path: self.open_paths([chosen]))
+        self.recent_menu.addSeparator()
+        self.recent_menu.addAction("Clear Recent Files", self._clear_recent)
+
+    def _remember_recent(self, paths: list[Path]) -> None:
+        self.settings.add_recent_files([path.resolve() for path in paths])
+        self._update_recent_menu_state()
+
+    def _clear_recent(self) -> None:
+        self.settings.clear_recent_files()
+        self._update_recent_menu_state()
+
+    def _update_recent_menu_state(self) -> None:
+        self.recent_menu.setEnabled(bool(self.settings.recent_files()))
+
+    def _open_log_folder(self) -> None:
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.log_dir))):
+            self.show_status(f"Could not open the log folder; it is {self.log_dir}")
+
+    def _show_about(self) -> None:
+        QMessageBox.about(
+            self,
+            f"About {APP_NAME}",
+            f"<b>{APP_NAME}</b> {__version__}<br>Offline deep learning on multispectral rasters: "
+            "U-Net segmentation, autoencoder anomaly detection, seamless tiled inference.<br><br>"
+            f"Log folder: {self.log_dir}",
+        )

@@ -1,0 +1,130 @@
+"""The application around the pages: command line, screenshot, navigation, error reporting, settings."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QLabel, QMessageBox
+
+from engine.errors import RasterError
+from modelai_desktop.app import ErrorReporter
+from modelai_desktop.async_tasks import BackgroundTasks
+from modelai_desktop.logging_setup import LOG_FILE_NAME, configure_logging
+from modelai_desktop.main_window import DEFAULT_SIZE, MainWindow
+from modelai_desktop.settings import SETTINGS_VERSION, VERSION_KEY, AppSettings
+
+pytestmark = pytest.mark.gui
+
+
+def run_desktop(home, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "MODELAI_HOME": str(home)}
+    command = [sys.executable, "-m", "modelai_desktop", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_screenshot_saves_the_window_with_the_preview(tmp_path, write_raster):
+    gradient = np.linspace(0, 250, 40, dtype=np.uint8)
+    red_to_the_right = np.stack([np.tile(gradient, (40, 1))] + [np.tile(gradient[::-1], (40, 1))] * 2)
+    raster = write_raster("red.tif", red_to_the_right)
+    out = tmp_path / "window.png"
+    result = run_desktop(tmp_path / "home", "--screenshot", str(out), str(raster), "--bands", "1,2,3")
+    assert result.returncode == 0, result.stderr
+    image = QImage(str(out))
+    assert (image.width(), image.height()) == (DEFAULT_SIZE.width(), DEFAULT_SIZE.height())
+    reds = [image.pixelColor(x, 560) for x in range(300, 1200, 10)]
+    assert any(color.red() > 200 and color.green() < 40 for color in reds), "the preview is not drawn"
+    assert (tmp_path / "home" / "logs" / LOG_FILE_NAME).exists()
+
+
+def test_screenshot_of_a_page_that_does_not_exist_fails_clearly(tmp_path):
+    result = run_desktop(tmp_path / "home", "--screenshot", str(tmp_path / "x.png"), "--page", "models")
+    assert result.returncode == 2
+    assert "models page is not in this version" in result.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_navigation_lists_only_existing_pages(window):
+    assert window.page_names() == ["Data"]
+    window.add_page("Train", QLabel("training"))
+    assert window.page_names() == ["Data", "Train"]
+    assert window.show_page("train") and window.current_page_name() == "Train"
+    assert not window.show_page("jobs")
+    with pytest.raises(ValueError, match="already exists"):
+        window.add_page("Data", QLabel("again"))
+
+
+def test_window_size_fits_the_screen_and_is_remembered(window, settings, qtbot, tmp_path):
+    window.restore_geometry()
+    screen = window.screen().availableGeometry()
+    assert window.width() <= min(DEFAULT_SIZE.width(), screen.width() * 0.9)
+    assert window.height() <= min(DEFAULT_SIZE.height(), screen.height() * 0.9)
+    window.show()
+    window.resize(window.width(), 500)
+    window.close()
+    again = MainWindow(settings, tmp_path / "logs")
+    qtbot.addWidget(again)
+    again.restore_geometry()
+    assert again.height() == 500
+
+
+def test_an_error_escaping_a_task_is_logged_and_shown_without_stopping(window, tmp_path, run, caplog):
+    reporter = ErrorReporter(window, tmp_path / "logs" / LOG_FILE_NAME)
+    tasks = BackgroundTasks(on_error=lambda error: reporter(type(error), error, error.__traceback__))
+
+    async def failing() -> None:
+        raise ZeroDivisionError("division by zero in a slot")
+
+    async def scenario() -> None:
+        await tasks.wait_idle()
+        tasks.start(failing(), name="failing")
+        await tasks.wait_idle()
+        await tasks.aclose()
+
+    with caplog.at_level(logging.ERROR):
+        run(scenario())
+    boxes = [box for box in window.findChildren(QMessageBox) if box.isVisible()]
+    assert boxes and not boxes[0].isModal()
+    assert "ZeroDivisionError: division by zero in a slot" in boxes[0].text()
+    assert "ZeroDivisionError" in caplog.text
+    reporter(RasterError, RasterError("a.tif: not a raster. Export it again."), None)
+    assert reporter.last_message == "a.tif: not a raster. Export it again."
+    assert window.statusBar().currentMessage() == "a.tif: not a raster. Export it again."
+
+
+def test_logging_goes_to_a_rotating_file(tmp_path):
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        log_file = configure_logging(tmp_path / "logs")
+        configure_logging(tmp_path / "logs")
+        logging.getLogger("modelai_desktop.test").warning("written once")
+    finally:
+        for handler in [handler for handler in root.handlers if handler not in before]:
+            root.removeHandler(handler)
+            handler.close()
+    assert log_file.read_text(encoding="utf-8").count("written once") == 1
+
+
+def test_settings_carry_a_version_and_survive_a_newer_app(tmp_path):
+    path = tmp_path / "settings.ini"
+    settings = AppSettings(path)
+    settings.add_recent_files([tmp_path / "a.tif", tmp_path / "b.tif", tmp_path / "a.tif"])
+    settings.sync()
+    assert AppSettings(path).recent_files() == [tmp_path / "a.tif", tmp_path / "b.tif"]
+    assert not AppSettings(path).read_only
+
+    written_by_newer_app = QSettings(str(path), QSettings.Format.IniFormat)
+    written_by_newer_app.setValue(VERSION_KEY, SETTINGS_VERSION + 1)
+    written_by_newer_app.sync()
+    newer = AppSettings(path)
+    assert newer.read_only
+    newer.clear_recent_files()
+    newer.sync()
+    assert AppSettings(path).recent_files() == [tmp_path / "a.tif", tmp_path / "b.tif"]
