@@ -14,13 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from rasterio.enums import MaskFlags, Resampling
+from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
-from rasterio.io import DatasetReader
 from rasterio.transform import Affine
 
 from engine.errors import BandMismatchError, RasterError
-from engine.raster import RasterInfo, _first_line, check_bands, open_raster
+from engine.raster import RasterInfo, check_bands, first_line, open_raster, pixel_validity
 
 PREVIEW_MAX_SIDE = 1024
 DEFAULT_PERCENTILES = (2.0, 98.0)
@@ -112,28 +111,15 @@ def read_preview(
                 resampling=RESAMPLING[resampling],
                 out_dtype="float32",
             )
-            valid = _preview_validity(dataset, data, info, (rows, cols))
+            valid = pixel_validity(dataset, data, info, chosen, out_shape=(rows, cols))
         except RasterioError as exc:
             raise RasterError(
-                f"{info.path}: the preview cannot be read ({_first_line(exc)}). "
+                f"{info.path}: the preview cannot be read ({first_line(exc)}). "
                 "The file is probably corrupt: copy or export it again."
             ) from exc
     data[:, ~valid] = 0.0
     transform = Affine(*info.transform) * Affine.scale(info.width / cols, info.height / rows)
     return Preview(info=info, bands=tuple(chosen), data=data, valid=valid, transform=transform)
-
-
-def _preview_validity(
-    dataset: DatasetReader, data: np.ndarray, info: RasterInfo, shape: tuple[int, int]
-) -> np.ndarray:
-    valid = np.isfinite(data).all(axis=0)
-    if info.nodata is not None and not math.isnan(info.nodata):
-        valid &= ~(data == np.float32(info.nodata)).all(axis=0)
-    if info.alpha_band is not None:
-        valid &= dataset.read(info.alpha_band, out_shape=shape, resampling=Resampling.nearest) > 0
-    elif MaskFlags.per_dataset in dataset.mask_flag_enums[0] and info.nodata is None:
-        valid &= dataset.read_masks(1, out_shape=shape, resampling=Resampling.nearest) > 0
-    return valid
 
 
 def percentile_limits(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
@@ -116,7 +116,7 @@ def open_raster(path: str | Path) -> Iterator[DatasetReader]:
         dataset = rasterio.open(path)
     except RasterioIOError as exc:
         raise RasterError(
-            f"{path}: not a raster that GDAL can read ({_first_line(exc)}). "
+            f"{path}: not a raster that GDAL can read ({first_line(exc)}). "
             "Check that it is a complete GeoTIFF; export it again if it was cut short."
         ) from exc
     try:
@@ -190,7 +190,7 @@ def _check_readable(path: Path, dataset: DatasetReader) -> None:
             dataset.read(1, window=window)
         except RasterioError as exc:
             raise RasterError(
-                f"{path}: the file opens but its pixels cannot be read ({_first_line(exc)}). "
+                f"{path}: the file opens but its pixels cannot be read ({first_line(exc)}). "
                 "It is probably truncated or corrupt: copy or export it again."
             ) from exc
 
@@ -221,32 +221,42 @@ def read_block(dataset: DatasetReader, window: Window, bands: Sequence[int], inf
     """
     try:
         data = dataset.read(list(bands), window=window, out_dtype="float32")
-        valid = _validity(dataset, window, data, info, bands)
+        valid = pixel_validity(dataset, data, info, bands, window=window)
     except RasterioError as exc:
         raise RasterError(
             f"{info.path}: pixels in rows {window.row_off}–{window.row_off + window.height}, "
             f"columns {window.col_off}–{window.col_off + window.width} cannot be read "
-            f"({_first_line(exc)}). The file is corrupt there: export it again."
+            f"({first_line(exc)}). The file is corrupt there: export it again."
         ) from exc
     data[:, ~valid] = 0.0
     return RasterBlock(data=data, valid=valid)
 
 
-def _validity(
-    dataset: DatasetReader, window: Window, data: np.ndarray, info: RasterInfo, bands: Sequence[int]
+def pixel_validity(
+    dataset: DatasetReader,
+    data: np.ndarray,
+    info: RasterInfo,
+    bands: Sequence[int],
+    window: Window | None = None,
+    out_shape: tuple[int, int] | None = None,
 ) -> np.ndarray:
+    """Where ``data`` (the given bands read from ``window``, or decimated to ``out_shape``) is valid.
+
+    The one rule every reader follows (see `read_block`); masks are resampled with nearest so a
+    decimated preview and a full-resolution read agree on what is nodata.
+    """
     valid = np.isfinite(data).all(axis=0)
     if info.nodata is not None and not math.isnan(info.nodata):
-        nodata = np.float32(info.nodata)
-        valid &= ~(data == nodata).all(axis=0)
+        valid &= ~(data == np.float32(info.nodata)).all(axis=0)
+    shape = {"window": window, "out_shape": out_shape, "resampling": Resampling.nearest}
     if info.alpha_band is not None:
         if info.alpha_band not in bands:
-            valid &= dataset.read(info.alpha_band, window=window) > 0
+            valid &= dataset.read(info.alpha_band, **shape) > 0
     elif MaskFlags.per_dataset in dataset.mask_flag_enums[0] and info.nodata is None:
-        valid &= dataset.read_masks(1, window=window) > 0
+        valid &= dataset.read_masks(1, **shape) > 0
     return valid
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
