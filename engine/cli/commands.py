@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-REGISTRARS: list = []
+from engine.cli import jobs_cmd, models_cmd, predict, train
+
+REGISTRARS: list = [train.register, predict.register, jobs_cmd.register, models_cmd.register]

@@ -37,7 +37,7 @@ class TerminalReporter:
         self.stream = stream or sys.stderr
         self.interactive = self.stream.isatty()
         self._last_draw = 0.0
-        self._last_decile = -1
+        self._last_step: tuple[object, ...] = ()
         self._bar_open = False
 
     def on_progress(self, event: ProgressEvent) -> None:
@@ -52,15 +52,14 @@ class TerminalReporter:
             if finished:
                 self._end_bar()
         else:
-            decile = int(10 * event.done / max(event.total, 1))
-            if decile != self._last_decile:
-                self._last_decile = decile
+            step = (event.label, event.stage, event.epoch, int(10 * event.done / max(event.total, 1)))
+            if step != self._last_step:
+                self._last_step = step
                 self.stream.write(self._bar(event) + "\n")
         self.stream.flush()
 
     def on_epoch(self, event: EpochEvent) -> None:
         self._end_bar()
-        self._last_decile = -1
         parts = [f"epoch {event.epoch}/{event.epochs}", f"train loss {event.train_loss:.4f}"]
         if event.val_loss is not None:
             parts.append(f"val loss {event.val_loss:.4f}")

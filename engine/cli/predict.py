@@ -1,0 +1,86 @@
+"""``modelai predict MODEL RASTERS... -o FOLDER``: tiled prediction of rasters, files, folders or globs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engine import runner
+from engine.cli.terminal import TerminalReporter, format_duration
+from engine.device import PRECISIONS
+from engine.inference import PredictionResult, PredictOptions
+from engine.job_specs import PredictSpec
+from engine.progress import CancelToken
+from engine.raster import find_rasters
+
+DEFAULTS = PredictOptions()
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the ``predict`` verb."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="apply a trained model to rasters (class map or anomaly heat map)",
+        description=(
+            "Predict every raster with a trained model. The task (segmentation or anomaly) comes from "
+            "the model file. Outputs are Cloud Optimized GeoTIFFs named after each input, with a JSON "
+            "summary (and a QGIS style for class maps)."
+        ),
+    )
+    parser.add_argument("model", type=Path, help="model file (.safetensors) from `modelai train`")
+    parser.add_argument("rasters", nargs="+", help="GeoTIFF files, folders of them, or glob patterns")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if missing)")
+    parser.add_argument(
+        "--tile", type=int, default=DEFAULTS.tile, help="tile size in pixels (default %(default)s)"
+    )
+    parser.add_argument(
+        "--overlap",
+        type=int,
+        default=DEFAULTS.overlap,
+        help="pixels shared by neighbouring tiles, blended without seams (default %(default)s)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=DEFAULTS.batch_size, help="tiles per batch (default %(default)s)"
+    )
+    parser.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=DEFAULTS.precision,
+        help="arithmetic precision; auto picks mixed precision on a GPU (default auto)",
+    )
+    parser.add_argument(
+        "--probabilities", action="store_true", help="also write per-class probabilities (segmentation)"
+    )
+    parser.add_argument(
+        "--threshold", type=float, help="anomaly threshold on the reconstruction error (default: the model's)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, cancel: CancelToken) -> int:
+    """Runs the prediction as a recorded job and prints one line per raster with its outputs."""
+    options = PredictOptions(
+        tile=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+        probabilities=args.probabilities,
+        threshold=args.threshold,
+        overwrite=args.overwrite,
+    )
+    spec = PredictSpec(args.model, find_rasters(args.rasters), args.output, options)
+    with runner.open_store(args.home) as store:
+        outcome = runner.run(store, spec, TerminalReporter(), cancel)
+    print_results(outcome.predictions, args.output)
+    return 0
+
+
+def print_results(results: list[PredictionResult], output_dir: Path) -> None:
+    """One line per raster with its outputs and time, then the total."""
+    for result in results:
+        names = ", ".join(path.name for path in result.outputs.values())
+        print(f"{result.raster.name}: {names} ({format_duration(result.seconds)})")
+    print(f"{len(results)} raster(s) predicted into {output_dir}")

@@ -1,0 +1,399 @@
+"""Streaming tiled prediction of rasters of any size into georeferenced outputs.
+
+A raster is walked strip by strip (one row of overlapping tiles): a thread reads the next strip
+while the network runs on the current one, tile outputs are blended with smooth weights into a strip
+buffer, and rows are written as soon as no later tile touches them. Memory therefore grows with the
+raster's width, never its area. Everything that can be checked before work is checked first, for
+every input, so a batch of rasters does not fail on the fifth one for a reason visible at the start.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.crs import CRS
+from rasterio.windows import Window
+
+from engine.device import autocast_dtype, describe_device, resolve_device
+from engine.errors import BandMismatchError, EngineError, OutputError, RasterError
+from engine.model_file import ModelMetadata, load_model, read_metadata
+from engine.normalize import Normalization, sample_windows
+from engine.outputs import OutputSet, summary_json
+from engine.prediction_heads import (
+    TILE_VALUES,
+    AnomalyHead,
+    PredictionHead,
+    SegmentationHead,
+    check_classes,
+    output_names,
+)
+from engine.progress import CancelToken, ProgressEvent, Reporter
+from engine.raster import RasterInfo, open_raster, read_block, read_info
+from engine.tile_forward import TileForward
+from engine.tile_reader import TileReader
+from engine.tiling import WEIGHT_MODES, StripBlender, TileGrid
+
+# GDAL's block cache defaults to 5 % of RAM and would fill with decoded input blocks of a large
+# raster; 64 MB holds several strips of blocks, enough for the overlap between strips.
+GDAL_CACHE_BYTES = 64 * 1024 * 1024
+PIXEL_SIZE_TOLERANCE = 2.0
+PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+@dataclass
+class PredictOptions:
+    """How to predict; the defaults suit a U-Net on a CPU or a GPU."""
+
+    tile: int = 512
+    overlap: int = 64
+    batch_size: int = 8
+    device: str = "auto"
+    precision: str = "auto"
+    probabilities: bool = False
+    threshold: float | None = None
+    overwrite: bool = False
+
+
+@dataclass
+class PredictionResult:
+    """The outputs of one raster by key (``classes``, ``probabilities``, ``qml``, ``anomaly``,
+    ``anomaly_mask``, ``summary``), the summary that was written, and the wall time."""
+
+    raster: Path
+    outputs: dict[str, Path]
+    summary: dict[str, Any]
+    seconds: float
+
+
+@dataclass
+class _Session:
+    """What every raster of one `predict_many` call shares: the loaded model and the settings."""
+
+    model_path: Path
+    metadata: ModelMetadata
+    normalization: Normalization
+    forward: TileForward
+    size_multiple: int
+    precision: str
+    device: dict[str, Any]
+    threshold: float | None
+    options: PredictOptions
+    output_dir: Path
+    weight_mode: str
+    reporter: Reporter
+    cancel: CancelToken
+
+
+def check_compatibility(
+    metadata: ModelMetadata, raster_path: Path, model_name: str = "the model"
+) -> list[str]:
+    """Checks that a model can be applied to a raster; returns warnings the user should read.
+
+    Raises:
+        RasterError: the raster cannot be read, or every pixel of it is nodata.
+        BandMismatchError: the raster lacks a band the model needs, or has another data type.
+    """
+    info = read_info(raster_path)
+    bands = metadata.bands
+    if max(bands) > info.count or info.dtype != metadata.input_dtype:
+        raise BandMismatchError(
+            f"{info.path}: {model_name} expects {len(bands)} band(s) ({','.join(map(str, bands))}) of "
+            f"{metadata.input_dtype}; the raster has {info.count} band(s) of {info.dtype}. Use a raster from "
+            "the same sensor and processing as the training data, or train a model on rasters like this one."
+        )
+    warnings = []
+    if info.crs is None:
+        warnings.append(f"{info.path} has no CRS: its outputs will not be georeferenced either.")
+    if metadata.pixel_size and info.crs is not None:
+        ratio = max(
+            max(have / trained, trained / have)
+            for have, trained in zip(info.pixel_size, metadata.pixel_size, strict=True)
+        )
+        if ratio > PIXEL_SIZE_TOLERANCE:
+            warnings.append(
+                f"{info.path} has pixels of {info.pixel_size[0]:.6g}×{info.pixel_size[1]:.6g} map units, "
+                f"{model_name} was trained on {metadata.pixel_size[0]:.6g}×{metadata.pixel_size[1]:.6g}: "
+                "objects will look a different size to it and results may be poor. Resample the raster."
+            )
+    if not _has_valid_pixel(info, bands):
+        raise RasterError(
+            f"{info.path}: every pixel is nodata (or NaN) in bands {','.join(map(str, bands))}, so there is "
+            "nothing to predict. Check the nodata value, or choose a raster that contains data."
+        )
+    return warnings
+
+
+def _has_valid_pixel(info: RasterInfo, bands: list[int]) -> bool:
+    """Looks at the centre and a few random windows first; reads everything only if they are empty."""
+    rng = np.random.default_rng(0)
+    centre = Window(
+        max(0, info.width // 2 - 128),
+        max(0, info.height // 2 - 128),
+        min(256, info.width),
+        min(256, info.height),
+    )
+    with open_raster(info.path) as dataset:
+        for window in [centre, *sample_windows(info, 8, rng)]:
+            if read_block(dataset, window, bands, info).valid.any():
+                return True
+        for row in range(0, info.height, 256):
+            window = Window(0, row, info.width, min(256, info.height - row))
+            if read_block(dataset, window, bands, info).valid.any():
+                return True
+    return False
+
+
+def predict_raster(
+    model_path: Path,
+    raster_path: Path,
+    output_dir: Path,
+    options: PredictOptions,
+    reporter: Reporter,
+    cancel: CancelToken,
+    *,
+    weight_mode: str = "hann",
+) -> PredictionResult:
+    """Predicts one raster; see `predict_many`."""
+    return predict_many(
+        model_path, [raster_path], output_dir, options, reporter, cancel, weight_mode=weight_mode
+    )[0]
+
+
+def predict_many(
+    model_path: Path,
+    raster_paths: list[Path],
+    output_dir: Path,
+    options: PredictOptions,
+    reporter: Reporter,
+    cancel: CancelToken,
+    *,
+    weight_mode: str = "hann",
+) -> list[PredictionResult]:
+    """Predicts every raster with one model, loaded once, into ``output_dir``.
+
+    Every input and output is checked before the first raster starts. Each raster's outputs appear
+    together when it is complete; a cancel or an error removes the unfinished ones (finished
+    rasters keep theirs). ``weight_mode="flat"`` blends by plain averaging, for comparisons only.
+
+    Raises:
+        ModelFileError, RasterError, BandMismatchError, DeviceError, OutputError: bad input, with
+            the file and the fix in the message.
+        JobCancelled: ``cancel`` was set.
+    """
+    model_path, output_dir = Path(model_path), Path(output_dir)
+    raster_paths = [Path(path) for path in raster_paths]
+    _check_options(options)
+    if weight_mode not in WEIGHT_MODES:
+        raise ValueError(f"Unknown weight mode {weight_mode!r}; choose one of {', '.join(WEIGHT_MODES)}.")
+    metadata = read_metadata(model_path)
+    if metadata.task == "segmentation":
+        check_classes(metadata, model_path)
+    threshold = _threshold(metadata, options, reporter)
+    device = resolve_device(options.device)
+    autocast = autocast_dtype(device, options.precision)
+    for raster_path in raster_paths:
+        for warning in check_compatibility(metadata, raster_path, f"model {model_path.name}"):
+            reporter.on_message("warning", warning)
+    names = _check_outputs(metadata, raster_paths, output_dir, options)
+    model, metadata = load_model(model_path, device)
+    size_multiple = int(getattr(model, "size_multiple", 1))
+    if options.tile % size_multiple:
+        raise EngineError(
+            f"--tile {options.tile} is not a multiple of {size_multiple}, which {model_path.name} needs; "
+            f"use {options.tile - options.tile % size_multiple or size_multiple}."
+        )
+    forward = TileForward(model, device, autocast, options.batch_size, TILE_VALUES[metadata.task], reporter)
+    info = describe_device(device)
+    session = _Session(
+        model_path=model_path,
+        metadata=metadata,
+        normalization=Normalization.from_dict(metadata.normalization),
+        forward=forward,
+        size_multiple=size_multiple,
+        precision=PRECISION_NAMES[autocast],
+        device={"kind": info.kind, "name": info.name},
+        threshold=threshold,
+        options=options,
+        output_dir=output_dir,
+        weight_mode=weight_mode,
+        reporter=reporter,
+        cancel=cancel,
+    )
+    return [_predict_one(session, path, names[path]) for path in raster_paths]
+
+
+def _check_options(options: PredictOptions) -> None:
+    if options.tile < 16:
+        raise EngineError(f"--tile {options.tile} is too small; use at least 16 (512 is a good default).")
+    if not 0 <= options.overlap <= options.tile // 2:
+        raise EngineError(
+            f"--overlap {options.overlap} must be between 0 and half the tile ({options.tile // 2})."
+        )
+    if options.batch_size < 1:
+        raise EngineError(f"--batch-size {options.batch_size} must be at least 1.")
+    if options.threshold is not None and not math.isfinite(options.threshold):
+        raise EngineError(f"--threshold {options.threshold} must be a finite number.")
+
+
+def _threshold(metadata: ModelMetadata, options: PredictOptions, reporter: Reporter) -> float | None:
+    if metadata.task != "anomaly":
+        if options.threshold is not None:
+            reporter.on_message("warning", "--threshold only applies to anomaly models; it is ignored.")
+        return None
+    if options.threshold is not None:
+        return float(options.threshold)
+    return float(metadata.anomaly["threshold"]) if metadata.anomaly else None
+
+
+def _check_outputs(
+    metadata: ModelMetadata, raster_paths: list[Path], output_dir: Path, options: PredictOptions
+) -> dict[Path, dict[str, str]]:
+    """Creates the output folder, proves it writable and refuses to overwrite without ``overwrite``."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as exc:
+        raise OutputError(
+            f"Cannot write in the output folder {output_dir}: {exc.strerror}. "
+            "Choose a writable folder with -o."
+        ) from exc
+    stems: dict[str, Path] = {}
+    for path in raster_paths:
+        if path.stem in stems and stems[path.stem] != path:
+            raise OutputError(
+                f"{stems[path.stem]} and {path} would write outputs of the same name ({path.stem}_*) in "
+                f"{output_dir}. Predict them into different folders."
+            )
+        stems[path.stem] = path
+    names = {path: output_names(metadata, path.stem, options.probabilities) for path in raster_paths}
+    existing = [
+        output_dir / name
+        for files in names.values()
+        for name in files.values()
+        if (output_dir / name).exists()
+    ]
+    if existing and not options.overwrite:
+        shown = ", ".join(str(path) for path in existing[:5])
+        more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+        raise OutputError(
+            f"Output(s) already exist: {shown}{more}. "
+            "Use --overwrite to replace them, or choose another folder."
+        )
+    return names
+
+
+def _predict_one(session: _Session, raster_path: Path, names: dict[str, str]) -> PredictionResult:
+    started = time.perf_counter()
+    info = read_info(raster_path)
+    options = session.options
+    grid = TileGrid(
+        info.height, info.width, options.tile, options.overlap, session.size_multiple, session.weight_mode
+    )
+    paths = {key: session.output_dir / name for key, name in names.items()}
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), OutputSet(session.output_dir) as outputs:
+        head: PredictionHead
+        if session.metadata.task == "segmentation":
+            head = SegmentationHead(session.metadata, outputs, paths, info)
+        else:
+            head = AnomalyHead(float(session.threshold), outputs, paths, info)
+        valid_pixels = _stream(session, info, grid, head)
+        if valid_pixels == 0:
+            raise RasterError(f"{raster_path}: every pixel is nodata, so there is nothing to predict.")
+        summary = _summary(session, info, grid, head, names, time.perf_counter() - started)
+        outputs.text(paths["summary"], summary_json(summary))
+        outputs.commit()
+    return PredictionResult(raster_path, paths, summary, time.perf_counter() - started)
+
+
+def _stream(session: _Session, info: RasterInfo, grid: TileGrid, head: PredictionHead) -> int:
+    """Predicts every tile and hands finished rows to ``head``; returns the number of valid pixels."""
+    blender = StripBlender(grid, head.channels)
+    started = time.perf_counter()
+    done = valid_pixels = 0
+    bands, normalization = session.metadata.bands, session.normalization
+    with TileReader(info, grid, bands, normalization, session.options.batch_size) as reader:
+        for batch in reader:
+            session.cancel.raise_if_cancelled(f"Prediction of {info.path.name}")
+            outputs = iter(session.forward(batch.inputs) if batch.inputs is not None else [])
+            for tile, valid, busy in zip(batch.tiles, batch.valid, batch.busy, strict=True):
+                if tile.strip != blender.strip:
+                    valid_pixels += _write_finished_rows(blender, head)
+                blender.add(tile, next(outputs) if busy else None, valid)
+            done += len(batch.tiles)
+            _report_progress(session, info, done, len(grid), started)
+    return valid_pixels + _write_finished_rows(blender, head)
+
+
+def _write_finished_rows(blender: StripBlender, head: PredictionHead) -> int:
+    """Hands the open strip's finished rows to ``head``; returns how many of their pixels are valid."""
+    valid_pixels = 0
+    for row_off, values, valid in blender.finish_strip():
+        head.write(row_off, values, valid)
+        valid_pixels += int(np.count_nonzero(valid))
+    return valid_pixels
+
+
+def _report_progress(session: _Session, info: RasterInfo, done: int, total: int, started: float) -> None:
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    megapixels = info.width * info.height / 1e6 * done / total
+    eta = elapsed / done * (total - done) if done else None
+    session.reporter.on_progress(
+        ProgressEvent(
+            stage="predict",
+            done=done,
+            total=total,
+            rate=megapixels / elapsed,
+            rate_unit="MPix/s",
+            eta_s=eta,
+            label=info.path.name,
+        )
+    )
+
+
+def _summary(
+    session: _Session,
+    info: RasterInfo,
+    grid: TileGrid,
+    head: PredictionHead,
+    names: dict[str, str],
+    seconds: float,
+) -> dict[str, Any]:
+    a, b, _, d, e, _ = info.transform
+    pixel_area = abs(a * e - b * d)
+    return {
+        "raster": str(info.path),
+        "model": str(session.model_path),
+        "task": session.metadata.task,
+        "width": info.width,
+        "height": info.height,
+        "crs": info.crs,
+        "pixel_size": list(info.pixel_size),
+        "pixel_area": pixel_area,
+        "area_unit": _area_unit(info),
+        **head.summary(pixel_area),
+        "tile": [grid.tile_height, grid.tile_width],
+        "overlap": grid.overlap,
+        "tiles": len(grid),
+        "batch_size": session.forward.batch_size,
+        "device": session.device,
+        "precision": session.precision,
+        "seconds": seconds,
+        "megapixels_per_second": info.width * info.height / 1e6 / max(seconds, 1e-9),
+        "outputs": names,
+    }
+
+
+def _area_unit(info: RasterInfo) -> str:
+    if info.crs_wkt is None:
+        return "square map units (no CRS)"
+    unit = CRS.from_wkt(info.crs_wkt).units_factor[0]
+    return f"square {unit}s" if unit in ("metre", "degree", "foot") else f"square {unit}"

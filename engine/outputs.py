@@ -1,0 +1,261 @@
+"""Writing prediction outputs: Cloud Optimized GeoTIFFs, a QGIS style and a JSON summary, all or none.
+
+Every output of one raster is written under a temporary name in the output folder and renamed only
+when all of them are complete, so a cancel, a crash or a corrupt input tile met half-way leaves
+neither a half-written GeoTIFF that looks finished nor a summary without its map. Rasters are
+written strip by strip to an uncompressed, striped staging file (any row range goes straight to
+disk, so memory does not grow with the raster), which then gets its overviews and is copied into a
+tiled, DEFLATE-compressed COG that GIS software and web viewers read as is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.io import DatasetWriter
+from rasterio.windows import Window
+
+from engine.errors import OutputError
+from engine.raster import RasterInfo
+
+COG_BLOCK_SIZE = 512
+SMALLEST_OVERVIEW = 128
+CLASS_NODATA = 255
+
+
+@dataclass(frozen=True)
+class RasterSpec:
+    """What one output raster holds: its dtype, bands, nodata and how its overviews resample.
+
+    Class masks resample with ``mode`` (an overview pixel is a class that exists, never a blend of
+    ids); continuous maps with ``average``. ``colors`` maps values to ``#rrggbb`` for a colour table.
+    """
+
+    dtype: str
+    count: int
+    nodata: float
+    resampling: Resampling
+    descriptions: tuple[str, ...] = ()
+    colors: dict[int, str] | None = None
+
+
+def overview_factors(width: int, height: int) -> list[int]:
+    """Power-of-two decimations down to about ``SMALLEST_OVERVIEW`` pixels on the longer side."""
+    factors: list[int] = []
+    factor = 2
+    while max(width, height) / (factor // 2) > SMALLEST_OVERVIEW:
+        factors.append(factor)
+        factor *= 2
+    return factors
+
+
+class OutputSet:
+    """The outputs of one raster: temporary files that become final together, or not at all.
+
+    Use as a context manager: leaving it by an exception (including `JobCancelled`) removes every
+    temporary file; `commit` renames them all to their final names.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._pending: list[tuple[Path, Path]] = []
+        self._temporaries: list[Path] = []
+        self._rasters: list[RasterOutput] = []
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if exc is not None:
+            self.discard()
+
+    def temporary(self, final: Path) -> Path:
+        """A new empty file beside ``final``, hidden and removed unless committed."""
+        try:
+            handle, name = tempfile.mkstemp(dir=self.folder, prefix=f".{final.name}.", suffix=".tmp")
+        except OSError as exc:
+            raise OutputError(
+                f"Cannot write in {self.folder}: {exc.strerror}. Choose a writable output folder."
+            ) from exc
+        os.close(handle)
+        path = Path(name)
+        self._temporaries.append(path)
+        return path
+
+    def raster(self, final: Path, info: RasterInfo, spec: RasterSpec) -> RasterOutput:
+        """Opens a GeoTIFF output with the geography of the input raster ``info`` describes."""
+        output = RasterOutput(self, final, info, spec)
+        self._rasters.append(output)
+        return output
+
+    def text(self, final: Path, content: str) -> None:
+        """Stages a small text file (style, summary) to be committed with the rasters."""
+        path = self.temporary(final)
+        try:
+            path.write_text(content, encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(
+                f"Cannot write {final}: {exc.strerror}. Free disk space or pick another folder."
+            ) from exc
+        self._pending.append((path, final))
+
+    def stage(self, temporary: Path, final: Path) -> None:
+        self._pending.append((temporary, final))
+
+    def commit(self) -> None:
+        """Finishes every raster and renames all outputs to their final names."""
+        for output in self._rasters:
+            output.finish()
+        try:
+            for temporary, final in self._pending:
+                temporary.replace(final)
+        except OSError as exc:
+            raise OutputError(f"Cannot rename outputs in {self.folder}: {exc.strerror}.") from exc
+        self._pending.clear()
+
+    def discard(self) -> None:
+        """Closes open rasters and removes every temporary file still present."""
+        for output in self._rasters:
+            output.close()
+        for path in self._temporaries:
+            path.unlink(missing_ok=True)
+        self._pending.clear()
+
+
+class RasterOutput:
+    """One output GeoTIFF, written rows at a time, then turned into a COG by `OutputSet.commit`."""
+
+    def __init__(self, outputs: OutputSet, final: Path, info: RasterInfo, spec: RasterSpec) -> None:
+        self._outputs = outputs
+        self.final = final
+        self.spec = spec
+        self._staging = outputs.temporary(final)
+        profile: dict[str, Any] = {
+            "driver": "GTiff",
+            "width": info.width,
+            "height": info.height,
+            "count": spec.count,
+            "dtype": spec.dtype,
+            "nodata": spec.nodata,
+            "tiled": False,
+            "blockysize": 1,
+        }
+        if info.crs_wkt:
+            profile["crs"] = rasterio.crs.CRS.from_wkt(info.crs_wkt)
+        if info.crs_wkt or info.transform != (1.0, 0.0, 0.0, 0.0, 1.0, 0.0):
+            profile["transform"] = rasterio.Affine(*info.transform)
+        try:
+            self._dataset: DatasetWriter | None = rasterio.open(self._staging, "w", **profile)
+            for band, description in enumerate(spec.descriptions, start=1):
+                self._dataset.set_band_description(band, description)
+            if spec.colors is not None:
+                self._dataset.write_colormap(1, color_table(spec.colors, int(spec.nodata)))
+        except RasterioError as exc:
+            raise OutputError(f"Cannot create {final}: {exc}. Check the output folder.") from exc
+
+    def write_rows(self, row_off: int, data: np.ndarray) -> None:
+        """Writes ``(count, rows, width)`` starting at ``row_off``."""
+        assert self._dataset is not None, "write_rows after finish"
+        window = Window(0, row_off, data.shape[2], data.shape[1])
+        try:
+            self._dataset.write(data.astype(self.spec.dtype, copy=False), window=window)
+        except RasterioError as exc:
+            raise OutputError(
+                f"Cannot write {self.final}: {exc}. Free disk space or pick another folder."
+            ) from exc
+
+    def close(self) -> None:
+        if self._dataset is not None:
+            self._dataset.close()
+            self._dataset = None
+
+    def finish(self) -> None:
+        """Builds overviews on the staging file and copies it into a COG beside the final name."""
+        self.close()
+        cog = self._outputs.temporary(self.final)
+        predictor = "FLOATING_POINT" if np.dtype(self.spec.dtype).kind == "f" else "STANDARD"
+        try:
+            with rasterio.open(self._staging, "r+") as staging:
+                factors = overview_factors(staging.width, staging.height)
+                if factors:
+                    staging.build_overviews(factors, self.spec.resampling)
+            rasterio.shutil.copy(
+                self._staging,
+                cog,
+                driver="COG",
+                COMPRESS="DEFLATE",
+                PREDICTOR=predictor,
+                BLOCKSIZE=COG_BLOCK_SIZE,
+                OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE",
+                BIGTIFF="IF_SAFER",
+            )
+        except RasterioError as exc:
+            raise OutputError(
+                f"Cannot write {self.final}: {exc}. Free disk space or pick another folder."
+            ) from exc
+        self._staging.unlink(missing_ok=True)
+        self._outputs.stage(cog, self.final)
+
+
+def hex_to_rgb(color: str) -> tuple[int, int, int]:
+    return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+
+
+def color_table(colors: dict[int, str], nodata: int) -> dict[int, tuple[int, int, int, int]]:
+    """GDAL colour table entries: each class opaque in its colour, nodata transparent."""
+    table = {value: (*hex_to_rgb(color), 255) for value, color in colors.items()}
+    table[nodata] = (0, 0, 0, 0)
+    return table
+
+
+def qgis_style(classes: Sequence[tuple[int, str, str]]) -> str:
+    """A QGIS ``.qml`` style with a paletted renderer: each ``(id, name, #rrggbb)`` a legend entry.
+
+    QGIS applies a ``.qml`` named like the raster when it opens it, so the class names show in the
+    legend, which a colour table alone cannot carry.
+    """
+    root = ElementTree.Element("qgis", version="3.28.0", styleCategories="Symbology")
+    pipe = ElementTree.SubElement(root, "pipe")
+    renderer = ElementTree.SubElement(
+        pipe, "rasterrenderer", type="paletted", band="1", opacity="1", alphaBand="-1", nodataColor=""
+    )
+    ElementTree.SubElement(renderer, "rasterTransparency")
+    ElementTree.SubElement(renderer, "minMaxOrigin")
+    palette = ElementTree.SubElement(renderer, "colorPalette")
+    for value, name, color in classes:
+        ElementTree.SubElement(
+            palette, "paletteEntry", value=str(value), color=color.lower(), alpha="255", label=name
+        )
+    ElementTree.indent(root)
+    body = ElementTree.tostring(root, encoding="unicode")
+    return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + body + "\n"
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    """The summary as indented JSON; non-finite floats become null so any JSON reader accepts it."""
+    return json.dumps(_finite(summary), indent=2, sort_keys=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
