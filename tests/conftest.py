@@ -63,3 +63,12 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own app data folder (job store, models, logs), never the user's own;
+    subprocesses inherit it through MODELAI_HOME."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("MODELAI_HOME", str(home))
+    return home

@@ -18,8 +18,9 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from engine.errors import JobStoreError
-from engine.jobs import HOST, SCHEMA_VERSION, ArtifactKind, JobStatus, JobStore, process_alive
+from engine.errors import JobCancelled, JobStoreError
+from engine.job_records import HOST, SCHEMA_VERSION, ArtifactKind, JobStatus, process_alive
+from engine.jobs import JobStore
 from engine.paths import HOME_ENV_VAR, HOME_SUBFOLDERS, app_home, jobs_db_path
 
 CHILD = Path(__file__).with_name("jobs_writer_child.py")
@@ -94,7 +95,7 @@ def test_succeeded_job_keeps_run_context_epochs_artifacts_and_duration(store, tm
     job_id = store.create_job("train", SPEC)
     queued = store.get_job(job_id)
     assert (queued.status, queued.spec) == (JobStatus.QUEUED, json.loads(SPEC))
-    assert (queued.started, queued.pid) == (None, None)
+    assert (queued.started, queued.pid, queued.host) == (None, os.getpid(), HOST)
 
     store.mark_running(job_id, "cuda:0", {"torch": "2.13.0"})
     store.record_epoch(job_id, 1, 0.9, 0.8, {"mean_iou": 0.4}, 1e-3, 2.5)
@@ -413,3 +414,57 @@ def test_integrity_check_reports_a_damaged_store(tmp_path):
         damaged.write(b"\xff" * 4096)
     with JobStore(db) as store:
         assert not store.integrity_ok()
+
+
+def test_a_job_starts_only_when_no_live_job_runs_and_none_older_waits(store):
+    older, newer, cancelled = (store.create_job("predict", SPEC) for _ in range(3))
+    assert store.start_if_next(newer, "cpu", {}).id == older
+    assert store.start_if_next(older, "cuda:0", {"torch": "2.13.0"}) is None
+    started = store.get_job(older)
+    assert (started.status, started.device, started.versions) == (
+        JobStatus.RUNNING,
+        "cuda:0",
+        {"torch": "2.13.0"},
+    )
+    assert store.start_if_next(newer, "cpu", {}).id == older
+    store.request_cancel(cancelled)
+    with pytest.raises(JobCancelled, match=f"Job {cancelled} was cancelled before it started"):
+        store.start_if_next(cancelled, "cpu", {})
+    store.mark_succeeded(older, {})
+    assert store.start_if_next(newer, "cpu", {}) is None
+    assert store.get_job(older).finished <= store.get_job(newer).started
+    with pytest.raises(JobStoreError, match=f"job {newer} is running, not queued"):
+        store.start_if_next(newer, "cpu", {})
+
+
+def test_jobs_of_dead_processes_never_block_the_queue_and_are_recovered(store):
+    crashed, orphan, waiting = (store.create_job("train", SPEC) for _ in range(3))
+    store.mark_running(crashed, "cpu", {})
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    raw_execute(store.path, f"UPDATE jobs SET pid = {gone.pid} WHERE id IN ({crashed}, {orphan})")
+    assert store.start_if_next(waiting, "cpu", {}) is None
+
+    recovered = {job.id: job for job in store.recover_interrupted()}
+    assert sorted(recovered) == [crashed, orphan]
+    assert {job.status for job in recovered.values()} == {JobStatus.INTERRUPTED}
+    assert "stopped while it ran" in recovered[crashed].error_message
+    assert "stopped before it started" in recovered[orphan].error_message
+    assert recovered[orphan].started is None
+    assert store.get_job(waiting).status is JobStatus.RUNNING
+
+
+def test_interrupted_job_is_final_and_keeps_its_duration(store):
+    job_id = store.create_job("train", SPEC, status="running")
+    store.set_checkpoint(job_id, "last.ckpt")
+    store.mark_interrupted(job_id, "stopped by a second Ctrl-C")
+    job = store.get_job(job_id)
+    assert (job.status, job.error_message, job.checkpoint_path) == (
+        JobStatus.INTERRUPTED,
+        "stopped by a second Ctrl-C",
+        Path("last.ckpt"),
+    )
+    assert job.duration_s is not None
+    assert store.recover_interrupted() == []
+    with pytest.raises(JobStoreError, match="already interrupted"):
+        store.mark_interrupted(job_id, "again")

@@ -1,0 +1,285 @@
+"""What the job store holds: job statuses, record types, the schema's migrations, process checks.
+
+Kept apart from :mod:`engine.jobs` (the store's operations) so that the views and the runner can
+name statuses and read records without caring how they are written, and so that the schema's
+history reads in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from engine.errors import JobStoreError
+
+HOST = socket.gethostname()
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life; the last four are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+class ArtifactKind(StrEnum):
+    """What a file written by a job is, so the views know how to show or reuse it."""
+
+    MODEL = "model"
+    CLASSES = "classes"
+    PROBABILITIES = "probabilities"
+    ANOMALY = "anomaly"
+    ANOMALY_MASK = "anomaly_mask"
+    SUMMARY = "summary"
+    STYLE = "style"
+    CHECKPOINT = "checkpoint"
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One job as stored; times are UTC, ``pid`` and ``host`` name the process that owns it.
+
+    The owner is the process that queued the job and then runs it, so a queued job whose owner died
+    is told apart from one still waiting for its turn.
+    """
+
+    id: int
+    kind: str
+    status: JobStatus
+    spec: dict[str, Any]
+    created: datetime
+    started: datetime | None
+    finished: datetime | None
+    duration_s: float | None
+    result: dict[str, Any] | None
+    error_message: str | None
+    error_detail: str | None
+    device: str | None
+    versions: dict[str, str]
+    checkpoint_path: Path | None
+    parent_job_id: int | None
+    cancel_requested: bool
+    pid: int | None
+    host: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EpochRecord:
+    """The end of one training epoch; ``metrics`` is flat (``mean_iou``, ``iou/road``...)."""
+
+    job_id: int
+    epoch: int
+    train_loss: float | None
+    val_loss: float | None
+    metrics: dict[str, float]
+    lr: float | None
+    duration_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRecord:
+    """A file a job wrote, with its size at the time it was recorded."""
+
+    job_id: int
+    kind: ArtifactKind
+    path: Path
+    size_bytes: int
+    created: datetime
+
+
+def _migrate_to_v1(conn: sqlite3.Connection) -> None:
+    """The first released schema: jobs, their epochs and their output files."""
+    conn.execute(
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,"
+        " status TEXT NOT NULL, spec_json TEXT NOT NULL, created TEXT NOT NULL, started TEXT,"
+        " finished TEXT, duration_s REAL, result_json TEXT, error_message TEXT, error_detail TEXT,"
+        " parent_job_id INTEGER REFERENCES jobs(id))"
+    )
+    conn.execute("CREATE INDEX jobs_by_status ON jobs (status, id)")
+    conn.execute(
+        "CREATE TABLE epochs (job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+        " epoch INTEGER NOT NULL, train_loss REAL, val_loss REAL, metrics_json TEXT NOT NULL DEFAULT '{}',"
+        " lr REAL, duration_s REAL, PRIMARY KEY (job_id, epoch))"
+    )
+    conn.execute(
+        "CREATE TABLE artifacts (job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+        " kind TEXT NOT NULL, path TEXT NOT NULL, size_bytes INTEGER NOT NULL, created TEXT NOT NULL,"
+        " PRIMARY KEY (job_id, path))"
+    )
+
+
+def _migrate_to_v2(conn: sqlite3.Connection) -> None:
+    """What crash recovery, resume and cancel need: where a job runs, its checkpoint, a cancel flag."""
+    for column in (
+        "device TEXT",
+        "versions_json TEXT NOT NULL DEFAULT '{}'",
+        "checkpoint_path TEXT",
+        "pid INTEGER",
+        "host TEXT",
+        "cancel_requested INTEGER NOT NULL DEFAULT 0",
+    ):
+        conn.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
+
+
+# MIGRATIONS[n] takes a store from version n to n + 1. Never edit a released step: append a new one.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_v1, _migrate_to_v2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring a store opened in a write transaction up to :data:`SCHEMA_VERSION`.
+
+    Raises:
+        JobStoreError: the store comes from a newer ModelAI, or the file is another program's database.
+    """
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise JobStoreError(
+            f"{path} was written by a newer ModelAI (job store version {version}, this one"
+            f" reads up to {SCHEMA_VERSION}): update ModelAI, or choose another --home"
+        )
+    if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        raise JobStoreError(
+            f"{path} is an SQLite database of another program, not a ModelAI job store:"
+            " move it away or choose another --home"
+        )
+    for step in MIGRATIONS[version:]:
+        step(conn)
+    # Written even when unchanged: the write proves now that the store is writable, rather
+    # than at the first epoch of a long job.
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def store_error(path: Path, exc: sqlite3.Error) -> JobStoreError:
+    """Turn an SQLite error into a message that names the store's file and what to do about it."""
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    messages = {
+        sqlite3.SQLITE_NOTADB: f"{path} is not a ModelAI job store (not an SQLite database):"
+        " move it away or choose another --home",
+        sqlite3.SQLITE_READONLY: f"the job store {path} or its folder is read-only: make both"
+        " writable, or choose another --home",
+        sqlite3.SQLITE_CANTOPEN: f"cannot open the job store {path}: check that its folder exists"
+        " and is writable, or choose another --home",
+        sqlite3.SQLITE_BUSY: f"the job store {path} stayed locked by another ModelAI process:"
+        " wait for it to finish writing and try again",
+        sqlite3.SQLITE_FULL: f"the disk holding the job store {path} is full: free some space",
+        sqlite3.SQLITE_CORRUPT: f"the job store {path} is damaged: move it away (ModelAI starts a"
+        " new one) or choose another --home",
+    }
+    return JobStoreError(messages.get(code, f"cannot use the job store {path}: {exc}"))
+
+
+JOB_COLUMNS = (
+    "id, kind, status, spec_json, created, started, finished, duration_s, result_json, error_message,"
+    " error_detail, device, versions_json, checkpoint_path, parent_job_id, cancel_requested, pid, host"
+)
+
+
+def process_alive(pid: int) -> bool:
+    """Tell whether a process of this host still runs, to tell a running job from a crashed one."""
+    if pid <= 0:
+        return False
+    if os.name == "nt":
+        return _windows_process_alive(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _windows_process_alive(pid: int) -> bool:
+    """Windows has no signal 0 (``os.kill`` would terminate the process), so ask the kernel."""
+    import ctypes
+    from ctypes import wintypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    kernel32.OpenProcess.restype = wintypes.HANDLE
+    query_limited_information, access_denied, still_active = 0x1000, 5, 259
+    handle = kernel32.OpenProcess(query_limited_information, False, pid)
+    if not handle:
+        return ctypes.get_last_error() == access_denied
+    try:
+        exit_code = wintypes.DWORD()
+        return bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(exit_code))) and (
+            exit_code.value == still_active
+        )
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+def utc_now() -> datetime:
+    """The current time in UTC, the only time zone the store holds."""
+    return datetime.now(UTC)
+
+
+def time_text(moment: datetime) -> str:
+    """A time as stored: ISO 8601 with milliseconds, which sorts as text."""
+    return moment.isoformat(timespec="milliseconds")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """Read back a stored time; empty means the moment has not come (not started, not finished)."""
+    return datetime.fromisoformat(text) if text else None
+
+
+def job_from_row(row: sqlite3.Row) -> JobRecord:
+    """Build a record from a row selected with :data:`JOB_COLUMNS`."""
+    return JobRecord(
+        id=row["id"],
+        kind=row["kind"],
+        status=JobStatus(row["status"]),
+        spec=json.loads(row["spec_json"]),
+        created=datetime.fromisoformat(row["created"]),
+        started=parse_time(row["started"]),
+        finished=parse_time(row["finished"]),
+        duration_s=row["duration_s"],
+        result=json.loads(row["result_json"]) if row["result_json"] else None,
+        error_message=row["error_message"],
+        error_detail=row["error_detail"],
+        device=row["device"],
+        versions=json.loads(row["versions_json"]),
+        checkpoint_path=Path(row["checkpoint_path"]) if row["checkpoint_path"] else None,
+        parent_job_id=row["parent_job_id"],
+        cancel_requested=bool(row["cancel_requested"]),
+        pid=row["pid"],
+        host=row["host"],
+    )
+
+
+def epoch_from_row(row: sqlite3.Row) -> EpochRecord:
+    """Build a record from a row of the ``epochs`` table."""
+    return EpochRecord(
+        job_id=row["job_id"],
+        epoch=row["epoch"],
+        train_loss=row["train_loss"],
+        val_loss=row["val_loss"],
+        metrics=json.loads(row["metrics_json"]),
+        lr=row["lr"],
+        duration_s=row["duration_s"],
+    )
+
+
+def artifact_from_row(row: sqlite3.Row) -> ArtifactRecord:
+    """Build a record from a row of the ``artifacts`` table."""
+    return ArtifactRecord(
+        job_id=row["job_id"],
+        kind=ArtifactKind(row["kind"]),
+        path=Path(row["path"]),
+        size_bytes=row["size_bytes"],
+        created=datetime.fromisoformat(row["created"]),
+    )
