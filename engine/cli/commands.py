@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from engine.cli import jobs_cmd, models_cmd, predict, train
+from engine.cli import demo, jobs_cmd, models_cmd, predict, train
 
-REGISTRARS: list = [train.register, predict.register, jobs_cmd.register, models_cmd.register]
+REGISTRARS: list = [train.register, predict.register, jobs_cmd.register, models_cmd.register, demo.register]
