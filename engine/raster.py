@@ -8,6 +8,7 @@ not valid is never fed to a network as a number.
 
 from __future__ import annotations
 
+import glob
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -89,7 +90,8 @@ def find_rasters(paths: Sequence[str | Path]) -> list[Path]:
     for item in paths:
         path = Path(item)
         if any(char in str(item) for char in "*?["):
-            found.extend(sorted(p for p in Path().glob(str(item)) if p.suffix.lower() in RASTER_SUFFIXES))
+            matches = (Path(match) for match in glob.glob(str(item), recursive=True))
+            found.extend(sorted(p for p in matches if p.suffix.lower() in RASTER_SUFFIXES))
         elif path.is_dir():
             found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in RASTER_SUFFIXES))
         elif path.exists():
@@ -258,5 +260,13 @@ def pixel_validity(
 
 
 def first_line(exc: BaseException) -> str:
+    """The first line of an error's message, for a one-line error naming its cause.
+
+    rasterio wraps GDAL's errors in a generic "Read failed. See previous exception for details.";
+    the GDAL error at the root of the chain says what actually failed, so that one is used.
+    """
+    if "See previous exception" in str(exc):
+        while (cause := exc.__cause__ or exc.__context__) is not None:
+            exc = cause
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -143,6 +143,7 @@ def test_find_rasters_expands_folders_and_globs(tmp_path: Path, monkeypatch: pyt
     assert [p.name for p in find_rasters([tmp_path])] == ["a.TIFF", "b.tif"]
     monkeypatch.chdir(tmp_path)
     assert [p.name for p in find_rasters(["*.tif"])] == ["b.tif"]
+    assert find_rasters([str(tmp_path / "*.tif")]) == [tmp_path / "b.tif"]
     with pytest.raises(RasterError, match="no such file"):
         find_rasters([tmp_path / "missing.tif"])
     empty = tmp_path / "empty"
