@@ -90,7 +90,8 @@ def find_rasters(paths: Sequence[str | Path]) -> list[Path]:
     for item in paths:
         path = Path(item)
         if any(char in str(item) for char in "*?["):
-            matches = (Path(match) for match in glob.glob(str(item), recursive=True))
+            # Path.glob refuses absolute patterns, which users type as often as relative ones.
+            matches = (Path(match) for match in glob.glob(str(item), recursive=True))  # noqa: PTH207
             found.extend(sorted(p for p in matches if p.suffix.lower() in RASTER_SUFFIXES))
         elif path.is_dir():
             found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in RASTER_SUFFIXES))
