@@ -114,6 +114,7 @@ class SegmentationHead:
             self._probabilities.write_rows(row_off, np.where(valid, values, np.float32(np.nan)))
 
     def summary(self, pixel_area: float) -> dict[str, Any]:
+        """Pixel counts and areas per class; call only after at least one valid pixel was written."""
         valid = int(self._counts.sum())
         return {
             "valid_pixels": valid,
@@ -125,7 +126,7 @@ class SegmentationHead:
                     "color": info.color,
                     "pixels": int(count),
                     "area": float(count) * pixel_area,
-                    "fraction": float(count) / valid if valid else 0.0,
+                    "fraction": float(count) / valid,
                 }
                 for info, count in zip(self.classes, self._counts, strict=True)
             ],

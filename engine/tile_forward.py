@@ -4,8 +4,8 @@ Inference-only settings live here: ``torch.inference_mode`` (no autograd bookkee
 folded into the convolutions before them (a fifth of a U-Net's CPU time otherwise), channels-last
 memory layout (oneDNN and cuDNN convolutions run much faster on it: 2.6x for a U-Net on this
 project's CPU), autocast to the chosen precision, and on CUDA pinned host memory with non-blocking
-copies so the transfer overlaps the previous batch. When the device runs out of memory the batch is
-halved and the work continues, and the user is told once.
+copies (the direct DMA path). When the device runs out of memory the batch is halved and the work
+continues, and the user is told once.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class TileForward:
             torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None),
         ):
             values = self.transform(inputs, self.model(inputs))
-        return values.float().cpu().numpy()
+        return values.float().contiguous().cpu().numpy()
 
     def _shrink(self, exc: RuntimeError) -> None:
         if self.device.type == "cuda":

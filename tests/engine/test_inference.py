@@ -89,7 +89,7 @@ def write_raster(path: Path, data: np.ndarray, crs: str | None = "EPSG:32618", *
     return path
 
 
-def train_unet(image: Path, mask: Path, normalization: Normalization, steps: int = 60) -> nn.Module:
+def train_unet(image: Path, mask: Path, normalization: Normalization, steps: int = 30) -> nn.Module:
     """A few dozen Adam steps on 64-pixel patches: enough for confident, context-dependent outputs."""
     torch.manual_seed(0)
     network = build_model("unet", {"in_channels": 5, "num_classes": 4, "base_width": 8, "depth": 3})
@@ -233,7 +233,7 @@ def test_segmentation_outputs_are_georeferenced_cogs_with_legend_and_summary(
     assert set(np.unique(overview)) <= {0, 1, 2, 3, 255}, "class overviews must not blend class ids"
     truth = read(scene_dir / "holdout" / "masks" / "holdout.tif")[0]
     assert np.array_equal(mask == 255, truth == 255), "exactly the input's nodata border is nodata"
-    assert (mask == truth)[truth != 255].mean() > 0.6, "the trained model's classes must land on their ids"
+    assert (mask == truth)[truth != 255].mean() > 0.75, "the trained model's classes must land on their ids"
     with rasterio.open(result.outputs["probabilities"]) as probabilities:
         assert probabilities.descriptions == tuple(CLASS_NAMES) and probabilities.dtypes[0] == "float32"
         assert probabilities.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "3" and probabilities.overviews(1)
@@ -253,7 +253,7 @@ def test_segmentation_outputs_are_georeferenced_cogs_with_legend_and_summary(
     counts = {c["id"]: c["pixels"] for c in summary["classes"]}
     assert counts == {i: int((mask == i).sum()) for i in range(4)}
     assert summary["classes"][0]["area"] == counts[0] * 100.0 and summary["area_unit"] == "square metres"
-    assert (summary["tile"], summary["overlap"], summary["precision"]) == ([128, 128], 32, "fp32")
+    assert (summary["tile"], summary["overlap"], summary["precision"]) == ([112, 112], 32, "fp32")
     assert summary["device"]["kind"] == "cpu" and summary["model"] == str(segmentation_model)
     events = [e for e in reporter.progress if isinstance(e, ProgressEvent)]
     assert events[-1].done == events[-1].total and events[-1].rate_unit == "MPix/s"
