@@ -136,9 +136,16 @@ def _check_mask(image: RasterInfo, mask: RasterInfo, reporter: Reporter) -> Mask
     if mask.count != 1:
         problems.append(f"{mask.count} bands instead of 1")
     if problems:
+        colour = (
+            " A colour mask (RGB) must first become one band of class ids: give each colour its class "
+            "number (0, 1, 2, …), e.g. with gdal_calc.py or QGIS's raster calculator."
+            if mask.count != 1
+            else ""
+        )
         raise DatasetError(
             f"Mask {mask.path} does not match image {image.path}: it has {' and '.join(problems)}. "
             "Export the mask on the image's grid (same size, transform and CRS, one band of class ids)."
+            + colour
         )
     values, counts = _scan_mask_values(mask)
     if values.size and (

@@ -10,7 +10,6 @@ every input, so a batch of rasters does not fail on the fifth one for a reason v
 from __future__ import annotations
 
 import math
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from engine.device import autocast_dtype, describe_device, resolve_device
 from engine.errors import BandMismatchError, EngineError, OutputError, RasterError
 from engine.model_file import ModelMetadata, load_model, read_metadata
 from engine.normalize import Normalization, sample_windows
-from engine.outputs import OutputSet, summary_json
+from engine.outputs import OutputSet, check_writable_folder, summary_json
 from engine.prediction_heads import (
     TILE_VALUES,
     AnomalyHead,
@@ -45,6 +44,8 @@ from engine.tiling import WEIGHT_MODES, StripBlender, TileGrid
 # raster; 64 MB holds several strips of blocks, enough for the overlap between strips.
 GDAL_CACHE_BYTES = 64 * 1024 * 1024
 PIXEL_SIZE_TOLERANCE = 2.0
+# The longest file name (in UTF-8 bytes) that common file systems (ext4, NTFS, APFS) allow.
+MAX_NAME_BYTES = 255
 PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
@@ -99,15 +100,19 @@ def check_compatibility(
 
     Raises:
         RasterError: the raster cannot be read, or every pixel of it is nodata.
-        BandMismatchError: the raster lacks a band the model needs, or has another data type.
+        BandMismatchError: the raster lacks a band the model needs, has another number of bands than
+            the training rasters, or has another data type.
     """
     info = read_info(raster_path)
     bands = metadata.bands
-    if max(bands) > info.count or info.dtype != metadata.input_dtype:
+    count = metadata.band_count
+    if max(bands) > info.count or count not in (None, info.count) or info.dtype != metadata.input_dtype:
+        trained_on = f" from {count}-band rasters" if count else ""
         raise BandMismatchError(
             f"{info.path}: {model_name} expects {len(bands)} band(s) ({','.join(map(str, bands))}) of "
-            f"{metadata.input_dtype}; the raster has {info.count} band(s) of {info.dtype}. Use a raster from "
-            "the same sensor and processing as the training data, or train a model on rasters like this one."
+            f"{metadata.input_dtype}{trained_on}; the raster has {info.count} band(s) of {info.dtype}. Use a "
+            "raster from the same sensor and processing as the training data, or train a model on rasters "
+            "like this one."
         )
     warnings = []
     if info.crs is None:
@@ -202,7 +207,7 @@ def predict_many(
     for raster_path in raster_paths:
         for warning in check_compatibility(metadata, raster_path, f"model {model_path.name}"):
             reporter.on_message("warning", warning)
-    names = _check_outputs(metadata, raster_paths, output_dir, options)
+    names = check_outputs(metadata, raster_paths, output_dir, options)
     model, metadata = load_model(model_path, device)
     size_multiple = int(getattr(model, "size_multiple", 1))
     if options.tile % size_multiple:
@@ -253,19 +258,18 @@ def _threshold(metadata: ModelMetadata, options: PredictOptions, reporter: Repor
     return float(metadata.anomaly["threshold"]) if metadata.anomaly else None
 
 
-def _check_outputs(
+def check_outputs(
     metadata: ModelMetadata, raster_paths: list[Path], output_dir: Path, options: PredictOptions
 ) -> dict[Path, dict[str, str]]:
-    """Creates the output folder, proves it writable and refuses to overwrite without ``overwrite``."""
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=output_dir):
-            pass
-    except OSError as exc:
-        raise OutputError(
-            f"Cannot write in the output folder {output_dir}: {exc.strerror}. "
-            "Choose a writable folder with -o."
-        ) from exc
+    """Creates the output folder, proves it writable and refuses to overwrite without ``overwrite``.
+
+    Returns each raster's output file names by key (see `output_names`).
+
+    Raises:
+        OutputError: the folder is not writable, two rasters would write the same outputs, an output
+            name is too long for the file system, or outputs exist and ``overwrite`` is not set.
+    """
+    check_writable_folder(output_dir)
     stems: dict[str, Path] = {}
     for path in raster_paths:
         if path.stem in stems and stems[path.stem] != path:
@@ -275,6 +279,13 @@ def _check_outputs(
             )
         stems[path.stem] = path
     names = {path: output_names(metadata, path.stem, options.probabilities) for path in raster_paths}
+    for path, files in names.items():
+        longest = max(files.values(), key=lambda name: len(name.encode()))
+        if len(longest.encode()) > MAX_NAME_BYTES:
+            raise OutputError(
+                f"{path}: its output {longest} would have a name of {len(longest.encode())} bytes, more than "
+                f"the {MAX_NAME_BYTES} that file systems allow. Give the raster a shorter name."
+            )
     existing = [
         output_dir / name
         for files in names.values()

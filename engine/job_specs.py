@@ -17,11 +17,13 @@ from typing import Any, ClassVar
 from engine.datasets import find_training_data, select_bands
 from engine.device import autocast_dtype, resolve_device
 from engine.errors import EngineError, JobStoreError, ModelFileError, OutputError
-from engine.inference import PredictOptions, check_compatibility
-from engine.model_file import read_metadata
-from engine.prediction_heads import output_names
+from engine.inference import PredictOptions, check_compatibility, check_outputs
+from engine.model_file import check_model_file
+from engine.outputs import check_writable_folder
+from engine.prediction_heads import check_classes
 from engine.progress import RecordingReporter
 from engine.training.config import TASKS, TrainConfig
+from engine.training.segmentation import make_segmentation_task
 
 TRAIN_KIND_PREFIX = "train-"
 PREDICT_KIND = "predict"
@@ -150,31 +152,25 @@ def _validate_training(config: TrainConfig) -> list[str]:
         )
     if config.output.exists() and not config.overwrite:
         raise OutputError(f"{config.output} already exists. Choose another name or pass --overwrite.")
+    check_writable_folder(config.output.parent)
     reporter = RecordingReporter()
     masks = config.masks if config.task == "segmentation" else None
-    select_bands(find_training_data(config.images, masks, reporter), config.bands)
+    pairs = find_training_data(config.images, masks, reporter)
+    bands = select_bands(pairs, config.bands)
+    if config.task == "segmentation":
+        make_segmentation_task(config, pairs, len(bands))
     return reporter.warnings()
 
 
 def _validate_prediction(spec: PredictSpec) -> list[str]:
     if not spec.rasters:
         raise EngineError("no raster to predict: give at least one GeoTIFF file or folder.")
-    metadata = read_metadata(spec.model)
+    metadata = check_model_file(spec.model)
+    if metadata.task == "segmentation":
+        check_classes(metadata, spec.model)
     autocast_dtype(resolve_device(spec.options.device), spec.options.precision)
     warnings = []
     for raster in spec.rasters:
         warnings.extend(check_compatibility(metadata, raster, spec.model.name))
-    if not spec.options.overwrite:
-        existing = [
-            spec.output_dir / name
-            for raster in spec.rasters
-            for name in output_names(metadata, raster.stem, spec.options.probabilities).values()
-            if (spec.output_dir / name).exists()
-        ]
-        if existing:
-            raise OutputError(
-                f"Output(s) already exist: {', '.join(map(str, existing[:5]))}"
-                f"{f' and {len(existing) - 5} more' if len(existing) > 5 else ''}. "
-                "Use --overwrite to replace them, or choose another folder."
-            )
+    check_outputs(metadata, spec.rasters, spec.output_dir, spec.options)
     return warnings

@@ -82,6 +82,9 @@ class ModelMetadata:
     training: dict[str, Any]
     format_version: int = FORMAT_VERSION
     created: str = ""
+    # Bands of the rasters it was trained on, so that a raster with other bands is refused even when
+    # it has the bands numbered in ``bands``; None in files written before it was recorded.
+    band_count: int | None = None
 
     def to_json(self) -> str:
         """Serialise to the JSON text stored in the model file's header."""
@@ -140,6 +143,7 @@ class ModelMetadata:
             training=get("training", _is_dict, "a JSON object"),
             format_version=version,
             created=get("created", lambda v: isinstance(v, str), "a string", default=""),
+            band_count=get("band_count", _is_band_count, "null or a positive integer", default=None),
         )
         _check_consistency(metadata, source)
         return metadata
@@ -160,6 +164,8 @@ def _check_consistency(metadata: ModelMetadata, source: Path) -> None:
         raise _invalid(
             source, f"the network takes {in_channels!r} bands, but {len(metadata.bands)} are listed"
         )
+    if metadata.band_count is not None and max(metadata.bands) > metadata.band_count:
+        raise _invalid(source, f"it reads band {max(metadata.bands)} of {metadata.band_count}-band rasters")
     if metadata.task == "segmentation" and not metadata.classes:
         raise _invalid(source, "a segmentation model needs at least one class")
     if len({c.id for c in metadata.classes}) != len(metadata.classes):
@@ -176,6 +182,10 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _is_band_count(value: Any) -> bool:
+    return value is None or (_is_int(value) and value >= 1)
 
 
 def _is_dict(value: Any) -> bool:
@@ -237,8 +247,24 @@ def read_metadata(path: str | os.PathLike[str]) -> ModelMetadata:
 
     Fast enough to list a folder of models; it also checks that the weights are all there.
     """
+    return _parse_header(Path(path))[0]
+
+
+def check_model_file(path: str | os.PathLike[str]) -> ModelMetadata:
+    """Read a model's metadata and check that its weights fit the network, still from the header only.
+
+    What `read_metadata` does, plus the names and shapes of the weights against the network the
+    metadata describes, so a damaged model is refused before a job is queued with it.
+    """
     path = Path(path)
-    return ModelMetadata.from_json(_read_header(path)["__metadata__"][METADATA_KEY], path)
+    metadata, header = _parse_header(path)
+    _check_weight_shapes(metadata, header, path)
+    return metadata
+
+
+def _parse_header(path: Path) -> tuple[ModelMetadata, dict[str, Any]]:
+    header = _read_header(path)
+    return ModelMetadata.from_json(header["__metadata__"][METADATA_KEY], path), header
 
 
 def load_model(
@@ -366,6 +392,33 @@ def _check_weights_extent(header: dict[str, Any], data_bytes: int, path: Path) -
         raise _invalid(path, f"it has {data_bytes - needed} bytes more than its weights need")
 
 
+def _check_weight_shapes(metadata: ModelMetadata, header: dict[str, Any], path: Path) -> None:
+    """Compare the weights listed in the header with those of the network, built without memory."""
+    with torch.device("meta"):
+        network = _build(metadata, path)
+    needed = {name: list(tensor.shape) for name, tensor in network.state_dict().items()}
+    stored = {name: entry.get("shape") for name, entry in header.items() if name != "__metadata__"}
+    problems = [
+        f"size mismatch for {name}: {stored[name]} in the file, {shape} needed"
+        for name, shape in needed.items()
+        if name in stored and stored[name] != shape
+    ][:3]
+    for label, names in (("Missing", needed.keys() - stored), ("Unexpected", stored.keys() - needed)):
+        if names:
+            problems.append(f"{label} key(s): {', '.join(sorted(names)[:5])}")
+    if problems:
+        fit = f"its weights do not fit a {metadata.architecture} network"
+        raise _invalid(path, f"{fit} ({'; '.join(problems)})")
+
+
+def _build(metadata: ModelMetadata, path: Path) -> nn.Module:
+    """The untrained network the metadata names, or a ModelFileError naming the file."""
+    try:
+        return build_model(metadata.architecture, metadata.hyperparameters)
+    except ModelFileError as exc:
+        raise _invalid(path, str(exc).rstrip(".")) from exc
+
+
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """Read all weights into memory; no memory map is left open, so the file can be replaced."""
     try:
@@ -378,10 +431,7 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def _model_with_weights(metadata: ModelMetadata, tensors: dict[str, torch.Tensor], path: Path) -> nn.Module:
     """Build the network the metadata names and load ``tensors`` into it strictly."""
-    try:
-        model = build_model(metadata.architecture, metadata.hyperparameters)
-    except ModelFileError as exc:
-        raise _invalid(path, str(exc).rstrip(".")) from exc
+    model = _build(metadata, path)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:

@@ -10,8 +10,11 @@ tiled, DEFLATE-compressed COG that GIS software and web viewers read as is.
 
 from __future__ import annotations
 
+import errno
+import glob
 import json
 import os
+import shutil
 import tempfile
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
@@ -29,11 +32,19 @@ from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
 from engine.errors import OutputError
-from engine.raster import RasterInfo
+from engine.job_records import process_alive
+from engine.raster import RasterInfo, first_line
 
 COG_BLOCK_SIZE = 512
 SMALLEST_OVERVIEW = 128
 CLASS_NODATA = 255
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# GDAL reports a failed write without the system's reason ("TIFFAppendToStrip:Write error"); so little
+# free space left on the folder's disk after such a failure means that the disk is full.
+NEARLY_FULL_BYTES = 64 * 1024 * 1024
+# A temporary name keeps this many bytes of its final name, so it stays within the 255 bytes that
+# file systems allow a name even when the final name nearly fills them.
+TEMPORARY_NAME_BYTES = 120
 
 
 @dataclass(frozen=True)
@@ -66,7 +77,8 @@ class OutputSet:
     """The outputs of one raster: temporary files that become final together, or not at all.
 
     Use as a context manager: leaving it by an exception (including `JobCancelled`) removes every
-    temporary file; `commit` renames them all to their final names.
+    temporary file, and turns a system error met while writing (a full disk) into an `OutputError`;
+    `commit` renames them all to their final names.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -83,15 +95,21 @@ class OutputSet:
     ) -> None:
         if exc is not None:
             self.discard()
+            if isinstance(exc, OSError):
+                raise write_failure(self.folder, self.folder, exc) from exc
 
     def temporary(self, final: Path) -> Path:
-        """A new empty file beside ``final``, hidden and removed unless committed."""
+        """A new empty file beside ``final``, hidden and removed unless committed.
+
+        Its name (``.NAME.PID.RANDOM.tmp``) carries this process's id, so the leftovers of a killed
+        process are never taken for outputs and are removed when the same output is written again.
+        """
+        prefix = _temporary_prefix(final)
+        _remove_stale_temporaries(self.folder, prefix)
         try:
-            handle, name = tempfile.mkstemp(dir=self.folder, prefix=f".{final.name}.", suffix=".tmp")
+            handle, name = tempfile.mkstemp(dir=self.folder, prefix=f"{prefix}{os.getpid()}.", suffix=".tmp")
         except OSError as exc:
-            raise OutputError(
-                f"Cannot write in {self.folder}: {exc.strerror}. Choose a writable output folder."
-            ) from exc
+            raise write_failure(final, self.folder, exc) from exc
         os.close(handle)
         path = Path(name)
         self._temporaries.append(path)
@@ -109,12 +127,11 @@ class OutputSet:
         try:
             path.write_text(content, encoding="utf-8")
         except OSError as exc:
-            raise OutputError(
-                f"Cannot write {final}: {exc.strerror}. Free disk space or pick another folder."
-            ) from exc
+            raise write_failure(final, self.folder, exc) from exc
         self._pending.append((path, final))
 
     def stage(self, temporary: Path, final: Path) -> None:
+        """Marks a complete temporary file (from `temporary`) to be renamed to ``final`` at commit."""
         self._pending.append((temporary, final))
 
     def commit(self) -> None:
@@ -125,7 +142,7 @@ class OutputSet:
             for temporary, final in self._pending:
                 temporary.replace(final)
         except OSError as exc:
-            raise OutputError(f"Cannot rename outputs in {self.folder}: {exc.strerror}.") from exc
+            raise write_failure(self.folder, self.folder, exc) from exc
         self._pending.clear()
 
     def discard(self) -> None:
@@ -166,7 +183,7 @@ class RasterOutput:
             if spec.colors is not None:
                 self._dataset.write_colormap(1, color_table(spec.colors, int(spec.nodata)))
         except RasterioError as exc:
-            raise OutputError(f"Cannot create {final}: {exc}. Check the output folder.") from exc
+            raise write_failure(final, outputs.folder, exc) from exc
 
     def write_rows(self, row_off: int, data: np.ndarray) -> None:
         """Writes ``(count, rows, width)`` starting at ``row_off``."""
@@ -175,9 +192,7 @@ class RasterOutput:
         try:
             self._dataset.write(data.astype(self.spec.dtype, copy=False), window=window)
         except RasterioError as exc:
-            raise OutputError(
-                f"Cannot write {self.final}: {exc}. Free disk space or pick another folder."
-            ) from exc
+            raise write_failure(self.final, self._outputs.folder, exc) from exc
 
     def close(self) -> None:
         if self._dataset is not None:
@@ -205,11 +220,69 @@ class RasterOutput:
                 BIGTIFF="IF_SAFER",
             )
         except RasterioError as exc:
-            raise OutputError(
-                f"Cannot write {self.final}: {exc}. Free disk space or pick another folder."
-            ) from exc
+            raise write_failure(self.final, self._outputs.folder, exc) from exc
         self._staging.unlink(missing_ok=True)
         self._outputs.stage(cog, self.final)
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Creates ``folder`` if needed and proves that files can be created in it, before any work.
+
+    Raises:
+        OutputError: the folder cannot be created or written in; the message says what to do.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise OutputError(
+            f"Cannot write in the output folder {folder}: {exc.strerror}. Choose a writable folder."
+        ) from exc
+
+
+def write_failure(target: Path, folder: Path, exc: BaseException) -> OutputError:
+    """The error for a failed write of ``target`` in ``folder``, saying plainly when the disk is full."""
+    if _disk_full(folder, exc):
+        return OutputError(
+            f"Cannot write {target}: the disk is full. Free some space on the disk holding {folder}, "
+            "or choose an output folder on another disk."
+        )
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+    return OutputError(
+        f"Cannot write {target} ({reason}). "
+        f"Check that {folder} is writable and has free space, or choose another output folder."
+    )
+
+
+def _disk_full(folder: Path, exc: BaseException) -> bool:
+    """The system's error number says whether a write failed for lack of space; where GDAL dropped
+    it, the space left on the folder's disk does."""
+    link: BaseException | None = exc
+    numbers: list[int] = []
+    while link is not None:
+        if isinstance(link, OSError) and link.errno is not None:
+            numbers.append(link.errno)
+        link = link.__cause__ or link.__context__
+    if numbers:
+        return any(number in DISK_FULL_ERRNOS for number in numbers)
+    try:
+        return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+def _temporary_prefix(final: Path) -> str:
+    """``.NAME.``, with NAME cut to TEMPORARY_NAME_BYTES (at a character boundary)."""
+    return "." + final.name.encode()[:TEMPORARY_NAME_BYTES].decode(errors="ignore") + "."
+
+
+def _remove_stale_temporaries(folder: Path, prefix: str) -> None:
+    """Removes the temporaries (``PREFIX<pid>.<random>.tmp``) that a process which is gone left behind."""
+    for path in folder.glob(glob.escape(prefix) + "*.tmp"):
+        pid = path.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            path.unlink(missing_ok=True)
 
 
 def hex_to_rgb(color: str) -> tuple[int, int, int]:

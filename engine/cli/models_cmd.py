@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli import EXIT_OK
-from engine.model_file import ModelMetadata, read_metadata
+from engine.model_file import ModelMetadata, check_model_file
 from engine.progress import CancelToken
 
 
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, cancel: CancelToken) -> int:
     """Prints the model's metadata as text or JSON on stdout."""
-    metadata = read_metadata(args.file)
+    metadata = check_model_file(args.file)
     if args.json:
         print(json.dumps(json.loads(metadata.to_json()), indent=2))
     else:

@@ -248,6 +248,7 @@ def _metadata(
         hyperparameters=task.hyperparameters,
         bands=bands,
         input_dtype=first.dtype,
+        band_count=first.count,
         normalization=normalization.to_dict(),
         patch_size=config.patch,
         pixel_size=list(first.pixel_size),

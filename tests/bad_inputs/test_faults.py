@@ -1,0 +1,132 @@
+"""Faults while a prediction writes: a disk that fills up, a process killed half-way.
+
+Either way no output that looks finished remains, and the job store says what happened. A killed
+process leaves its hidden temporaries (``.NAME.PID.RANDOM.tmp``), which no command takes for an output
+or an input, and the next prediction of the same raster into that folder removes them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.errors import OutputError, RasterError
+from engine.inference import PredictOptions, predict_raster
+from engine.job_records import JobStatus
+from engine.outputs import RasterOutput
+from engine.progress import CancelToken, NullReporter
+from engine.raster import find_rasters
+from tests.bad_inputs.conftest import assert_failed_job, leftovers, recorded_jobs
+
+CHILD = Path(__file__).with_name("predict_child.py")
+STRIPS = ["--tile", "64", "--overlap", "0", "--probabilities"]
+
+
+@pytest.fixture
+def fill_disk_after_three_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Makes the fourth strip written to any output raster fail as a full disk does."""
+    writes: list[int] = []
+    write_rows = RasterOutput.write_rows
+
+    def write_until_full(self: RasterOutput, row_off: int, data: np.ndarray) -> None:
+        writes.append(row_off)
+        if len(writes) > 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write_rows(self, row_off, data)
+
+    monkeypatch.setattr(RasterOutput, "write_rows", write_until_full)
+    return writes
+
+
+def test_disk_filling_up_mid_write_fails_the_job_and_leaves_nothing(
+    fill_disk_after_three_writes, four_band_model, four_band_raster, modelai, isolated_home, tmp_path
+):
+    raster, output = four_band_raster("field.tif", height=256, width=64), tmp_path / "out"
+    result = modelai("predict", four_band_model, raster, "-o", output, *STRIPS)
+    job = assert_failed_job(result, isolated_home, output, output, "the disk is full", "Free some space")
+    assert "OSError: [Errno 28]" in job.error_detail
+    assert len(fill_disk_after_three_writes) == 4, "the disk must fill after work has started"
+
+    options = PredictOptions(tile=64, overlap=0, probabilities=True)
+    with pytest.raises(OutputError, match="the disk is full"):
+        predict_raster(four_band_model, raster, output, options, NullReporter(), CancelToken())
+    assert leftovers(output) == []
+
+
+def user_namespaces_work() -> bool:
+    """Whether this machine lets a process mount a small tmpfs of its own (Linux user namespaces)."""
+    if shutil.which("unshare") is None:
+        return False
+    probe = ["unshare", "--user", "--map-root-user", "--mount", "true"]
+    return subprocess.run(probe, capture_output=True, check=False).returncode == 0
+
+
+@pytest.mark.skipif(not user_namespaces_work(), reason="needs unprivileged user namespaces to mount a tmpfs")
+def test_a_really_full_disk_is_reported_as_full(four_band_model, four_band_raster, isolated_home, tmp_path):
+    """GDAL on a 256 kB tmpfs: it reports the write failure without the reason, the engine says why."""
+    raster, disk = four_band_raster("big.tif", height=400, width=400), tmp_path / "small-disk"
+    disk.mkdir()
+    script = (
+        'mount -t tmpfs -o size=256k tmpfs "$1" || exit 99; '
+        '"$2" -m engine predict "$3" "$4" -o "$1/out" --tile 128 --overlap 16 --probabilities; '
+        'echo "exit $?"; ls -A "$1/out"'
+    )
+    command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh"]
+    done = subprocess.run(
+        [*command, str(disk), sys.executable, str(four_band_model), str(raster)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.splitlines() == ["exit 2"], done.stderr
+    assert "Traceback" not in done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(rf"modelai: error: Cannot write {disk}/out/big_\w+\.tif: the disk is full\..*", error)
+    [job] = recorded_jobs(isolated_home)
+    assert job.status is JobStatus.FAILED and "the disk is full" in job.error_message
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")
+def test_prediction_killed_mid_way_is_interrupted_and_its_leftovers_are_cleaned_later(
+    four_band_model, four_band_raster, modelai, isolated_home, tmp_path
+):
+    raster, output = four_band_raster("field.tif", height=96, width=96), tmp_path / "out"
+    child = subprocess.Popen(
+        [sys.executable, str(CHILD), *map(str, (isolated_home, four_band_model, raster, output))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in child.stdout:
+        if line.strip() == "tile 4":  # the first strip of three tiles is written, the second begun
+            break
+    else:
+        pytest.fail(f"the child stopped early: {child.communicate()[1]}")
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=30)
+
+    left = leftovers(output)
+    assert left and all(re.fullmatch(rf"\.field_classes\.(tif|qml)\.{child.pid}\.\w+\.tmp", n) for n in left)
+    with pytest.raises(RasterError, match=r"No \.tif/\.tiff rasters found"):
+        find_rasters([output])
+    listed = modelai("jobs", "list")
+    assert listed.out.splitlines()[1].split()[:3] == ["1", "predict", "interrupted"]
+    [job] = recorded_jobs(isolated_home)
+    assert job.status is JobStatus.INTERRUPTED and f"process {child.pid}" in job.error_message
+
+    again = modelai("predict", four_band_model, raster, "-o", output)
+    assert again.code == 0, again.err
+    assert leftovers(output) == ["field_classes.qml", "field_classes.tif", "field_summary.json"]
+    assert [job.status for job in recorded_jobs(isolated_home)] == [
+        JobStatus.INTERRUPTED,
+        JobStatus.SUCCEEDED,
+    ]
