@@ -113,6 +113,7 @@ class ErrorReporter:
 
 async def run_window(window: MainWindow, args: argparse.Namespace) -> int:
     """The whole session: until the window closes, or until a screenshot is saved."""
+    window.train_page.start_background_reads()
     if args.screenshot:
         code = await capture_window(window, args.screenshot, args.page, args.files, args.bands)
     else:
@@ -148,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     log_file = configure_logging(home / "logs")
     log.info("%s %s starting; data folder %s", APP_NAME, __version__, home)
-    window = MainWindow(AppSettings.in_home(home), log_file.parent)
+    window = MainWindow(AppSettings.in_home(home), log_file.parent, home)
     sys.excepthook = ErrorReporter(window, log_file)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)

@@ -1,7 +1,8 @@
 """The shell: page navigation, menus, drag-and-drop routing and the status bar; no business logic.
 
 Pages are added by name (`add_page`) and only pages that exist are listed, so the navigation never
-shows a dead entry. Files dropped anywhere on the window go to the Data page.
+shows a dead entry. Files dropped anywhere on the window go to the Data page, model files
+(``.safetensors``) to the Predict page.
 """
 
 from __future__ import annotations
@@ -32,9 +33,15 @@ from PySide6.QtWidgets import (
 )
 
 from engine import __version__
+from engine.paths import app_home
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.pages.data_page import DataPage
+from modelai_desktop.pages.jobs_page import JobsPage
+from modelai_desktop.pages.models_page import ModelsPage
+from modelai_desktop.pages.predict_page import PredictPage
+from modelai_desktop.pages.train_page import TrainPage
 from modelai_desktop.settings import AppSettings
+from modelai_desktop.workers import JobRegistry
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,8 @@ DEFAULT_SIZE = QSize(1280, 820)
 SCREEN_FRACTION = 0.9
 STATUS_TIMEOUT_MS = 15_000
 RASTER_FILTER = "GeoTIFF rasters (*.tif *.tiff *.TIF *.TIFF);;All files (*)"
+MODEL_SUFFIX = ".safetensors"
+JOB_STOP_MS = 10_000
 
 
 def local_paths(mime: QMimeData) -> list[Path]:
@@ -55,11 +64,15 @@ class MainWindow(QMainWindow):
 
     closed = Signal()
 
-    def __init__(self, settings: AppSettings, log_dir: Path, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, settings: AppSettings, log_dir: Path, home: Path | None = None, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.settings = settings
         self.log_dir = log_dir
+        self.home = home or app_home()
         self.tasks = BackgroundTasks()
+        self.jobs = JobRegistry(self)
         self.setWindowTitle(APP_NAME)
         self.resize(DEFAULT_SIZE)
         self.setAcceptDrops(True)
@@ -82,6 +95,20 @@ class MainWindow(QMainWindow):
         self.data_page.rasters_added.connect(self._remember_recent)
         self.data_page.open_requested.connect(self.choose_files)
         self.add_page("Data", self.data_page)
+        self.train_page = TrainPage(self.tasks, self.home, self.jobs)
+        self.train_page.status_message.connect(self.show_status)
+        self.add_page("Train", self.train_page)
+        self.predict_page = PredictPage(self.tasks, self.home, self.data_page.table.raster_model, self.jobs)
+        self.predict_page.status_message.connect(self.show_status)
+        self.add_page("Predict", self.predict_page)
+        self.jobs_page = JobsPage(self.tasks, self.home, self.jobs)
+        self.jobs_page.status_message.connect(self.show_status)
+        self.add_page("Jobs", self.jobs_page)
+        self.models_page = ModelsPage(self.tasks, self.home)
+        self.models_page.status_message.connect(self.show_status)
+        self.models_page.predict_requested.connect(lambda model: self.open_paths([model]))
+        self.train_page.model_saved.connect(lambda _model: self.models_page.refresh())
+        self.add_page("Models", self.models_page)
         self._build_menus()
         self.show_status("Ready. Drop GeoTIFF files or a folder on the window to add them.")
 
@@ -113,10 +140,15 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text, STATUS_TIMEOUT_MS)
 
     def open_paths(self, paths: Sequence[Path]) -> None:
-        """Sends files and folders to the Data page, which reads them in the background."""
-        if paths:
+        """Sends model files to the Predict page and the other files and folders to the Data page."""
+        models = [path for path in paths if path.suffix.lower() == MODEL_SUFFIX]
+        others = [path for path in paths if path.suffix.lower() != MODEL_SUFFIX]
+        if others:
             self.show_page("Data")
-            self.data_page.add_paths(list(paths))
+            self.data_page.add_paths(others)
+        if models:
+            self.show_page("Predict")
+            self.predict_page.set_model(models[-1])
 
     def choose_files(self) -> None:
         """The File → Open… dialog (a plain slot, never a coroutine, so its modal loop is safe)."""
@@ -152,6 +184,8 @@ class MainWindow(QMainWindow):
         self.open_paths(paths)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.jobs.stop_all(JOB_STOP_MS):
+            log.warning("A job did not stop within %d ms of the window closing.", JOB_STOP_MS)
         self.settings.set_window_geometry(self.saveGeometry())
         self.settings.sync()
         event.accept()

@@ -23,7 +23,8 @@ SETTLE_S = 0.2
 async def capture_window(
     window: MainWindow, out: Path, page: str, files: Sequence[Path], bands: Sequence[int] | None = None
 ) -> int:
-    """Shows the window, loads ``files`` (the first is previewed), shows ``page`` and saves a grab.
+    """Shows the window, opens ``files`` as a drop would (the first raster is previewed, a model goes
+    to the Predict page), shows ``page`` and saves a grab.
 
     Args:
         bands: one band, or three for red, green and blue, to display for the previewed raster.
@@ -33,8 +34,7 @@ async def capture_window(
         be written.
     """
     window.show()
-    if files:
-        await window.data_page.load_paths(files)
+    window.open_paths(files)
     await window.tasks.wait_idle()
     if bands and not _show_bands(window, bands):
         return 2
@@ -42,6 +42,7 @@ async def capture_window(
         available = ", ".join(name.lower() for name in window.page_names())
         print(f"The {page} page is not in this version of the window; pages: {available}.", file=sys.stderr)
         return 2
+    await window.tasks.wait_idle()
     await asyncio.sleep(SETTLE_S)
     out = out.expanduser().resolve()
     temporary = out.with_name(f".{out.stem}.partial.png")

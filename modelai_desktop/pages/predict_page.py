@@ -1,0 +1,397 @@
+"""The Predict page: apply a model to rasters, follow the job, and see the result over the preview.
+
+The model's metadata and the added rasters are read as coroutines on read threads; the prediction
+itself is a `JobWorker` job, recorded in the job store like ``modelai predict``. Errors the user can
+fix (a raster whose bands the model does not know, an output folder that already holds results)
+come back from the engine with their fix and are shown in the banner; the page stays usable. When a
+job ends, each raster's main output is read at preview size and drawn over the preview in the same
+colours as the legend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.errors import EngineError
+from engine.inference import PredictionResult
+from engine.job_specs import PredictSpec
+from engine.model_file import ModelMetadata, read_metadata
+from engine.raster import RasterInfo
+from engine.runner import JobOutcome
+from modelai_desktop.async_tasks import BackgroundTasks
+from modelai_desktop.widgets.message_banner import MessageBanner
+from modelai_desktop.widgets.model_details import TASK_NAMES
+from modelai_desktop.widgets.predict_options import PredictOptionsForm
+from modelai_desktop.widgets.progress_panel import ProgressPanel, format_duration
+from modelai_desktop.widgets.raster_choice import RasterChoice
+from modelai_desktop.widgets.raster_list import RasterListModel
+from modelai_desktop.widgets.raster_view import RasterView
+from modelai_desktop.widgets.result_legend import ResultLegend, render_result
+from modelai_desktop.workers import JobRegistry, JobWorker
+
+MODEL_FILTER = "ModelAI models (*.safetensors);;All files (*)"
+NO_MODEL_TEXT = "No model chosen. Choose a .safetensors file, or drop one on the window."
+EMPTY_PREVIEW_TEXT = "Add rasters on the Data page or with “Add files…”, then select them here."
+DEFAULT_OPACITY = 60
+LOG_HINT = "Details are in the log file (Help → Open Log Folder)."
+
+
+def default_output_dir(home: Path) -> Path:
+    """A new ``<home>/outputs/<date-time>`` folder name that does not exist yet."""
+    base = home / "outputs" / time.strftime("%Y%m%d-%H%M%S")
+    candidate, suffix = base, 2
+    while candidate.exists():
+        candidate, suffix = base.with_name(f"{base.name}-{suffix}"), suffix + 1
+    return candidate
+
+
+def describe_model(path: Path, metadata: ModelMetadata) -> str:
+    """Rich text: task, architecture, bands and classes (with their colours) or the threshold."""
+    bands = ", ".join(map(str, metadata.bands))
+    lines = [
+        f"<b>{path.name}</b>",
+        f"{TASK_NAMES.get(metadata.task, metadata.task)} · {metadata.architecture}"
+        f" · patch {metadata.patch_size}",
+        f"Bands {bands} of {metadata.input_dtype}",
+    ]
+    if metadata.classes:
+        chips = " ".join(f"<span style='color:{c.color}'>■</span>&nbsp;{c.name}" for c in metadata.classes)
+        lines.append(f"Classes: {chips}")
+    if metadata.anomaly and "threshold" in metadata.anomaly:
+        lines.append(f"Anomaly threshold {float(metadata.anomaly['threshold']):.4g}")
+    return "<br>".join(lines)
+
+
+class PredictPage(QWidget):
+    """Model, rasters, output folder and options on the left; the preview with its result on the right.
+
+    Signals:
+        status_message(str): one line for the status bar.
+    """
+
+    status_message = Signal(str)
+
+    def __init__(
+        self,
+        tasks: BackgroundTasks,
+        home: Path,
+        data_rasters: RasterListModel,
+        jobs: JobRegistry,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._tasks = tasks
+        self._home = home
+        self._jobs = jobs
+        self._results: dict[Path, PredictionResult] = {}
+        self._overlays: dict[Path, np.ndarray] = {}
+        self._model_path: Path | None = None
+        self._output_is_default = True
+        self._shown_task: asyncio.Task[None] | None = None
+        self.worker: JobWorker | None = None
+        self._started_at = 0.0
+        self.last_output_dir: Path | None = None
+
+        self.banner = MessageBanner()
+        self.view = RasterView(tasks)
+        self.view.show_placeholder(EMPTY_PREVIEW_TEXT)
+        self.legend = ResultLegend()
+        self.progress = ProgressPanel()
+        self.progress.cancel_requested.connect(self.cancel)
+        self.options = PredictOptionsForm()
+        self.rasters = RasterChoice(tasks, data_rasters)
+        self.rasters.selection_changed.connect(self._update_run_button)
+        self.rasters.current_changed.connect(self._on_current_changed)
+        self.rasters.refused.connect(self.banner.show_message)
+
+        controls = QWidget()
+        column = QVBoxLayout(controls)
+        column.addWidget(self._model_box())
+        column.addWidget(self.rasters, 1)
+        column.addWidget(self._output_box())
+        options_box = QGroupBox("Options")
+        QVBoxLayout(options_box).addWidget(self.options)
+        column.addWidget(options_box)
+        self.run_button = QPushButton("Predict")
+        self.run_button.setDefault(True)
+        self.run_button.setMinimumHeight(34)
+        self.run_button.clicked.connect(self.start_prediction)
+        column.addWidget(self.run_button)
+        column.addWidget(self.progress)
+        scroll = QScrollArea()
+        scroll.setWidget(controls)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumWidth(360)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(scroll)
+        splitter.addWidget(self._result_panel())
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([380, 800])
+        splitter.setChildrenCollapsible(False)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addWidget(splitter, 1)
+
+        self._update_run_button()
+        self._on_current_changed(self.rasters.current())
+
+    def _model_box(self) -> QGroupBox:
+        self.model_label = QLabel(NO_MODEL_TEXT)
+        self.model_label.setWordWrap(True)
+        self.model_label.setTextFormat(Qt.TextFormat.RichText)
+        choose = QPushButton("Choose model…")
+        choose.clicked.connect(self.choose_model)
+        box = QGroupBox("Model")
+        layout = QVBoxLayout(box)
+        layout.addWidget(self.model_label)
+        layout.addWidget(choose, 0, Qt.AlignmentFlag.AlignLeft)
+        return box
+
+    def _output_box(self) -> QGroupBox:
+        self.output_edit = QLineEdit(str(default_output_dir(self._home)))
+        self.output_edit.setToolTip("The folder that receives the outputs; it is created if needed")
+        self.output_edit.textEdited.connect(self._on_output_edited)
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self.choose_output_dir)
+        box = QGroupBox("Output folder")
+        layout = QHBoxLayout(box)
+        layout.addWidget(self.output_edit, 1)
+        layout.addWidget(browse)
+        return box
+
+    def _result_panel(self) -> QWidget:
+        self.show_result = QCheckBox("Show result")
+        self.show_result.setChecked(True)
+        self.show_result.toggled.connect(self.view.set_overlay_visible)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(DEFAULT_OPACITY)
+        self.opacity.setMaximumWidth(180)
+        self.opacity.setToolTip("Opacity of the result over the raster")
+        self.opacity.valueChanged.connect(self._redraw_overlay)
+        self.open_folder = QPushButton("Open output folder")
+        self.open_folder.clicked.connect(self.open_output_folder)
+        bar = QHBoxLayout()
+        bar.addWidget(self.show_result)
+        bar.addWidget(QLabel("Opacity"))
+        bar.addWidget(self.opacity)
+        bar.addStretch(1)
+        bar.addWidget(self.open_folder)
+        panel = QWidget()
+        layout = QVBoxLayout(panel)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.view, 1)
+        layout.addLayout(bar)
+        layout.addWidget(self.legend)
+        self._set_result_controls(False)
+        return panel
+
+    @property
+    def model_path(self) -> Path | None:
+        return self._model_path
+
+    def set_model(self, path: Path) -> asyncio.Task[bool]:
+        """Reads a model's metadata in the background and makes it the model to predict with."""
+        return self._tasks.start(self.load_model(path), name="read-model")
+
+    async def load_model(self, path: Path) -> bool:
+        """Reads a model's metadata; a file that is not a usable model is named in the banner."""
+        path = Path(path).expanduser().resolve()
+        try:
+            metadata = await self._tasks.run_blocking(read_metadata, path)
+        except EngineError as exc:
+            self.banner.show_message(str(exc))
+            self.status_message.emit(f"{path.name} is not a usable model; see the message above.")
+            return False
+        self._model_path = path
+        self.model_label.setText(describe_model(path, metadata))
+        self.model_label.setToolTip(str(path))
+        self.options.set_model(metadata)
+        self.banner.hide()
+        self._update_run_button()
+        self.status_message.emit(f"Model {path.name} chosen for prediction.")
+        return True
+
+    def start_prediction(self) -> JobWorker | None:
+        """Starts the prediction job; None (with the reason in the banner) when something is missing."""
+        if self.worker is not None:
+            return None
+        spec = self._spec()
+        if spec is None:
+            return None
+        self.banner.hide()
+        worker = JobWorker(spec, self._home)
+        worker.started.connect(lambda job_id: self.progress.show_message(f"Job {job_id} is starting…"))
+        worker.progress.connect(self.progress.show_progress)
+        worker.message.connect(self._on_job_message)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        worker.cancelled.connect(self._on_cancelled)
+        self.worker = worker
+        self._jobs.add(worker)
+        self._started_at = time.monotonic()
+        count = len(spec.rasters)
+        self.progress.start(f"Predicting {count} raster{'s' if count != 1 else ''}…")
+        self._update_run_button()
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Asks the running job to stop; it ends at the next tile and removes its partial outputs."""
+        if self.worker is not None:
+            self.worker.cancel()
+
+    def choose_model(self) -> None:
+        start = self._model_path.parent if self._model_path else self._home / "models"
+        name, _ = QFileDialog.getOpenFileName(self, "Choose a model", str(start), MODEL_FILTER)
+        if name:
+            self.set_model(Path(name))
+
+    def choose_output_dir(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Output folder", self.output_edit.text())
+        if folder:
+            self.output_edit.setText(folder)
+            self._output_is_default = False
+
+    def open_output_folder(self) -> None:
+        folder = self.last_output_dir
+        if folder is None or not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
+            self.status_message.emit(f"Could not open the output folder; it is {folder}")
+
+    def _spec(self) -> PredictSpec | None:
+        rasters = self.rasters.selected()
+        missing = []
+        if self._model_path is None:
+            missing.append("choose a model (or drop a .safetensors file on the window)")
+        if not rasters:
+            missing.append("select at least one raster in the list (or add files)")
+        if not self.output_edit.text().strip():
+            missing.append("give an output folder")
+        if missing:
+            self.banner.show_message("To predict, " + " and ".join(missing) + ".")
+            return None
+        if self._output_is_default:
+            self.output_edit.setText(str(default_output_dir(self._home)))
+        output_dir = Path(self.output_edit.text().strip()).expanduser()
+        return PredictSpec(self._model_path, rasters, output_dir, self.options.options())
+
+    def _on_job_message(self, level: str, text: str) -> None:
+        if level == "warning":
+            shown = self.banner.text()
+            self.banner.show_message(f"{shown}\n{text}" if shown else text)
+        elif self.progress.running:
+            self.progress.show_message(text)
+
+    def _on_finished(self, outcome: JobOutcome) -> None:
+        seconds = time.monotonic() - self._started_at
+        self._end_job(f"Done in {format_duration(seconds)}: job {outcome.job_id}.")
+        self.last_output_dir = Path(outcome.result["output_dir"])
+        for prediction in outcome.predictions:
+            key = prediction.raster.resolve()
+            self._results[key] = prediction
+            self._overlays.pop(key, None)
+        if self._output_is_default:
+            self.output_edit.setText(str(default_output_dir(self._home)))
+        names = ", ".join(p.raster.name for p in outcome.predictions)
+        self.status_message.emit(f"Prediction of {names} written to {self.last_output_dir}.")
+        current = self.rasters.current()
+        if current is not None and current.path in self._results:
+            self._show(current)
+        else:
+            self.rasters.select([prediction.raster for prediction in outcome.predictions])
+
+    def _on_failed(self, message: str, detail: str) -> None:
+        self._end_job("The prediction failed; see the message above.")
+        self.banner.show_message(f"{message}\n{LOG_HINT}")
+        self.status_message.emit(message.splitlines()[0])
+
+    def _on_cancelled(self, message: str) -> None:
+        self._end_job("Cancelled; no partial output was kept.")
+        self.status_message.emit(message)
+
+    def _end_job(self, text: str) -> None:
+        self.worker = None
+        self.progress.finish(text)
+        self._update_run_button()
+
+    def _update_run_button(self) -> None:
+        self.run_button.setEnabled(self.worker is None)
+        ready = self._model_path is not None and bool(self.rasters.selected())
+        self.run_button.setToolTip(
+            "Run the model on the selected rasters" if ready else "Choose a model and select rasters first"
+        )
+
+    def _on_output_edited(self) -> None:
+        self._output_is_default = False
+
+    def _on_current_changed(self, info: RasterInfo | None) -> None:
+        if info is None:
+            self.view.show_placeholder(EMPTY_PREVIEW_TEXT)
+            self._clear_result()
+            return
+        self._show(info)
+
+    def _show(self, info: RasterInfo) -> None:
+        if self._shown_task is not None:
+            self._shown_task.cancel()
+        self._shown_task = self._tasks.start(self._show_raster_and_result(info), name="predict-preview")
+
+    async def _show_raster_and_result(self, info: RasterInfo) -> None:
+        """Draws the raster, then its result over it when this window predicted it."""
+        await self.view.show_raster(info)
+        result = self._results.get(info.path)
+        if result is None or self.view.info != info or self.view.preview is None:
+            self._clear_result()
+            return
+        overlay = self._overlays.get(info.path)
+        if overlay is None:
+            try:
+                overlay = await self._tasks.run_blocking(render_result, result.summary, result.outputs)
+            except EngineError as exc:
+                self._clear_result()
+                self.banner.show_message(f"The result of {info.path.name} cannot be shown: {exc}")
+                return
+            self._overlays[info.path] = overlay
+        if self.view.info != info:
+            return
+        self.view.set_overlay(overlay, self.opacity.value() / 100)
+        self.legend.show_summary(result.summary)
+        self._set_result_controls(True)
+
+    def _redraw_overlay(self) -> None:
+        info = self.view.info
+        overlay = self._overlays.get(info.path) if info is not None else None
+        if overlay is not None:
+            self.view.set_overlay(overlay, self.opacity.value() / 100)
+
+    def _clear_result(self) -> None:
+        self.view.set_overlay(None)
+        self.legend.clear()
+        self._set_result_controls(False)
+
+    def _set_result_controls(self, enabled: bool) -> None:
+        for widget in (self.show_result, self.opacity):
+            widget.setEnabled(enabled)
+        self.open_folder.setEnabled(self.last_output_dir is not None)

@@ -1,0 +1,109 @@
+"""The Models page: listing models with their metadata, editing classes into the file, file actions."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtGui import QColor
+
+from engine.model_file import load_model, read_metadata
+from engine.paths import app_home
+from engine.training import train
+from modelai_desktop.pages.models_page import ModelsPage
+from modelai_desktop.widgets.model_details import COLOR_COLUMN, NAME_COLUMN
+from tests.engine.runner_child import tiny_config, write_training_data
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(scope="module")
+def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-epoch segmentation model of two synthetic scenes (about 2 s)."""
+    data = write_training_data(tmp_path_factory.mktemp("data"))
+    output = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    return train(tiny_config(data, output, epochs=2)).model_path
+
+
+@pytest.fixture
+def home(isolated_home: Path) -> Path:
+    return app_home(isolated_home)
+
+
+@pytest.fixture
+def page(qtbot, tasks, home) -> ModelsPage:
+    models_page = ModelsPage(tasks, home)
+    qtbot.addWidget(models_page)
+    return models_page
+
+
+@pytest.fixture
+def model(trained_model: Path, home: Path) -> Path:
+    """A copy of the trained model in the data folder's models folder, for this test to change."""
+    return Path(shutil.copy(trained_model, home / "models" / "fields.safetensors"))
+
+
+def test_the_page_lists_the_models_with_their_metadata_and_loss_curve(page, model, run):
+    run(page.reload())
+    metadata = read_metadata(model)
+    assert [entry.path for entry in page.entries()] == [model]
+    assert page.table.item(0, 0).text() == "fields" and page.table.item(0, 1).text() == "Segmentation"
+    details = page.details
+    assert details.title.text() == "fields"
+    assert details.fields["Bands"].text().startswith("1, 2, 3, 4, 5 of uint16")
+    assert details.class_table.rowCount() == len(metadata.classes) >= 2
+    assert "Epochs: 2 of 2" in details.training_label.text()
+    history = metadata.training["history"]
+    epochs, losses = details.loss_plot.series("train")
+    assert epochs.tolist() == [1, 2]
+    assert np.allclose(losses, [entry["train_loss"] for entry in history])
+    assert details.loss_plot.series("mean_iou")[1].size == 2
+    assert page.predict_button.isEnabled()
+
+
+def test_editing_a_class_name_and_colour_writes_them_into_the_model_file(page, model, run, until):
+    run(page.reload())
+    table = page.details.class_table
+
+    async def scenario():
+        table.item(1, NAME_COLUMN).setText("road")
+        await until(lambda: read_metadata(model).classes[1].name == "road", "the new name in the file")
+        await page.set_class_color(1, "#123456")
+
+    run(scenario())
+    classes = read_metadata(model).classes
+    assert (classes[1].name, classes[1].color) == ("road", "#123456")
+    assert classes[0].name == "class 0", "other classes are unchanged"
+    assert table.item(1, COLOR_COLUMN).background().color() == QColor("#123456")
+    load_model(model)  # the rewritten file still loads with its weights
+
+
+def test_predict_rename_and_delete_act_on_the_selected_model(page, model, run, qtbot):
+    run(page.reload())
+    with qtbot.waitSignal(page.predict_requested) as request:
+        page.predict_button.click()
+    assert request.args == [model]
+
+    renamed = page.rename_model(model, "roads and fields")
+    run(page.reload(select=renamed))
+    assert renamed.name == "roads and fields.safetensors" and not model.exists()
+    assert page.current_entry().path == renamed
+
+    page.delete_model(renamed)
+    run(page.reload())
+    assert not renamed.exists() and page.entries() == []
+    assert not page.rename_button.isEnabled()
+
+
+def test_an_opened_model_from_elsewhere_and_a_damaged_file_are_both_listed(page, trained_model, home, run):
+    damaged = home / "models" / "broken.safetensors"
+    damaged.write_bytes(b"not a model at all")
+    run(page.open_model(trained_model))
+    assert {entry.path for entry in page.entries()} == {damaged, trained_model.resolve()}
+    assert page.current_entry().path == trained_model.resolve()
+    broken_row = next(row for row, entry in enumerate(page.entries()) if entry.path == damaged)
+    page.table.setCurrentCell(broken_row, 0)
+    assert "not a valid ModelAI model" in page.details.message.text()
+    assert not page.predict_button.isEnabled()

@@ -1,0 +1,239 @@
+"""The Train page: data checks before anything runs, a real tiny training, Stop and Resume, the queue."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from engine.job_records import JobStatus
+from engine.paths import app_home
+from engine.runner import open_store
+from engine.synthetic import write_scene
+from modelai_desktop.pages.models_page import ModelsPage
+from modelai_desktop.pages.train_page import TrainPage
+from modelai_desktop.widgets.loss_plot import EpochPoint, LossPlot
+from modelai_desktop.widgets.sample_view import SampleView
+from modelai_desktop.workers import JobRegistry
+from tests.rasters import write_raster
+
+pytestmark = pytest.mark.gui
+TRAINING_TIMEOUT_S = 15.0
+JOB_STOP_MS = 10_000
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two 128-pixel synthetic scenes: ``images/`` and ``masks/``."""
+    folder = tmp_path_factory.mktemp("scenes")
+    for index in range(2):
+        write_scene(folder, f"scene{index}", size=(128, 128), seed=10 + index)
+    return folder
+
+
+@pytest.fixture
+def home(isolated_home: Path) -> Path:
+    return app_home(isolated_home)
+
+
+@pytest.fixture(autouse=True)
+def _free_ended_workers():
+    """Ended workers are deleted (deleteLater), but a worker and its QThread wrapper refer to each
+    other: only the cycle collector frees the wrappers before the leaked-thread check reads them."""
+    yield
+    gc.collect()
+
+
+@pytest.fixture
+def page(qtbot, tasks, home):
+    jobs = JobRegistry()
+    train_page = TrainPage(tasks, home, jobs)
+    qtbot.addWidget(train_page)
+    yield train_page
+    assert jobs.stop_all(JOB_STOP_MS)
+
+
+def use_tiny_settings(page: TrainPage, epochs: int, patches: int = 8) -> None:
+    """A 4-wide U-Net on 64-pixel patches, a few batches per epoch, on the CPU."""
+    form = page.settings
+    form.patch.setValue(64)
+    form.batch_size.setValue(4)
+    form.epochs.setValue(epochs)
+    form.base_width.setValue(4)
+    form.patches_per_epoch.setValue(patches)
+    assert form.set_device("cpu")
+
+
+def test_a_training_started_from_the_page_plots_every_epoch_and_its_model_is_listed(
+    page, scenes, home, tasks, run, until, qtbot
+):
+    saved: list[Path] = []
+    page.model_saved.connect(saved.append)
+    page.set_data("segmentation", [scenes / "images"], [scenes / "masks"])
+    use_tiny_settings(page, epochs=2)
+
+    async def scenario():
+        await until(page.start_button.isEnabled, "Start to be enabled")
+        assert "Each epoch: 8 patches in 2 batches" in page.estimate_label.text()
+        page.start_button.click()
+        assert page.is_running() and not page.start_button.isEnabled()
+        await until(lambda: saved, "the model to be saved", TRAINING_TIMEOUT_S)
+        await until(lambda: page.settings.output_path() != saved[0], "a new default model name")
+
+    run(scenario())
+    assert page.pairing_table.check_texts() == ["✔ ready", "✔ ready"]
+    epochs, train_losses = page.run_view.loss_plot.series("train")
+    assert epochs.tolist() == [1, 2] and np.isfinite(train_losses).all()
+    assert page.run_view.loss_plot.series("validation")[0].tolist() == [1, 2]
+    assert page.run_view.loss_plot.series("mean_iou")[0].tolist() == [1, 2]
+    assert any(name.startswith("iou/") for name in page.run_view.loss_plot.metric_names())
+    batch_x, _ = page.run_view.loss_plot.series("batch")
+    assert batch_x.size >= 2 and batch_x.max() <= 2
+    assert not page.run_view.sample_view.shown_image(2).isNull()
+    assert "Epoch 2 of 2" in page.run_view.metrics_label.text()
+    assert "per epoch (measured)" in page.run_view.estimate_label.text()
+    assert "Last run: about" in page.estimate_label.text()
+    [model] = saved
+    assert model == home / "models" / "segmentation-images.safetensors" and model.is_file()
+    with open_store(home) as store:
+        [job] = store.list_jobs()
+        assert job.status is JobStatus.SUCCEEDED
+        stored = [(epoch.epoch, epoch.train_loss) for epoch in store.epochs(job.id)]
+    assert stored == list(zip([1, 2], train_losses.tolist(), strict=True))
+    assert f"Job {job.id} succeeded" in page.run_view.job_label.text()
+    assert page.settings.output_path() == home / "models" / "segmentation-images-2.safetensors"
+
+    models = ModelsPage(tasks, home)
+    qtbot.addWidget(models)
+    run(models.reload())
+    assert [entry.path for entry in models.entries()] == [model]
+
+
+def test_stop_keeps_a_checkpoint_and_resume_continues_the_epoch_count(page, scenes, home, run, until):
+    messages: list[str] = []
+    page.status_message.connect(messages.append)
+    page.set_data("segmentation", [scenes / "images"], [scenes / "masks"])
+    use_tiny_settings(page, epochs=4, patches=16)
+
+    async def scenario():
+        await until(page.start_button.isEnabled, "Start to be enabled")
+        page.start_button.click()
+        in_epoch_2 = lambda: page.run_view.loss_plot.series("batch")[0].max(initial=0) > 1  # noqa: E731
+        await until(in_epoch_2, "epoch 2 to start", TRAINING_TIMEOUT_S)
+        page.run_view.progress_panel.cancel_button.click()
+        await until(lambda: not page.is_running(), "the job to stop", TRAINING_TIMEOUT_S)
+        assert not page.resume_button.isHidden() and page.resume_button.isEnabled()
+        with open_store(home) as store:
+            [stopped] = store.list_jobs()
+            kept = [epoch.epoch for epoch in store.epochs(stopped.id)]
+        assert stopped.status is JobStatus.CANCELLED and stopped.checkpoint_path.is_file()
+        assert f"Job {stopped.id} cancelled" in page.run_view.job_label.text()
+        page.resume_button.click()
+        await until(page.is_running, "the resumed job to start")
+        await until(lambda: not page.is_running(), "the resumed job to end", TRAINING_TIMEOUT_S)
+        return stopped, kept
+
+    stopped, kept = run(scenario())
+    assert kept and kept == list(range(1, len(kept) + 1)) and len(kept) < 4
+    assert any(f"after epoch {len(kept)} of 4" in message for message in messages), messages
+    assert page.run_view.loss_plot.series("train")[0].tolist() == [1, 2, 3, 4]
+    with open_store(home) as store:
+        resumed = store.list_jobs()[0]
+        assert (resumed.parent_job_id, resumed.status) == (stopped.id, JobStatus.SUCCEEDED)
+        assert resumed.result["epochs_run"] == 4
+    assert page.resume_button.isHidden()
+
+
+def test_a_mask_of_another_size_is_flagged_and_start_stays_disabled(page, tmp_path, run):
+    good = write_scene(tmp_path, "good", size=(128, 128), seed=1)
+    write_scene(tmp_path, "odd", size=(128, 128), seed=2)
+    write_scene(tmp_path / "small", "odd", size=(96, 96), seed=2).mask.replace(tmp_path / "masks" / "odd.tif")
+    single = np.zeros((1, 128, 128), dtype=np.uint8)
+    write_raster(tmp_path / "images" / "plain.tif", np.ones((5, 128, 128), dtype=np.uint16))
+    write_raster(tmp_path / "masks" / "plain.tif", single)
+
+    page.set_data("segmentation", [tmp_path / "images"], [tmp_path / "masks"])
+    run(page.check_data())
+    rows = {row.image.name: row for row in page.pairing_table.rows()}
+    assert rows["good.tif"].mask == good.mask and not rows["good.tif"].problem
+    assert "size 96×96 instead of 128×128" in rows["odd.tif"].problem
+    assert "single class" in rows["plain.tif"].warning and not rows["plain.tif"].problem
+    texts = page.pairing_table.check_texts()
+    assert texts[0] == "✔ ready" and texts[1].startswith("✖") and texts[2].startswith("⚠")
+    assert not page.start_button.isEnabled()
+    assert "does not match image" in page.readiness_label.text()
+
+    (tmp_path / "masks" / "odd.tif").unlink()
+    run(page.check_data())
+    assert "no mask found" in page.pairing_table.rows()[1].problem
+    assert not page.start_button.isEnabled()
+
+
+def test_anomaly_training_needs_no_masks(page, scenes, run):
+    page.set_data("anomaly", [scenes / "images"])
+    report = run(page.check_data())
+    assert report.usable and page.masks_area.isHidden()
+    assert page.pairing_table.check_texts() == ["✔ ready", "✔ ready"]
+    assert [row.mask for row in report.rows] == [None, None]
+    assert page.start_button.isEnabled()
+    page.settings.bands.setText("1,9")
+    assert not page.start_button.isEnabled() and "band(s) 9 do not exist" in page.readiness_label.text()
+
+
+def test_a_job_started_while_another_runs_waits_in_the_queue_and_says_so(page, scenes, home, run, until):
+    with open_store(home) as store:
+        other = store.create_job("predict", '{"model": "elsewhere"}', status=JobStatus.RUNNING)
+    page.set_data("segmentation", [scenes / "images"], [scenes / "masks"])
+    use_tiny_settings(page, epochs=1)
+
+    async def scenario():
+        await until(page.start_button.isEnabled, "Start to be enabled")
+        page.start_button.click()
+        await until(lambda: "queued" in page.run_view.job_label.text(), "the queued job to say so")
+        assert f"Waiting for job {other}" in page.run_view.progress_panel.status_label.text()
+        with open_store(home) as store:
+            store.mark_succeeded(other, {})
+        await until(lambda: not page.is_running(), "the queued job to run and end", TRAINING_TIMEOUT_S)
+
+    run(scenario())
+    assert "succeeded" in page.run_view.job_label.text()
+
+
+def test_files_dropped_on_the_drop_areas_are_paired(page, scenes, run):
+    for area, folder in ((page.images_area, "images"), (page.masks_area, "masks")):
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(str(scenes / folder))])
+        point = QPointF(area.width() / 2, area.height() / 2)
+        buttons, modifiers = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+        enter = QDragEnterEvent(point.toPoint(), Qt.DropAction.CopyAction, mime, buttons, modifiers)
+        QApplication.sendEvent(area, enter)
+        assert enter.isAccepted()
+        QApplication.sendEvent(area, QDropEvent(point, Qt.DropAction.CopyAction, mime, buttons, modifiers))
+    assert page.images_area.paths() == [scenes / "images"]
+    report = run(page.check_data())
+    assert report.usable and len(report.rows) == 2
+
+
+def test_an_anomaly_run_plots_its_error_and_threshold_and_shows_the_error_map(qtbot):
+    plot, view = LossPlot(), SampleView()
+    qtbot.addWidget(plot)
+    qtbot.addWidget(view)
+    for epoch, (error, threshold) in enumerate([(0.9, 1.4), (0.5, 0.8)], start=1):
+        metrics = {"reconstruction_error": error, "threshold": threshold}
+        plot.add_epoch(EpochPoint(epoch, train_loss=error, val_loss=error, metrics=metrics))
+    assert plot.metric_names() == ["reconstruction_error", "threshold"]
+    assert plot.series("threshold")[1].tolist() == [1.4, 0.8]
+    assert "threshold" in plot.metric_plot.titleLabel.text
+    errors = np.zeros((32, 32), dtype=np.float32)
+    errors[8:12, 8:12] = 5.0
+    rgb = np.full((32, 32, 3), 120, dtype=np.uint8)
+    view.show_sample({"image": rgb, "reconstruction": rgb, "prediction": errors}, epoch=2)
+    assert [title.text() for title in view.titles] == ["Input", "Reconstruction", "Error"]
+    error_map = view.shown_image(2)
+    hot, cold = error_map.pixelColor(40, 40), error_map.pixelColor(100, 100)
+    assert hot.lightness() > cold.lightness(), "high errors are drawn brighter"
