@@ -30,18 +30,14 @@ async def capture_window(
         bands: one band, or three for red, green and blue, to display for the previewed raster.
 
     Returns:
-        0 when the PNG was written; 2 when the page or the bands do not exist or the file cannot
-        be written.
+        0 when the PNG was written; 2 when the bands do not exist or the file cannot be written.
     """
     window.show()
     window.open_paths(files)
     await window.tasks.wait_idle()
     if bands and not _show_bands(window, bands):
         return 2
-    if not window.show_page(page):
-        available = ", ".join(name.lower() for name in window.page_names())
-        print(f"The {page} page is not in this version of the window; pages: {available}.", file=sys.stderr)
-        return 2
+    window.show_page(page)
     await window.tasks.wait_idle()
     await asyncio.sleep(SETTLE_S)
     out = out.expanduser().resolve()

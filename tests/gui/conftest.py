@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import qasync
 import rasterio
+import shiboken6
 from PySide6.QtCore import QThread
 from PySide6.QtWidgets import QApplication
 from rasterio.transform import from_origin
@@ -46,7 +47,12 @@ def _no_dangling_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(QThread, "start", start_and_record)
     before = set(threading.enumerate())
     yield
-    running = [(thread, where) for thread, where in list(started.items()) if thread.isRunning()]
+    # A finished worker's QThread may already be deleted (deleteLater): it is not running.
+    running = [
+        (thread, where)
+        for thread, where in list(started.items())
+        if shiboken6.isValid(thread) and thread.isRunning()
+    ]
     for thread, _ in running:
         thread.quit()
         thread.wait(int(THREAD_STOP_S * 1000))

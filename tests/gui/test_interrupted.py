@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import sqlite3
 import subprocess
 import sys
@@ -24,14 +23,6 @@ from modelai_desktop.main_window import MainWindow
 
 pytestmark = pytest.mark.gui
 TRAINING_TIMEOUT_S = 15.0
-
-
-@pytest.fixture(autouse=True)
-def _free_ended_workers():
-    """Ended workers are deleted (deleteLater), but a worker and its QThread wrapper refer to each
-    other: only the cycle collector frees the wrappers before the leaked-thread check reads them."""
-    yield
-    gc.collect()
 
 
 class CancelAfterFirstEpoch(NullReporter):

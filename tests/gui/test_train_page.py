@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 import numpy as np
@@ -39,14 +38,6 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def home(isolated_home: Path) -> Path:
     return app_home(isolated_home)
-
-
-@pytest.fixture(autouse=True)
-def _free_ended_workers():
-    """Ended workers are deleted (deleteLater), but a worker and its QThread wrapper refer to each
-    other: only the cycle collector frees the wrappers before the leaked-thread check reads them."""
-    yield
-    gc.collect()
 
 
 @pytest.fixture
