@@ -103,6 +103,7 @@ class MainWindow(QMainWindow):
         self.add_page("Predict", self.predict_page)
         self.jobs_page = JobsPage(self.tasks, self.home, self.jobs)
         self.jobs_page.status_message.connect(self.show_status)
+        self.jobs_page.resume_requested.connect(self._resume_training)
         self.add_page("Jobs", self.jobs_page)
         self.models_page = ModelsPage(self.tasks, self.home)
         self.models_page.status_message.connect(self.show_status)
@@ -111,6 +112,10 @@ class MainWindow(QMainWindow):
         self.add_page("Models", self.models_page)
         self._build_menus()
         self.show_status("Ready. Drop GeoTIFF files or a folder on the window to add them.")
+
+    def _resume_training(self, job_id: int) -> None:
+        self.show_page("train")
+        self.train_page.resume_job(job_id)
 
     def add_page(self, name: str, widget: QWidget) -> None:
         """Adds a page to the navigation (in call order) and selects it when it is the first one."""

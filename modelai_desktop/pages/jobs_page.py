@@ -1,9 +1,10 @@
-"""The Jobs page: the job store's history, live, with the details of the selected job, Rerun and Cancel.
+"""The Jobs page: the job store's history, live, with the selected job's details and curves.
 
 The store is read on a read thread once a second while the page is visible (and whenever a job of
 this window starts or ends), so jobs started from the command line show up too and the window never
 waits for the disk. Cancel stops a job of this window through its worker, and asks any other
-process's job to stop through the store, as ``modelai jobs cancel`` does.
+process's job to stop through the store, as ``modelai jobs cancel`` does. A training job shows its
+loss curves again from the store, and a cancelled or interrupted one offers Resume.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from engine.runner import open_store
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.job_details import JobDetails, JobDetailsView, read_details
 from modelai_desktop.widgets.job_table import JobTable
+from modelai_desktop.widgets.loss_plot import LossPlot
 from modelai_desktop.widgets.message_banner import MessageBanner
 from modelai_desktop.workers import JobRegistry, JobWorker
 
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 REFRESH_MS = 1000
 LISTED_JOBS = 500
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+RESUMABLE = (JobStatus.CANCELLED, JobStatus.INTERRUPTED)
 
 
 class StoreConnection:
@@ -66,9 +69,11 @@ class JobsPage(QWidget):
 
     Signals:
         status_message(str): one line for the status bar.
+        resume_requested(int): the user asked to continue this training job from its checkpoint.
     """
 
     status_message = Signal(str)
+    resume_requested = Signal(int)
 
     def __init__(
         self, tasks: BackgroundTasks, home: Path, jobs: JobRegistry, parent: QWidget | None = None
@@ -83,6 +88,7 @@ class JobsPage(QWidget):
         self._refresh_again = False
         self._selected: JobRecord | None = None
         self._select_when_listed: int | None = None
+        self._plotted: tuple[int, int] | None = None
 
         self.banner = MessageBanner()
         self.table = JobTable(jobs.last_progress)
@@ -97,15 +103,24 @@ class JobsPage(QWidget):
         self.cancel_button = QPushButton("Cancel job")
         self.cancel_button.setToolTip("Stop the selected job at its next batch or tile")
         self.cancel_button.clicked.connect(self.cancel_selected)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue this training job from its last checkpoint, as a new job")
+        self.resume_button.clicked.connect(self._resume_selected)
+        self.curves = LossPlot()
+        self.curves.hide()
         header = QHBoxLayout()
         header.addWidget(title)
         header.addWidget(self.count_label)
         header.addStretch(1)
+        header.addWidget(self.resume_button)
         header.addWidget(self.rerun_button)
         header.addWidget(self.cancel_button)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
-        splitter.addWidget(self.details)
+        details = QSplitter(Qt.Orientation.Horizontal)
+        details.addWidget(self.details)
+        details.addWidget(self.curves)
+        splitter.addWidget(details)
         splitter.setSizes([300, 420])
         splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
@@ -153,6 +168,7 @@ class JobsPage(QWidget):
         if job_id == self.table.selected_job_id():
             self._selected = details.job if details is not None else None
             self.details.show_details(details)
+            self._show_curves(details)
         count = len(jobs)
         self.count_label.setText(f"{count} job{'s' if count != 1 else ''}" if count else "none yet")
         self._update_buttons()
@@ -212,6 +228,23 @@ class JobsPage(QWidget):
             self.status_message.emit(f"Job {job_id} had already ended ({job.status.value}).")
         self.refresh()
 
+    def _show_curves(self, details: JobDetails | None) -> None:
+        """Redraws the curves only when another job is selected or a new epoch was recorded."""
+        if details is None or not details.job.kind.startswith("train") or not details.epochs:
+            self._plotted = None
+            self.curves.hide()
+            return
+        shown = (details.job.id, len(details.epochs))
+        if shown != self._plotted:
+            self._plotted = shown
+            self.curves.show_history(details.epochs)
+        self.curves.show()
+
+    def _resume_selected(self) -> None:
+        job = self._selected
+        if job is not None and job.kind.startswith("train") and job.status in RESUMABLE:
+            self.resume_requested.emit(job.id)
+
     def _select_new_job(self, job_id: int) -> None:
         self._select_when_listed = job_id
         self.refresh()
@@ -232,3 +265,6 @@ class JobsPage(QWidget):
         job = self._selected
         self.cancel_button.setEnabled(job is not None and job.status in ACTIVE)
         self.rerun_button.setEnabled(job is not None and job.status not in ACTIVE)
+        self.resume_button.setVisible(
+            job is not None and job.kind.startswith("train") and job.status in RESUMABLE
+        )

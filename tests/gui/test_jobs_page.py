@@ -12,8 +12,9 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
+from engine.errors import JobCancelled
 from engine.job_records import JobStatus
-from engine.job_specs import spec_to_dict
+from engine.job_specs import TrainSpec, spec_to_dict
 from engine.progress import CancelToken, NullReporter
 from engine.runner import open_store
 from engine.synthetic import write_scene
@@ -149,3 +150,43 @@ def test_a_damaged_job_store_is_explained_and_the_page_keeps_working(window, run
     (isolated_home / "jobs.sqlite").unlink()
     run(page.reload())
     assert page.count_label.text() == "none yet"
+
+
+class CancelAfterFirstEpoch(NullReporter):
+    def __init__(self, cancel: CancelToken) -> None:
+        self._cancel = cancel
+
+    def on_epoch(self, event) -> None:
+        self._cancel.cancel()
+
+
+def test_a_cancelled_training_shows_its_curves_and_resumes_from_the_train_page(
+    window, run, until, tmp_path, isolated_home
+):
+    data = write_training_data(tmp_path / "data")
+    spec = TrainSpec(tiny_config(data, tmp_path / "models" / "resumable.safetensors", epochs=2))
+    cancel = CancelToken()
+    with pytest.raises(JobCancelled):
+        run_spec_job(spec, isolated_home, CancelAfterFirstEpoch(cancel), cancel)
+    with open_store(isolated_home) as store:
+        [cancelled] = store.list_jobs()
+    page = window.jobs_page
+
+    async def scenario() -> None:
+        await page.reload()
+        page.table.select_job(cancelled.id)
+        await until(lambda: page.curves.isVisibleTo(page), "the cancelled job's curves")
+        assert page.curves.series("train")[0].tolist() == [1]
+        assert page.resume_button.isVisibleTo(page)
+        page.resume_button.click()
+        assert window.current_page_name() == "Train"
+        await until(lambda: (tmp_path / "models" / "resumable.safetensors").exists(), "the resumed model", 30)
+
+    try:
+        run(scenario())
+    finally:
+        window.jobs.stop_all(10_000)
+    with open_store(isolated_home) as store:
+        resumed = store.list_jobs()[0]
+        assert (resumed.parent_job_id, resumed.status) == (cancelled.id, JobStatus.SUCCEEDED)
+        assert [epoch.epoch for epoch in store.epochs(resumed.id)] == [1, 2]
