@@ -15,8 +15,12 @@ def write_raster(
     nodata: float | None = None,
     crs: str | None = "EPSG:32618",
     pixel: float = 1.0,
+    **overrides: object,
 ) -> Path:
-    """Writes a (bands, rows, cols) array as a GeoTIFF with a north-up transform."""
+    """Writes a (bands, rows, cols) array as a GeoTIFF with a north-up transform.
+
+    ``overrides`` replace or add creation options (``transform``, ``tiled``, ``compress``...).
+    """
     profile = {
         "driver": "GTiff",
         "width": data.shape[2],
@@ -26,6 +30,7 @@ def write_raster(
         "crs": crs,
         "transform": from_origin(0, 100, pixel, pixel),
         "nodata": nodata,
+        **overrides,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(path, "w", **profile) as dataset:

@@ -26,6 +26,7 @@ from engine.raster import open_raster, read_block, read_info
 from engine.synthetic import CLASS_COLORS, CLASS_NAMES, write_scene
 from engine.tile_forward import TileForward
 from engine.tiling import TileGrid, pad_to_tile, round_up
+from tests.rasters import write_raster as write_raster_file
 
 SYNTHETIC_CLASSES = [
     ClassInfo(i, n, c) for i, (n, c) in enumerate(zip(CLASS_NAMES, CLASS_COLORS, strict=True))
@@ -74,19 +75,8 @@ def save_test_model(
 
 
 def write_raster(path: Path, data: np.ndarray, crs: str | None = "EPSG:32618", **profile: object) -> Path:
-    settings = {
-        "driver": "GTiff",
-        "width": data.shape[2],
-        "height": data.shape[1],
-        "count": data.shape[0],
-        "dtype": data.dtype.name,
-        "transform": from_origin(300000.0, 5000000.0, 10.0, 10.0),
-        **({"crs": CRS.from_user_input(crs)} if crs else {}),
-        **profile,
-    }
-    with rasterio.open(path, "w", **settings) as dataset:
-        dataset.write(data)
-    return path
+    transform = from_origin(300000.0, 5000000.0, 10.0, 10.0)
+    return write_raster_file(path, data, crs=crs, **{"transform": transform, **profile})
 
 
 def train_unet(image: Path, mask: Path, normalization: Normalization, steps: int = 30) -> nn.Module:

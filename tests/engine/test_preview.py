@@ -21,26 +21,15 @@ from engine.preview import (
     stretch,
 )
 from engine.raster import read_info
+from tests.rasters import write_raster
 
 BIG = 6000
+UTM_10M = from_origin(500000.0, 4500000.0, 10.0, 10.0)
 FULL_VALUE, OVERVIEW_VALUE = 200, 0
 
 
 def write(path: Path, data: np.ndarray, nodata: float | None = None, **profile: object) -> Path:
-    options = {
-        "driver": "GTiff",
-        "count": data.shape[0],
-        "height": data.shape[1],
-        "width": data.shape[2],
-        "dtype": data.dtype.name,
-        "crs": "EPSG:32618",
-        "transform": from_origin(500000.0, 4500000.0, 10.0, 10.0),
-        "nodata": nodata,
-        **profile,
-    }
-    with rasterio.open(path, "w", **options) as dataset:
-        dataset.write(data)
-    return path
+    return write_raster(path, data, nodata, **{"transform": UTM_10M, **profile})
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pytest
 import qasync
-import rasterio
 import shiboken6
 from PySide6.QtCore import QThread
 from PySide6.QtWidgets import QApplication
@@ -29,6 +28,7 @@ from rasterio.transform import from_origin
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.main_window import MainWindow
 from modelai_desktop.settings import AppSettings
+from tests.rasters import write_raster as write_raster_file
 
 SCENARIO_TIMEOUT_S = 20.0
 THREAD_STOP_S = 5.0
@@ -137,21 +137,7 @@ def write_raster(tmp_path: Path) -> Callable[..., Path]:
     """Writes a small georeferenced GeoTIFF (bands, rows, cols) and returns its path."""
 
     def write(name: str, data: np.ndarray, nodata: float | None = None, **profile: Any) -> Path:
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        options = {
-            "driver": "GTiff",
-            "count": data.shape[0],
-            "height": data.shape[1],
-            "width": data.shape[2],
-            "dtype": data.dtype.name,
-            "crs": "EPSG:32618",
-            "transform": from_origin(500000.0, 4500000.0, 10.0, 10.0),
-            "nodata": nodata,
-            **profile,
-        }
-        with rasterio.open(path, "w", **options) as dataset:
-            dataset.write(data)
-        return path
+        transform = from_origin(500000.0, 4500000.0, 10.0, 10.0)
+        return write_raster_file(tmp_path / name, data, nodata, **{"transform": transform, **profile})
 
     return write
