@@ -11,13 +11,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QTableView, QWidget
 
 from engine.job_records import JobRecord, JobStatus
 from engine.progress import ProgressEvent
 from modelai_desktop.widgets.progress_panel import format_duration
+from modelai_desktop.widgets.record_table import ModelIndex, RecordTableModel, style_record_table
 
 COLUMNS = ("ID", "Status", "Kind", "Started", "Duration", "Result")
 RESULT_COLUMN = COLUMNS.index("Result")
@@ -29,7 +30,6 @@ STATUS_COLORS = {
     JobStatus.CANCELLED: "#8d6e00",
     JobStatus.INTERRUPTED: "#8d6e00",
 }
-ModelIndex = QModelIndex | QPersistentModelIndex
 ProgressLookup = Callable[[int], ProgressEvent | None]
 
 
@@ -65,31 +65,17 @@ def result_text(job: JobRecord, progress: ProgressEvent | None = None) -> str:
     return f"{len(rasters)} raster{'s' if len(rasters) != 1 else ''} → {result.get('output_dir', '')}"
 
 
-class JobTableModel(QAbstractTableModel):
+class JobTableModel(RecordTableModel[JobRecord]):
     """Jobs newest first; `set_jobs` updates rows in place when the ids have not changed."""
 
     def __init__(self, progress: ProgressLookup, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._jobs: list[JobRecord] = []
+        super().__init__(COLUMNS, parent)
         self._progress = progress
-
-    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._jobs)
-
-    def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> str | None:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return COLUMNS[section]
-        return None
 
     def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
         if not index.isValid():
             return None
-        job = self._jobs[index.row()]
+        job = self._rows[index.row()]
         column = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             return self._cells(job)[column]
@@ -112,24 +98,24 @@ class JobTableModel(QAbstractTableModel):
         )
 
     def jobs(self) -> list[JobRecord]:
-        return list(self._jobs)
+        return list(self._rows)
 
     def job_at(self, row: int) -> JobRecord:
-        return self._jobs[row]
+        return self._rows[row]
 
     def row_of(self, job_id: int) -> int | None:
-        return next((row for row, job in enumerate(self._jobs) if job.id == job_id), None)
+        return next((row for row, job in enumerate(self._rows) if job.id == job_id), None)
 
     def set_jobs(self, jobs: list[JobRecord]) -> None:
         """Shows ``jobs``; rows of unchanged ids are updated in place (the view keeps its selection)."""
-        if [job.id for job in jobs] == [job.id for job in self._jobs]:
-            self._jobs = list(jobs)
+        if [job.id for job in jobs] == [job.id for job in self._rows]:
+            self._rows = list(jobs)
             if jobs:
                 last = self.index(len(jobs) - 1, len(COLUMNS) - 1)
                 self.dataChanged.emit(self.index(0, 0), last)
             return
         self.beginResetModel()
-        self._jobs = list(jobs)
+        self._rows = list(jobs)
         self.endResetModel()
 
 
@@ -142,17 +128,7 @@ class JobTable(QTableView):
         super().__init__(parent)
         self.job_model = JobTableModel(progress, self)
         self.setModel(self.job_model)
-        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.setAlternatingRowColors(True)
-        self.setShowGrid(False)
-        self.setWordWrap(False)
-        self.verticalHeader().hide()
-        header = self.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(RESULT_COLUMN, QHeaderView.ResizeMode.Stretch)
-        header.setHighlightSections(False)
-        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        style_record_table(self, RESULT_COLUMN, QAbstractItemView.SelectionMode.SingleSelection)
         self.selectionModel().currentRowChanged.connect(self._on_current_changed)
 
     def set_jobs(self, jobs: list[JobRecord]) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
 from engine.raster import RasterInfo
+from modelai_desktop.widgets.record_table import ModelIndex, RecordTableModel, style_record_table
 
 COLUMNS = ("Name", "Size (W × H)", "Bands", "Type", "CRS", "Pixel size", "Nodata", "Folder")
-ModelIndex = QModelIndex | QPersistentModelIndex
 
 
 def describe_cells(info: RasterInfo) -> tuple[str, ...]:
@@ -43,30 +43,16 @@ def _nodata_text(nodata: float | None) -> str:
     return f"{nodata:g}"
 
 
-class RasterListModel(QAbstractTableModel):
+class RasterListModel(RecordTableModel[RasterInfo]):
     """Rasters in the order they were added; one path appears once."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._infos: list[RasterInfo] = []
-
-    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._infos)
-
-    def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> str | None:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return COLUMNS[section]
-        return None
+        super().__init__(COLUMNS, parent)
 
     def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> str | None:
         if not index.isValid():
             return None
-        info = self._infos[index.row()]
+        info = self._rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
             return describe_cells(info)[index.column()]
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -74,29 +60,29 @@ class RasterListModel(QAbstractTableModel):
         return None
 
     def infos(self) -> list[RasterInfo]:
-        return list(self._infos)
+        return list(self._rows)
 
     def info_at(self, row: int) -> RasterInfo:
-        return self._infos[row]
+        return self._rows[row]
 
     def row_of(self, path: Path) -> int | None:
         resolved = path.resolve()
-        return next((row for row, info in enumerate(self._infos) if info.path.resolve() == resolved), None)
+        return next((row for row, info in enumerate(self._rows) if info.path.resolve() == resolved), None)
 
     def add(self, info: RasterInfo) -> bool:
         """Appends a raster; False (and no change) when its file is already listed."""
         if self.row_of(info.path) is not None:
             return False
-        row = len(self._infos)
+        row = len(self._rows)
         self.beginInsertRows(QModelIndex(), row, row)
-        self._infos.append(info)
+        self._rows.append(info)
         self.endInsertRows()
         return True
 
     def remove_rows(self, rows: list[int]) -> None:
         for row in sorted(set(rows), reverse=True):
             self.beginRemoveRows(QModelIndex(), row, row)
-            del self._infos[row]
+            del self._rows[row]
             self.endRemoveRows()
 
 
@@ -109,17 +95,12 @@ class RasterTable(QTableView):
         super().__init__(parent)
         self.raster_model = RasterListModel(self)
         self.setModel(self.raster_model)
-        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.setAlternatingRowColors(True)
-        self.setShowGrid(False)
-        self.setWordWrap(False)
-        self.verticalHeader().hide()
-        header = self.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
-        header.setHighlightSections(False)
-        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        style_record_table(
+            self,
+            len(COLUMNS) - 1,
+            QAbstractItemView.SelectionMode.ExtendedSelection,
+            QHeaderView.ResizeMode.Interactive,
+        )
         self.selectionModel().currentRowChanged.connect(self._on_current_changed)
 
     def add(self, info: RasterInfo) -> bool:
