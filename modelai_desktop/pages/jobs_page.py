@@ -1,6 +1,6 @@
 """The Jobs page: the job store's history, live, with the selected job's details and curves.
 
-The store is read on a read thread once a second while the page is visible (and whenever a job of
+The store is opened and read on a read thread once a second while the page is visible (and whenever a job of
 this window starts or ends), so jobs started from the command line show up too and the window never
 waits for the disk. Cancel stops a job of this window through its worker, and asks any other
 process's job to stop through the store, as ``modelai jobs cancel`` does. A training job shows its
@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
 from engine.errors import EngineError
 from engine.job_records import JobRecord, JobStatus
 from engine.job_specs import allow_overwrite, spec_from_dict
-from engine.jobs import JobStore
 from engine.runner import open_store
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.job_details import JobDetails, JobDetailsView, read_details
@@ -43,25 +42,6 @@ REFRESH_MS = 1000
 LISTED_JOBS = 500
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 RESUMABLE = (JobStatus.CANCELLED, JobStatus.INTERRUPTED)
-
-
-class StoreConnection:
-    """The page's job store, opened on first use (on a read thread) and closed with the page."""
-
-    def __init__(self, home: Path) -> None:
-        self._home = home
-        self._store: JobStore | None = None
-
-    def get(self) -> JobStore:
-        """The open store; the first call recovers jobs that a crash left running, as every start does."""
-        if self._store is None:
-            self._store = open_store(self._home)
-        return self._store
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
 
 
 class JobsPage(QWidget):
@@ -82,8 +62,6 @@ class JobsPage(QWidget):
         self._tasks = tasks
         self._home = home
         self._jobs = jobs
-        self._connection = StoreConnection(home)
-        self.destroyed.connect(self._connection.close)
         self._refresh_task: asyncio.Task[None] | None = None
         self._refresh_again = False
         self._selected: JobRecord | None = None
@@ -216,7 +194,7 @@ class JobsPage(QWidget):
 
     async def _request_cancel(self, job_id: int) -> None:
         try:
-            job = await self._tasks.run_blocking(lambda: self._connection.get().request_cancel(job_id))
+            job = await self._tasks.run_blocking(self._request_cancel_in_store, job_id)
         except EngineError as exc:
             self.banner.show_message(str(exc))
             return
@@ -249,11 +227,20 @@ class JobsPage(QWidget):
         self._select_when_listed = job_id
         self.refresh()
 
+    # Each read opens the store and closes it: a connection kept open for the page's lifetime would
+    # make SQLite defer closing every other connection's file in this process (POSIX locks are
+    # per process), one leaked descriptor per job the window runs.
     def _read_jobs(self) -> list[JobRecord]:
-        return self._connection.get().list_jobs(limit=LISTED_JOBS)
+        with open_store(self._home) as store:
+            return store.list_jobs(limit=LISTED_JOBS)
+
+    def _request_cancel_in_store(self, job_id: int) -> JobRecord:
+        with open_store(self._home) as store:
+            return store.request_cancel(job_id)
 
     def _read_details(self, job_id: int) -> JobDetails:
-        return read_details(self._connection.get(), job_id)
+        with open_store(self._home) as store:
+            return read_details(store, job_id)
 
     def _refreshed(self, _task: asyncio.Task[None]) -> None:
         self._refresh_task = None
