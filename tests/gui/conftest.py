@@ -9,6 +9,7 @@ click only advances while that loop runs, so a test awaits ``until(condition)`` 
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 import traceback
@@ -47,6 +48,9 @@ def _no_dangling_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(QThread, "start", start_and_record)
     before = set(threading.enumerate())
     yield
+    # Ended workers and their QThread wrappers refer to each other: collect them now, inside this
+    # test, rather than at a random later moment inside Qt's event processing.
+    gc.collect()
     # A finished worker's QThread may already be deleted (deleteLater): it is not running.
     running = [
         (thread, where)
