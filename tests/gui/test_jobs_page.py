@@ -181,6 +181,8 @@ def test_a_cancelled_training_shows_its_curves_and_resumes_from_the_train_page(
         page.resume_button.click()
         assert window.current_page_name() == "Train"
         await until(lambda: (tmp_path / "models" / "resumable.safetensors").exists(), "the resumed model", 30)
+        await until(lambda: not window.jobs.workers(), "the resumed job's worker to be released")
+        await window.tasks.wait_idle()
 
     try:
         run(scenario())

@@ -46,6 +46,7 @@ def test_ten_jobs_queued_from_the_window_complete_without_leaks(window, run, unt
         await until(lambda: len(finished) == JOBS, "all ten jobs to finish", TIMEOUT_S)
         await until(lambda: not window.jobs.workers(), "the workers to be released")
         await window.jobs_page.refresh()
+        await window.tasks.wait_idle()
 
     run(scenario())
     with open_store(isolated_home) as store:
