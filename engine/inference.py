@@ -23,7 +23,8 @@ from rasterio.windows import Window
 
 from engine.device import autocast_dtype, describe_device, resolve_device
 from engine.errors import BandMismatchError, EngineError, OutputError, RasterError
-from engine.model_file import ModelMetadata, load_model, read_metadata
+from engine.model_file import load_model, read_metadata
+from engine.model_metadata import ModelMetadata
 from engine.normalize import Normalization, sample_windows
 from engine.outputs import OutputSet, check_writable_folder, summary_json
 from engine.prediction_heads import (

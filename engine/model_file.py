@@ -13,13 +13,11 @@ Training checkpoints (to resume a run) are ``torch.save`` archives read with ``w
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
-import re
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -33,17 +31,12 @@ from torch import nn
 
 import engine
 from engine.errors import ModelFileError, OutputError
-from engine.models import ARCHITECTURES, build_model
+from engine.model_metadata import FORMAT_VERSION, ModelMetadata, invalid_model, is_int
+from engine.models import build_model
 
-FORMAT_VERSION = 1
 METADATA_KEY = "modelai"
-TASKS = ("segmentation", "anomaly")
-RASTER_DTYPES = (
-    "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float16", "float32", "float64",
-)  # fmt: skip
 # safetensors itself refuses headers over 100 MB; a larger length field means another kind of file.
 MAX_HEADER_BYTES = 100_000_000
-_REDO = "Copy the model file again, or train a new model."
 # Leading bytes of files that people mistake for models, to name what they picked instead.
 _KNOWN_MAGIC = {
     b"\x89PNG": "a PNG image",
@@ -51,172 +44,6 @@ _KNOWN_MAGIC = {
     b"MM\x00*": "a TIFF image (a raster, not a model)",
     b"PK\x03\x04": "a zip archive (such as a PyTorch .pt file or a ModelAI training checkpoint)",
 }
-_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
-_REQUIRED = object()
-
-
-@dataclass
-class ClassInfo:
-    """One segmentation class: the value written to the output mask, its name and display colour."""
-
-    id: int
-    name: str
-    color: str  # "#rrggbb"
-
-
-@dataclass
-class ModelMetadata:
-    """Everything besides the weights that a model needs to be rebuilt and applied correctly."""
-
-    task: str
-    architecture: str
-    hyperparameters: dict[str, Any]
-    bands: list[int]
-    input_dtype: str
-    normalization: dict[str, Any]
-    patch_size: int
-    pixel_size: list[float] | None
-    crs: str | None
-    classes: list[ClassInfo]
-    anomaly: dict[str, Any] | None
-    training: dict[str, Any]
-    format_version: int = FORMAT_VERSION
-    created: str = ""
-    # Bands of the rasters it was trained on, so that a raster with other bands is refused even when
-    # it has the bands numbered in ``bands``; None in files written before it was recorded.
-    band_count: int | None = None
-
-    def to_json(self) -> str:
-        """Serialise to the JSON text stored in the model file's header."""
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str, source: Path) -> ModelMetadata:
-        """Parse and validate metadata; ``source`` names the file in error messages.
-
-        Raises:
-            ModelFileError: the text is not a JSON object, a field is missing or of the wrong type,
-                the fields contradict each other, or the format is newer than this app reads.
-        """
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            raise _invalid(source, f"its metadata is not valid JSON ({exc})") from exc
-        if not isinstance(data, dict):
-            raise _invalid(source, "its metadata is not a JSON object")
-
-        def get(name: str, check: Callable[[Any], bool], expected: str, default: Any = _REQUIRED) -> Any:
-            """One field's value, refusing a missing or mistyped one with its name."""
-            if name not in data:
-                if default is _REQUIRED:
-                    raise _invalid(source, f"field {name!r} is missing")
-                return default
-            if not check(data[name]):
-                shown = repr(data[name])
-                shown = shown if len(shown) <= 60 else shown[:57] + "..."
-                raise _invalid(source, f"field {name!r} must be {expected}, not {shown}")
-            return data[name]
-
-        version = get("format_version", _is_int, "an integer", default=FORMAT_VERSION)
-        if version > FORMAT_VERSION:
-            raise ModelFileError(
-                f"{source} was made by a newer ModelAI (model format {version}; this app reads up to "
-                f"{FORMAT_VERSION}). Update the app to use this model."
-            )
-        if version < 1:
-            raise _invalid(source, f"format_version {version} does not exist")
-
-        metadata = cls(
-            task=get("task", lambda v: v in TASKS, f"one of {', '.join(TASKS)}"),
-            architecture=get("architecture", lambda v: isinstance(v, str), "a string"),
-            hyperparameters=get("hyperparameters", _is_dict, "a JSON object"),
-            bands=get("bands", _is_band_list, "a non-empty list of band numbers (1, 2, ...)"),
-            input_dtype=get(
-                "input_dtype", lambda v: v in RASTER_DTYPES, "a raster data type such as 'uint16'"
-            ),
-            normalization=get("normalization", _is_dict, "a JSON object"),
-            patch_size=get("patch_size", lambda v: _is_int(v) and v >= 1, "a positive integer"),
-            pixel_size=get("pixel_size", _is_pixel_size, "null or [x, y] positive numbers"),
-            crs=get("crs", lambda v: v is None or isinstance(v, str), "null or a string"),
-            classes=[ClassInfo(**c) for c in get("classes", _is_class_list, "a list of {id, name, color}")],
-            anomaly=get("anomaly", lambda v: v is None or _is_dict(v), "null or a JSON object"),
-            training=get("training", _is_dict, "a JSON object"),
-            format_version=version,
-            created=get("created", lambda v: isinstance(v, str), "a string", default=""),
-            band_count=get("band_count", _is_band_count, "null or a positive integer", default=None),
-        )
-        _check_consistency(metadata, source)
-        return metadata
-
-
-def _check_consistency(metadata: ModelMetadata, source: Path) -> None:
-    """Refuse fields that are each well-formed but cannot belong to the same model."""
-    if metadata.architecture not in ARCHITECTURES:
-        raise ModelFileError(
-            f"{source} uses the network {metadata.architecture!r}, which this ModelAI does not know "
-            f"({', '.join(ARCHITECTURES)}). It may come from a newer ModelAI: update the app."
-        )
-    task_of_architecture = ARCHITECTURES[metadata.architecture].task
-    if metadata.task != task_of_architecture:
-        raise _invalid(source, f"{metadata.architecture} is for {task_of_architecture}, not {metadata.task}")
-    in_channels = metadata.hyperparameters.get("in_channels", len(metadata.bands))
-    if in_channels != len(metadata.bands):
-        raise _invalid(
-            source, f"the network takes {in_channels!r} bands, but {len(metadata.bands)} are listed"
-        )
-    if metadata.band_count is not None and max(metadata.bands) > metadata.band_count:
-        raise _invalid(source, f"it reads band {max(metadata.bands)} of {metadata.band_count}-band rasters")
-    if metadata.task == "segmentation" and not metadata.classes:
-        raise _invalid(source, "a segmentation model needs at least one class")
-    if len({c.id for c in metadata.classes}) != len(metadata.classes):
-        raise _invalid(source, "two classes have the same id")
-    if metadata.task == "anomaly" and not (
-        isinstance(metadata.anomaly, dict) and _is_number(metadata.anomaly.get("threshold"))
-    ):
-        raise _invalid(source, "an anomaly model needs anomaly.threshold, a finite number")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
-
-
-def _is_band_count(value: Any) -> bool:
-    return value is None or (_is_int(value) and value >= 1)
-
-
-def _is_dict(value: Any) -> bool:
-    return isinstance(value, dict)
-
-
-def _is_band_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(_is_int(b) and b >= 1 for b in value)
-
-
-def _is_pixel_size(value: Any) -> bool:
-    return value is None or (
-        isinstance(value, list) and len(value) == 2 and all(_is_number(v) and v > 0 for v in value)
-    )
-
-
-def _is_class_list(value: Any) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(c, dict)
-        and set(c) == {"id", "name", "color"}
-        and _is_int(c["id"])
-        and c["id"] >= 0
-        and isinstance(c["name"], str)
-        and isinstance(c["color"], str)
-        and _COLOR.fullmatch(c["color"]) is not None
-        for c in value
-    )
-
-
-def _invalid(source: Path, problem: str) -> ModelFileError:
-    return ModelFileError(f"{source} is not a valid ModelAI model: {problem}. {_REDO}")
 
 
 def save_model(path: str | os.PathLike[str], model: nn.Module, metadata: ModelMetadata) -> Path:
@@ -344,9 +171,9 @@ def _read_header(path: Path) -> dict[str, Any]:
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _invalid(path, "it is not a safetensors file (its header is not JSON text)") from exc
+        raise invalid_model(path, "it is not a safetensors file (its header is not JSON text)") from exc
     if not isinstance(header, dict):
-        raise _invalid(path, "it is not a safetensors file (its header is not a JSON object)")
+        raise invalid_model(path, "it is not a safetensors file (its header is not a JSON object)")
     _check_weights_extent(header, size - 8 - header_length, path)
     metadata = header.get("__metadata__")
     if not (isinstance(metadata, dict) and isinstance(metadata.get(METADATA_KEY), str)):
@@ -370,26 +197,28 @@ def _not_safetensors(path: Path, prefix: bytes, size: int, plausible_length: boo
             "ModelAI never opens pickles, because opening one can run any code it contains."
         )
     if size < 8:
-        return _invalid(path, f"it has only {size} bytes, it is truncated")
+        return invalid_model(path, f"it has only {size} bytes, it is truncated")
     header_length = int.from_bytes(prefix, "little")
     if not plausible_length and 2 <= header_length <= MAX_HEADER_BYTES:
-        return _invalid(path, f"it is truncated: header of {header_length} bytes, {size - 8} left")
+        return invalid_model(path, f"it is truncated: header of {header_length} bytes, {size - 8} left")
     if plausible_length:
-        return _invalid(path, "it is not a safetensors file (its header is not a JSON object)")
-    return _invalid(path, "it is not a safetensors file (its first 8 bytes are no header length)")
+        return invalid_model(path, "it is not a safetensors file (its header is not a JSON object)")
+    return invalid_model(path, "it is not a safetensors file (its first 8 bytes are no header length)")
 
 
 def _check_weights_extent(header: dict[str, Any], data_bytes: int, path: Path) -> None:
     """Check that the bytes after the header are exactly the weights the header lists."""
     entries = [entry for name, entry in header.items() if name != "__metadata__"]
     offsets = [entry.get("data_offsets") if isinstance(entry, dict) else None for entry in entries]
-    if not all(isinstance(o, list) and len(o) == 2 and all(_is_int(v) for v in o) for o in offsets):
-        raise _invalid(path, "its table of weights is damaged")
+    if not all(isinstance(o, list) and len(o) == 2 and all(is_int(v) for v in o) for o in offsets):
+        raise invalid_model(path, "its table of weights is damaged")
     needed = max((end for _, end in offsets), default=0)
     if needed > data_bytes:
-        raise _invalid(path, f"it is truncated: the weights need {needed} bytes, only {data_bytes} are there")
+        raise invalid_model(
+            path, f"it is truncated: the weights need {needed} bytes, only {data_bytes} are there"
+        )
     if needed < data_bytes:
-        raise _invalid(path, f"it has {data_bytes - needed} bytes more than its weights need")
+        raise invalid_model(path, f"it has {data_bytes - needed} bytes more than its weights need")
 
 
 def _check_weight_shapes(metadata: ModelMetadata, header: dict[str, Any], path: Path) -> None:
@@ -408,7 +237,7 @@ def _check_weight_shapes(metadata: ModelMetadata, header: dict[str, Any], path: 
             problems.append(f"{label} key(s): {', '.join(sorted(names)[:5])}")
     if problems:
         fit = f"its weights do not fit a {metadata.architecture} network"
-        raise _invalid(path, f"{fit} ({'; '.join(problems)})")
+        raise invalid_model(path, f"{fit} ({'; '.join(problems)})")
 
 
 def _build(metadata: ModelMetadata, path: Path) -> nn.Module:
@@ -416,7 +245,7 @@ def _build(metadata: ModelMetadata, path: Path) -> nn.Module:
     try:
         return build_model(metadata.architecture, metadata.hyperparameters)
     except ModelFileError as exc:
-        raise _invalid(path, str(exc).rstrip(".")) from exc
+        raise invalid_model(path, str(exc).rstrip(".")) from exc
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -424,7 +253,7 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return safetensors.torch.load(path.read_bytes())
     except SafetensorError as exc:
-        raise _invalid(path, f"its weights are damaged ({exc})") from exc
+        raise invalid_model(path, f"its weights are damaged ({exc})") from exc
     except OSError as exc:
         raise ModelFileError(f"Cannot read the model file {path}: {exc.strerror}.") from exc
 
@@ -437,7 +266,7 @@ def _model_with_weights(metadata: ModelMetadata, tensors: dict[str, torch.Tensor
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())
         problem = f"its weights do not fit a {metadata.architecture} network ({detail[:300]})"
-        raise _invalid(path, problem) from exc
+        raise invalid_model(path, problem) from exc
     return model
 
 

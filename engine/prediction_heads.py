@@ -16,7 +16,7 @@ import torch
 from rasterio.enums import Resampling
 
 from engine.errors import ModelFileError
-from engine.model_file import ModelMetadata
+from engine.model_metadata import ModelMetadata
 from engine.outputs import CLASS_NODATA, OutputSet, RasterSpec, qgis_style
 from engine.raster import RasterInfo
 from engine.training.anomaly import pixel_errors

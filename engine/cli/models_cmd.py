@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli import EXIT_OK
-from engine.model_file import ModelMetadata, check_model_file
+from engine.model_file import check_model_file
+from engine.model_metadata import ModelMetadata
 from engine.progress import CancelToken
 
 

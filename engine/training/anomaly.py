@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from engine.model_file import ClassInfo
+from engine.model_metadata import ClassInfo
 from engine.training.config import TrainConfig
 from engine.training.fit import rgb_previews
 

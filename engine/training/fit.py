@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader
 
 from engine.device import autocast_dtype, is_out_of_memory
 from engine.errors import DatasetError, DeviceError, EngineError, JobCancelled, ModelFileError, OutputError
-from engine.model_file import ClassInfo, load_checkpoint, save_checkpoint
+from engine.model_file import load_checkpoint, save_checkpoint
+from engine.model_metadata import ClassInfo
 from engine.patches import RandomPatches
 from engine.progress import CancelToken, EpochEvent, ProgressEvent, Reporter
 from engine.training.config import TrainConfig, best_checkpoint_path_for, checkpoint_path_for

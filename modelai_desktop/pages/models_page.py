@@ -36,7 +36,8 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import EngineError, OutputError
-from engine.model_file import ClassInfo, ModelMetadata, read_metadata, update_metadata
+from engine.model_file import read_metadata, update_metadata
+from engine.model_metadata import ClassInfo, ModelMetadata
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.message_banner import MessageBanner
 from modelai_desktop.widgets.model_details import TASK_NAMES, ModelDetails

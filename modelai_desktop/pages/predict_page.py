@@ -35,7 +35,8 @@ from PySide6.QtWidgets import (
 from engine.errors import EngineError
 from engine.inference import PredictionResult
 from engine.job_specs import PredictSpec
-from engine.model_file import ModelMetadata, read_metadata
+from engine.model_file import read_metadata
+from engine.model_metadata import ModelMetadata
 from engine.raster import RasterInfo
 from engine.runner import JobOutcome
 from modelai_desktop.async_tasks import BackgroundTasks

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.model_file import ClassInfo, ModelMetadata
+from engine.model_metadata import ClassInfo, ModelMetadata
 from modelai_desktop.widgets.loss_plot import CLASS_IOU_PREFIX, EpochPoint, LossPlot
 from modelai_desktop.widgets.progress_panel import format_duration
 

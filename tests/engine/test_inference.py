@@ -18,7 +18,8 @@ from torch import nn
 
 from engine.errors import BandMismatchError, JobCancelled, OutputError, RasterError
 from engine.inference import PredictOptions, check_compatibility, predict_many, predict_raster
-from engine.model_file import ClassInfo, ModelMetadata, load_model, read_metadata, save_model
+from engine.model_file import load_model, read_metadata, save_model
+from engine.model_metadata import ClassInfo, ModelMetadata
 from engine.models import build_model
 from engine.normalize import Normalization, compute_statistics
 from engine.progress import CancelToken, NullReporter, ProgressEvent, RecordingReporter

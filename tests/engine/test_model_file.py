@@ -21,9 +21,6 @@ from torch import nn
 
 from engine.errors import ModelFileError, OutputError
 from engine.model_file import (
-    FORMAT_VERSION,
-    ClassInfo,
-    ModelMetadata,
     library_versions,
     load_checkpoint,
     load_model,
@@ -32,6 +29,7 @@ from engine.model_file import (
     save_model,
     update_metadata,
 )
+from engine.model_metadata import FORMAT_VERSION, ClassInfo, ModelMetadata
 from engine.models import build_model
 
 
