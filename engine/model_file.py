@@ -24,9 +24,10 @@ from typing import IO, Any
 
 import numpy as np
 import safetensors
-import safetensors.torch
 import torch
 from safetensors import SafetensorError
+from safetensors.torch import load as tensors_from_bytes
+from safetensors.torch import save as tensors_to_bytes
 from torch import nn
 
 import engine
@@ -64,7 +65,7 @@ def save_model(path: str | os.PathLike[str], model: nn.Module, metadata: ModelMe
     ModelMetadata.from_json(text, path)
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
     _model_with_weights(metadata, tensors, path)
-    data = safetensors.torch.save(tensors, metadata={METADATA_KEY: text})
+    data = tensors_to_bytes(tensors, metadata={METADATA_KEY: text})
     _write_atomically(path, lambda file: file.write(data))
     return path
 
@@ -251,7 +252,7 @@ def _build(metadata: ModelMetadata, path: Path) -> nn.Module:
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """Read all weights into memory; no memory map is left open, so the file can be replaced."""
     try:
-        return safetensors.torch.load(path.read_bytes())
+        return tensors_from_bytes(path.read_bytes())
     except SafetensorError as exc:
         raise invalid_model(path, f"its weights are damaged ({exc})") from exc
     except OSError as exc:
