@@ -7,6 +7,7 @@ shows a dead entry. Files dropped anywhere on the window go to the Data page, mo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from engine import __version__
 from engine.paths import app_home
+from engine.selftest import SelfTestReport, run_self_test
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.pages.data_page import DataPage
 from modelai_desktop.pages.jobs_page import JobsPage
@@ -222,9 +224,35 @@ class MainWindow(QMainWindow):
         log_action.setStatusTip(f"Open {self.log_dir}, where errors are recorded")
         log_action.triggered.connect(self._open_log_folder)
         help_menu.addAction(log_action)
+        self.self_test_action = QAction("Run &Self-Test", self)
+        self.self_test_action.setStatusTip(
+            "Check GDAL/PROJ, GeoTIFF writing, a short training and a prediction on this machine"
+        )
+        self.self_test_action.triggered.connect(self.run_self_test)
+        help_menu.addAction(self.self_test_action)
         about_action = QAction(f"&About {APP_NAME}", self)
         about_action.triggered.connect(self._show_about)
         help_menu.addAction(about_action)
+
+    def run_self_test(self) -> asyncio.Task[SelfTestReport]:
+        """Checks this installation on a read thread (as ``modelai --self-test``) and shows the result."""
+        self.self_test_action.setEnabled(False)
+        self.show_status("Running the self-test: GDAL/PROJ, GeoTIFF, a short training and a prediction…")
+        return self.tasks.start(self._self_test(), name="self-test")
+
+    async def _self_test(self) -> SelfTestReport:
+        try:
+            report = await self.tasks.run_blocking(run_self_test)
+        finally:
+            self.self_test_action.setEnabled(True)
+        lines = "\n".join(result.line() for result in report.results)
+        log.info("Self-test: %s\n%s", report.summary(), lines)
+        icon = QMessageBox.Icon.Information if report.passed else QMessageBox.Icon.Warning
+        self.self_test_box = QMessageBox(icon, "Self-test", report.summary(), parent=self)
+        self.self_test_box.setDetailedText(lines)
+        self.self_test_box.open()  # not exec(): never a modal loop inside a coroutine
+        self.show_status(report.summary())
+        return report
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()

@@ -127,3 +127,13 @@ def test_settings_carry_a_version_and_survive_a_newer_app(tmp_path):
     newer.clear_recent_files()
     newer.sync()
     assert AppSettings(path).recent_files() == [tmp_path / "a.tif", tmp_path / "b.tif"]
+
+
+def test_the_help_menu_runs_the_self_test_and_shows_its_checks(window, run):
+    report = run(window.run_self_test())
+    assert report.passed, report.summary()
+    assert window.self_test_action.isEnabled()
+    box = window.self_test_box
+    assert box.text().startswith(f"All {len(report.results)} checks passed")
+    assert "PASS" in box.detailedText() and "CPU" in box.detailedText()
+    box.close()
