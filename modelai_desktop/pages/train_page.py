@@ -36,7 +36,7 @@ from engine.runner import JobOutcome
 from engine.training.config import TrainConfig
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.interrupted import InterruptedBanner, find_interrupted, plan_resume
-from modelai_desktop.training_data import PairingReport, check_training_data, plan_epoch
+from modelai_desktop.training_data import EpochPlan, PairingReport, check_training_data, plan_epoch
 from modelai_desktop.widgets.file_drop_area import FileDropArea
 from modelai_desktop.widgets.message_banner import MessageBanner
 from modelai_desktop.widgets.pairing_table import PROBLEM_COLOR, PairingTable
@@ -235,14 +235,7 @@ class TrainPage(QWidget):
         try:
             config = self._config()
             select_bands(self._report.pairs, config.bands)
-            plan_epoch(
-                self._report.pairs,
-                config.patch,
-                config.batch_size,
-                config.val_fraction,
-                config.patches_per_epoch,
-                config.seed,
-            )
+            self._plan(config)
         except EngineError as exc:
             return str(exc)
         if config.output.exists():
@@ -351,19 +344,23 @@ class TrainPage(QWidget):
             self.check_data()
         self._update_readiness()
 
+    def _plan(self, config: TrainConfig) -> EpochPlan:
+        """How the checked pairs split into patches per epoch with these settings (raises EngineError)."""
+        return plan_epoch(
+            self._report.pairs,
+            config.patch,
+            config.batch_size,
+            config.val_fraction,
+            config.patches_per_epoch,
+            config.seed,
+        )
+
     def _plan_text(self) -> str:
         if self._report is None or not self._report.usable:
             return ""
         try:
             config = self._config()
-            plan = plan_epoch(
-                self._report.pairs,
-                config.patch,
-                config.batch_size,
-                config.val_fraction,
-                config.patches_per_epoch,
-                config.seed,
-            )
+            plan = self._plan(config)
         except EngineError:
             return ""
         return f"Each epoch: {plan.patches} patches in {plan.batches} batches; {plan.validation}. "

@@ -12,18 +12,7 @@ from engine.job_records import JobStatus
 from engine.job_specs import TrainSpec, spec_to_dict
 from engine.progress import CancelToken, NullReporter
 from engine.runner import open_store, run, submit
-from engine.training import train
-from tests.engine.runner_child import tiny_config, tiny_predict_spec, write_training_data
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_training_data(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="module")
-def model(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train(tiny_config(data, tmp_path_factory.mktemp("model") / "tiny.safetensors")).model_path
+from tests.engine.runner_child import tiny_config, tiny_predict_spec
 
 
 def modelai(home: Path, *args: str) -> int:

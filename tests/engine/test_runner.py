@@ -33,22 +33,11 @@ from engine.jobs import JobStore
 from engine.model_file import library_versions
 from engine.progress import CancelToken, EpochEvent, NullReporter, ProgressEvent, RecordingReporter
 from engine.runner import open_store, rerun, resume_spec, run, run_job, submit
-from engine.training import checkpoint_path_for, train
+from engine.training import checkpoint_path_for
 from tests.engine.runner_child import tiny_config, tiny_predict_spec, write_training_data
 from tests.rasters import write_raster
 
 CHILD = Path(__file__).with_name("runner_child.py")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_training_data(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="module")
-def model(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A segmentation model trained for one epoch, for the prediction jobs."""
-    return train(tiny_config(data, tmp_path_factory.mktemp("model") / "tiny.safetensors")).model_path
 
 
 @pytest.fixture
