@@ -23,6 +23,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +53,27 @@ from engine.training import TrainConfig, train
 
 CACHE = Path(os.environ.get("MODELAI_BENCH_CACHE", Path.home() / ".cache" / "modelai-bench"))
 STRIP_ROWS = 512
-MEASURE_CHILD = """
+TIMED = "seconds after imports:"
+# Runs one command and prints its exit code, wall time, the time its own process spent after its
+# imports (the line it prints on stderr, see TIMED_MODELAI) and its peak RSS.
+MEASURE_CHILD = f"""
 import resource, subprocess, sys, time
 started = time.perf_counter()
-code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+run = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 seconds = time.perf_counter() - started
-print(code, seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+after_imports = [line.split()[-1] for line in run.stderr.splitlines() if line.startswith("{TIMED}")]
+print(run.returncode, seconds, after_imports[-1] if after_imports else "nan",
+      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+# `modelai` with the imports done before the clock starts: Python and torch take 1.5 s to start
+# here, for both ways, which is not prediction speed and would swamp it at 2000².
+TIMED_MODELAI = f"""
+import sys, time
+import engine.cli, engine.cli.commands, engine.inference, engine.runner
+started = time.perf_counter()
+code = engine.cli.main(sys.argv[1:])
+print("{TIMED}", time.perf_counter() - started, file=sys.stderr)
+sys.exit(code)
 """
 
 
@@ -101,26 +118,31 @@ def model() -> Path:
     return path
 
 
-def measure(command: list[str]) -> tuple[float, float]:
-    """Runs ``command`` in a fresh process; returns (seconds, peak RSS in MB) or exits on failure."""
+@dataclass
+class Timing:
+    """One command's wall time, the part of it after its imports, and its peak RSS in MB."""
+
+    seconds: float
+    after_imports: float
+    rss_mb: float
+
+
+def measure(command: list[str]) -> Timing:
+    """Runs ``command`` in a fresh process and times it; exits on failure."""
     output = subprocess.run(
         [sys.executable, "-c", MEASURE_CHILD, *command], capture_output=True, text=True, check=True
     )
-    code, seconds, max_rss_kb = output.stdout.split()
+    code, seconds, after_imports, max_rss_kb = output.stdout.split()
     if code != "0":
         sys.exit(f"benchmark command failed ({code}): {' '.join(command)}")
-    return float(seconds), int(max_rss_kb) / 1024
+    return Timing(float(seconds), float(after_imports), int(max_rss_kb) / 1024)
 
 
-def reference_predict(model_path: Path, raster: Path, output: Path) -> None:
-    """The prototype's way: whole raster in memory, divide by max, 128-px patches at stride 64."""
-    network, metadata = load_model(model_path, "cpu")
-    with rasterio.open(raster) as dataset:
-        image = dataset.read().astype(np.float32)
-        profile = dataset.profile
-    image /= image.max()
+def reference_blend(network: torch.nn.Module, image: np.ndarray) -> np.ndarray:
+    """The prototype's tiling: 128-px patches at stride 64 in Python loops, batches of 4, class
+    probabilities summed into a float array and divided by a count array."""
     _, height, width = image.shape
-    summed = np.zeros((len(metadata.classes), height, width), dtype=np.float32)
+    summed: np.ndarray | None = None
     count = np.zeros((height, width), dtype=np.float32)
     patch, stride = 128, 64
     rows = sorted({*range(0, height - patch + 1, stride), height - patch})
@@ -131,27 +153,48 @@ def reference_predict(model_path: Path, raster: Path, output: Path) -> None:
             batch = corners[start : start + 4]
             patches = np.stack([image[:, r : r + patch, c : c + patch] for r, c in batch])
             probabilities = torch.softmax(network(torch.from_numpy(patches)), dim=1).numpy()
+            if summed is None:
+                summed = np.zeros((probabilities.shape[1], height, width), dtype=np.float32)
             for (r, c), values in zip(batch, probabilities, strict=True):
                 summed[:, r : r + patch, c : c + patch] += values
                 count[r : r + patch, c : c + patch] += 1
-    classes = (summed / count).argmax(axis=0).astype(np.uint8)
+    return summed / count
+
+
+def reference_predict(model_path: Path, raster: Path, output: Path) -> None:
+    """The prototype's way: whole raster in memory, divided by its max, `reference_blend`."""
+    started = time.perf_counter()
+    network, _ = load_model(model_path, "cpu")
+    with rasterio.open(raster) as dataset:
+        image = dataset.read().astype(np.float32)
+        profile = dataset.profile
+    image /= image.max()
+    classes = reference_blend(network, image).argmax(axis=0).astype(np.uint8)
     profile.update(count=1, dtype="uint8", nodata=255)
     with rasterio.open(output, "w", **profile) as dataset:
         dataset.write(classes, 1)
+    print(TIMED, time.perf_counter() - started, file=sys.stderr)
 
 
 def quality(size: int = 1024) -> None:
-    """How far tiled probabilities are from one whole-raster pass (Hann vs flat blending), and how
-    often bf16 class maps agree with fp32 ones."""
+    """How far tiled probabilities are from one whole-raster pass (Hann vs flat blending, and the
+    prototype's tiling given the same normalised input), and how often bf16 class maps agree with
+    fp32 ones."""
     raster = scene(size)
     network, metadata = load_model(model(), "cpu")
     normalization = Normalization.from_dict(metadata.normalization)
     info = read_info(raster)
     with open_raster(raster) as dataset:
         block = read_block(dataset, Window(0, 0, size, size), metadata.bands, info)
+    image = normalization.apply(block.data, block.valid)
     with torch.inference_mode():
-        inputs = torch.from_numpy(normalization.apply(block.data, block.valid))[None]
-        whole = torch.softmax(network(inputs), dim=1)[0].numpy()
+        whole = torch.softmax(network(torch.from_numpy(image)[None]), dim=1)[0].numpy()
+
+    def distance(probabilities: np.ndarray) -> float:
+        return float(np.abs(probabilities - whole).mean(axis=0)[block.valid].mean())
+
+    print(f"{size}² prototype tiling (128 px, stride 64, flat): mean |p - whole-raster p| = "
+          f"{distance(reference_blend(network, image)):.5f}")  # fmt: skip
     classes = {}
     with tempfile.TemporaryDirectory() as folder:
         for mode, precision in [("hann", "fp32"), ("flat", "fp32"), ("hann", "bf16")]:
@@ -162,16 +205,16 @@ def quality(size: int = 1024) -> None:
             with rasterio.open(result.outputs["probabilities"]) as dataset:
                 tiled = dataset.read()
             classes[mode, precision] = tiled.argmax(axis=0)
-            difference = np.abs(tiled - whole).mean(axis=0)[block.valid].mean()
-            print(f"{size}² {mode} blending, {precision}: mean |p - whole-raster p| = {difference:.5f}")
+            label = f"{size}² modelai {mode} blending, {precision}"
+            print(f"{label}: mean |p - whole-raster p| = {distance(tiled):.5f}")
     agreement = (classes["hann", "bf16"] == classes["hann", "fp32"])[block.valid].mean()
     print(f"{size}² bf16 class map agrees with fp32 on {100 * agreement:.3f} % of the pixels")
 
 
-def run_modelai(raster: Path, folder: Path, precision: str) -> tuple[float, float]:
+def run_modelai(raster: Path, folder: Path, precision: str) -> Timing:
     home = ["--home", str(folder / "home")]  # the job it records goes to a scratch job store
-    command = [sys.executable, "-m", "engine", *home, "predict", str(model()), str(raster), "-o", str(folder)]
-    return measure([*command, "--overwrite", "--precision", precision])
+    command = [sys.executable, "-c", TIMED_MODELAI, *home, "predict", str(model()), str(raster)]
+    return measure([*command, "-o", str(folder), "--overwrite", "--precision", precision])
 
 
 def main() -> None:
@@ -195,43 +238,51 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for size in sizes:
             raster = scene(size)
-            megapixels = size * size / 1e6
-            row: dict[str, object] = {"size": size}
+            row: dict[str, Timing] = {}
             for precision in precisions:
-                seconds, rss = run_modelai(raster, Path(folder), precision)
-                row[precision] = (megapixels / seconds, rss)
-                rate = megapixels / seconds
-                print(f"{size}² modelai --precision {precision}: {rate:.2f} MPix/s, {rss:.0f} MB")
+                row[precision] = run_modelai(raster, Path(folder), precision)
+                print(f"{size}² modelai --precision {precision}: {describe(row[precision], size)}")
             if size <= args.reference_max:
                 command = [__file__, "--reference", str(model()), str(raster), str(Path(folder) / "ref.tif")]
-                seconds, rss = measure([sys.executable, *command])
-                row["reference"] = (megapixels / seconds, rss)
-                print(f"{size}² reference: {megapixels / seconds:.2f} MPix/s, {rss:.0f} MB")
-            rows.append(row)
+                row["reference"] = measure([sys.executable, *command])
+                print(f"{size}² reference: {describe(row['reference'], size)}")
+            rows.append((size, row))
     print_table(rows, precisions)
     quality()
 
 
-def print_table(rows: list[dict[str, object]], precisions: list[str]) -> None:
-    header = (
-        "size    " + "".join(f"{'modelai ' + p:>26}" for p in precisions) + f"{'reference':>22}  speed-up"
+def describe(timing: Timing, size: int) -> str:
+    megapixels = size * size / 1e6
+    return (
+        f"{megapixels / timing.seconds:.2f} MPix/s whole command, {megapixels / timing.after_imports:.2f} "
+        f"after imports ({timing.seconds - timing.after_imports:.1f} s of imports), {timing.rss_mb:.0f} MB"
     )
-    print("\n" + header + "\n" + "-" * len(header))
-    for row in rows:
-        cells = "".join(f"{row[p][0]:>9.2f} MPix/s {row[p][1]:>7.0f} MB" for p in precisions)
+
+
+def print_table(rows: list[tuple[int, dict[str, Timing]]], precisions: list[str]) -> None:
+    """Speed-ups over the reference, for the whole command and after imports, and RSS growth."""
+    print(f"\n{'size':<8}{'modelai':<10}{'whole command':>26}{'after imports':>26}{'peak RSS':>10}")
+    for size, row in rows:
+        megapixels = size * size / 1e6
         reference = row.get("reference")
-        if reference:
-            ratios = " / ".join(f"{row[p][0] / reference[0]:.1f}x" for p in precisions)
-            cells += f"{reference[0]:>7.2f} MPix/s {reference[1]:>6.0f} MB  {ratios}"
-        else:
-            cells += f"{'(not run)':>22}"
-        print(f"{row['size']:<8}{cells}")
-    sizes = [row["size"] for row in rows]
+        for name in [*precisions, "reference"]:
+            timing = row.get(name)
+            if timing is None:
+                continue
+            cells = []
+            for seconds, reference_seconds in [
+                (timing.seconds, reference and reference.seconds),
+                (timing.after_imports, reference and reference.after_imports),
+            ]:
+                ratio = f"{reference_seconds / seconds:5.1f}x" if reference_seconds else "      "
+                cells.append(f"{megapixels / seconds:8.2f} MPix/s {ratio}")
+            print(f"{size:<8}{name:<10}{cells[0]:>26}{cells[1]:>26}{timing.rss_mb:>7.0f} MB")
     for precision in precisions:
-        if len(sizes) > 1:
-            growth = rows[-1][precision][1] - rows[0][precision][1]
-            print(f"peak RSS growth {sizes[0]}² → {sizes[-1]}² ({precision}): {growth:.0f} MB")
-    print(json.dumps({"rows": rows}, default=str))
+        if len(rows) > 1:
+            growth = rows[-1][1][precision].rss_mb - rows[0][1][precision].rss_mb
+            print(f"peak RSS growth {rows[0][0]}² → {rows[-1][0]}² ({precision}): {growth:.0f} MB")
+    figures = {size: {name: vars(timing) for name, timing in row.items()} for size, row in rows}
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

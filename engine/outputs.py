@@ -218,6 +218,7 @@ class RasterOutput:
                 BLOCKSIZE=COG_BLOCK_SIZE,
                 OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE",
                 BIGTIFF="IF_SAFER",
+                NUM_THREADS="ALL_CPUS",  # prediction is over by now: compress on every core
             )
         except RasterioError as exc:
             raise write_failure(self.final, self._outputs.folder, exc) from exc

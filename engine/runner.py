@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.device import describe_device, resolve_device
 from engine.errors import EngineError, JobCancelled, JobStoreError
+from engine.host_memory import release_freed_memory
 from engine.inference import PredictionResult, predict_many
 from engine.job_records import ArtifactKind, JobRecord, JobStatus
 from engine.job_specs import (
@@ -141,6 +142,8 @@ def run_job(store: JobStore, job_id: int, reporter: Reporter, cancel: CancelToke
         )
         _settle(store, job_id, JobStatus.INTERRUPTED, f"ModelAI was stopped while the job ran: {again}")
         raise
+    finally:
+        release_freed_memory()
 
 
 def rerun(store: JobStore, job_id: int) -> JobSpec:

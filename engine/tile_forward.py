@@ -86,7 +86,7 @@ class TileForward:
         results = []
         start = 0
         while start < len(tiles):
-            chunk = tiles[start : start + self._tiles_per_pass(tiles.shape[-2] * tiles.shape[-1])]
+            chunk = tiles[start : start + self.tiles_per_pass(tiles.shape[-2] * tiles.shape[-1])]
             try:
                 results.append(self._forward(chunk))
             except RuntimeError as exc:
@@ -97,7 +97,8 @@ class TileForward:
             start += len(chunk)
         return np.concatenate(results) if len(results) > 1 else results[0]
 
-    def _tiles_per_pass(self, tile_pixels: int) -> int:
+    def tiles_per_pass(self, tile_pixels: int) -> int:
+        """How many tiles of ``tile_pixels`` pixels one forward pass takes (see the class)."""
         if self.device.type == "cuda":
             return self.batch_size
         return max(1, min(self.batch_size, CPU_PASS_PIXELS // tile_pixels))

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from engine import __version__
 from engine.errors import EngineError, JobStoreError
+from engine.host_memory import keep_freed_memory
 from engine.paths import app_home
 from modelai_desktop.logging_setup import configure_logging
 from modelai_desktop.main_window import APP_NAME, MainWindow
@@ -132,6 +133,7 @@ async def run_window(window: MainWindow, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``modelai-desktop`` and ``python -m modelai_desktop``; returns the exit code."""
     multiprocessing.freeze_support()
+    keep_freed_memory()
     args = build_parser().parse_args(argv)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName(APP_NAME)

@@ -19,6 +19,7 @@ from types import FrameType
 
 from engine import __version__
 from engine.errors import EngineError, JobCancelled
+from engine.host_memory import keep_freed_memory
 from engine.progress import CancelToken
 
 EXIT_OK = 0
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``modelai`` console script."""
     multiprocessing.freeze_support()
+    keep_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.self_test == (args.command is not None):
