@@ -6,8 +6,9 @@ same way, so every forward pass touches all of its activations' pages for the fi
 U-Net of base width 16 on 512² tiles took 345 000 page faults per 15 tiles, and ran at 2.1 instead
 of 2.6 MPix/s on the 2-core test machine (training pays the same). Raising the mmap and trim
 thresholds and serving every thread from one arena keeps freed blocks for the next pass; after a
-job, `release_freed_memory` gives them back so an idle window holds little. Other C libraries
-(Windows, macOS, musl) are left as they are.
+job, `release_freed_memory` gives them back so an idle window holds little. PyTorch's Windows
+builds allocate CPU tensors through mimalloc, which keeps large blocks itself (pytorch/pytorch
+#102595); other C libraries (macOS, musl) are left as they are.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ Inference-only settings live here: ``torch.inference_mode`` (no autograd bookkee
 folded into the convolutions before them (a fifth of a U-Net's CPU time otherwise), channels-last
 memory layout (oneDNN and cuDNN convolutions run much faster on it: 2.6x for a U-Net on this
 project's CPU), autocast to the chosen precision, and on CUDA pinned host memory with non-blocking
-copies (the direct DMA path). When the device runs out of memory the batch is halved and the work
-continues, and the user is told once.
+copies (the direct DMA path). On a CPU the activations freed by one pass are reused by the next
+where the program tuned malloc (`engine.host_memory`). When the device runs out of memory the batch
+is halved and the work continues, and the user is told once.
 """
 
 from __future__ import annotations
