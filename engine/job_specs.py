@@ -17,9 +17,10 @@ from typing import Any, ClassVar
 from engine.datasets import find_training_data, select_bands
 from engine.device import autocast_dtype, resolve_device
 from engine.errors import EngineError, JobStoreError, ModelFileError, OutputError
-from engine.inference import PredictOptions, check_compatibility, check_outputs
+from engine.inference import PredictOptions
 from engine.model_file import check_model_file
 from engine.outputs import check_writable_folder
+from engine.prediction_checks import check_compatibility, check_outputs
 from engine.prediction_heads import check_classes
 from engine.progress import RecordingReporter
 from engine.training.config import TASKS, TrainConfig
@@ -172,5 +173,5 @@ def _validate_prediction(spec: PredictSpec) -> list[str]:
     warnings = []
     for raster in spec.rasters:
         warnings.extend(check_compatibility(metadata, raster, spec.model.name))
-    check_outputs(metadata, spec.rasters, spec.output_dir, spec.options)
+    check_outputs(metadata, spec.rasters, spec.output_dir, spec.options.probabilities, spec.options.overwrite)
     return warnings

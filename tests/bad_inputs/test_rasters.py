@@ -14,10 +14,11 @@ import pytest
 import rasterio
 
 from engine.errors import BandMismatchError, RasterError
-from engine.inference import PredictOptions, check_compatibility, predict_raster
+from engine.inference import PredictOptions, predict_raster
 from engine.job_records import JobStatus
 from engine.job_specs import PredictSpec
 from engine.model_file import read_metadata
+from engine.prediction_checks import check_compatibility
 from engine.progress import CancelToken, NullReporter, RecordingReporter
 from engine.runner import open_store, run, submit
 from tests.bad_inputs.conftest import (

@@ -1,0 +1,128 @@
+"""Everything checked before a prediction starts, for every input, so that a batch of rasters does
+not fail on the fifth one for a reason visible at the start: can the model read the raster, is
+there anything to predict, and can the outputs be written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from engine.errors import BandMismatchError, OutputError, RasterError
+from engine.model_metadata import ModelMetadata
+from engine.normalize import sample_windows
+from engine.outputs import check_writable_folder
+from engine.prediction_heads import output_names
+from engine.raster import RasterInfo, open_raster, read_block, read_info
+
+PIXEL_SIZE_TOLERANCE = 2.0
+# The longest file name (in UTF-8 bytes) that common file systems (ext4, NTFS, APFS) allow.
+MAX_NAME_BYTES = 255
+
+
+def check_compatibility(
+    metadata: ModelMetadata, raster_path: Path, model_name: str = "the model"
+) -> list[str]:
+    """Checks that a model can be applied to a raster; returns warnings the user should read.
+
+    Raises:
+        RasterError: the raster cannot be read, or every pixel of it is nodata.
+        BandMismatchError: the raster lacks a band the model needs, has another number of bands than
+            the training rasters, or has another data type.
+    """
+    info = read_info(raster_path)
+    bands = metadata.bands
+    count = metadata.band_count
+    if max(bands) > info.count or count not in (None, info.count) or info.dtype != metadata.input_dtype:
+        trained_on = f" from {count}-band rasters" if count else ""
+        raise BandMismatchError(
+            f"{info.path}: {model_name} expects {len(bands)} band(s) ({','.join(map(str, bands))}) of "
+            f"{metadata.input_dtype}{trained_on}; the raster has {info.count} band(s) of {info.dtype}. Use a "
+            "raster from the same sensor and processing as the training data, or train a model on rasters "
+            "like this one."
+        )
+    warnings = []
+    if info.crs is None:
+        warnings.append(f"{info.path} has no CRS: its outputs will not be georeferenced either.")
+    if metadata.pixel_size and info.crs is not None:
+        ratio = max(
+            max(have / trained, trained / have)
+            for have, trained in zip(info.pixel_size, metadata.pixel_size, strict=True)
+        )
+        if ratio > PIXEL_SIZE_TOLERANCE:
+            warnings.append(
+                f"{info.path} has pixels of {info.pixel_size[0]:.6g}×{info.pixel_size[1]:.6g} map units, "
+                f"{model_name} was trained on {metadata.pixel_size[0]:.6g}×{metadata.pixel_size[1]:.6g}: "
+                "objects will look a different size to it and results may be poor. Resample the raster."
+            )
+    if not _has_valid_pixel(info, bands):
+        raise RasterError(
+            f"{info.path}: every pixel is nodata (or NaN) in bands {','.join(map(str, bands))}, so there is "
+            "nothing to predict. Check the nodata value, or choose a raster that contains data."
+        )
+    return warnings
+
+
+def _has_valid_pixel(info: RasterInfo, bands: list[int]) -> bool:
+    """Looks at the centre and a few random windows first; reads everything only if they are empty."""
+    rng = np.random.default_rng(0)
+    centre = Window(
+        max(0, info.width // 2 - 128),
+        max(0, info.height // 2 - 128),
+        min(256, info.width),
+        min(256, info.height),
+    )
+    with open_raster(info.path) as dataset:
+        for window in [centre, *sample_windows(info, 8, rng)]:
+            if read_block(dataset, window, bands, info).valid.any():
+                return True
+        for row in range(0, info.height, 256):
+            window = Window(0, row, info.width, min(256, info.height - row))
+            if read_block(dataset, window, bands, info).valid.any():
+                return True
+    return False
+
+
+def check_outputs(
+    metadata: ModelMetadata, raster_paths: list[Path], output_dir: Path, probabilities: bool, overwrite: bool
+) -> dict[Path, dict[str, str]]:
+    """Creates the output folder, proves it writable and refuses to overwrite outputs unless ``overwrite``.
+
+    Returns each raster's output file names by key (see `output_names`).
+
+    Raises:
+        OutputError: the folder is not writable, two rasters would write the same outputs, an output
+            name is too long for the file system, or outputs exist and ``overwrite`` is not set.
+    """
+    check_writable_folder(output_dir)
+    stems: dict[str, Path] = {}
+    for path in raster_paths:
+        if path.stem in stems and stems[path.stem] != path:
+            raise OutputError(
+                f"{stems[path.stem]} and {path} would write outputs of the same name ({path.stem}_*) in "
+                f"{output_dir}. Predict them into different folders."
+            )
+        stems[path.stem] = path
+    names = {path: output_names(metadata, path.stem, probabilities) for path in raster_paths}
+    for path, files in names.items():
+        longest = max(files.values(), key=lambda name: len(name.encode()))
+        if len(longest.encode()) > MAX_NAME_BYTES:
+            raise OutputError(
+                f"{path}: its output {longest} would have a name of {len(longest.encode())} bytes, more than "
+                f"the {MAX_NAME_BYTES} that file systems allow. Give the raster a shorter name."
+            )
+    existing = [
+        output_dir / name
+        for files in names.values()
+        for name in files.values()
+        if (output_dir / name).exists()
+    ]
+    if existing and not overwrite:
+        shown = ", ".join(str(path) for path in existing[:5])
+        more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+        raise OutputError(
+            f"Output(s) already exist: {shown}{more}. "
+            "Use --overwrite to replace them, or choose another folder."
+        )
+    return names
