@@ -36,3 +36,15 @@ def write_raster(
     with rasterio.open(path, "w", **profile) as dataset:
         dataset.write(data)
     return path
+
+
+def corrupt_block(path: Path, column: int, row: int, length: int | None = None) -> Path:
+    """Overwrites the compressed bytes of one block of a tiled GeoTIFF (``length`` of them, default
+    all) so that decoding it fails while the header and the other blocks stay readable."""
+    with rasterio.open(path) as dataset:
+        offset = int(dataset.get_tag_item(f"BLOCK_OFFSET_{column}_{row}", "TIFF", bidx=1))
+        size = length or int(dataset.get_tag_item(f"BLOCK_SIZE_{column}_{row}", "TIFF", bidx=1))
+    with path.open("r+b") as file:
+        file.seek(offset)
+        file.write(b"\xff" * size)
+    return path

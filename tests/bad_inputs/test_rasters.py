@@ -29,7 +29,7 @@ from tests.bad_inputs.conftest import (
     recorded_jobs,
 )
 from tests.engine.test_inference import save_test_model
-from tests.rasters import write_raster
+from tests.rasters import corrupt_block, write_raster
 
 SMALL_TILES = ["--tile", "64", "--overlap", "16"]
 
@@ -120,13 +120,7 @@ def damaged_in_the_middle(path: Path) -> Path:
         profile = plain.profile | {"tiled": True, "blockxsize": 64, "blockysize": 64, "compress": "deflate"}
     with rasterio.open(path, "w", **profile) as tiled:
         tiled.write(data)
-    with rasterio.open(path) as dataset:
-        offset = int(dataset.get_tag_item("BLOCK_OFFSET_0_1", "TIFF", bidx=1))
-        size = int(dataset.get_tag_item("BLOCK_SIZE_0_1", "TIFF", bidx=1))
-    with path.open("r+b") as file:
-        file.seek(offset)
-        file.write(b"\xff" * size)
-    return path
+    return corrupt_block(path, column=0, row=1)
 
 
 def test_corrupt_tile_met_half_way_fails_the_job_and_leaves_nothing(

@@ -28,6 +28,7 @@ from engine.raster import open_raster, read_block, read_info
 from engine.synthetic import CLASS_COLORS, CLASS_NAMES, write_scene
 from engine.tile_forward import TileForward
 from engine.tiling import TileGrid, pad_to_tile, round_up
+from tests.rasters import corrupt_block
 from tests.rasters import write_raster as write_raster_file
 
 SYNTHETIC_CLASSES = [
@@ -360,12 +361,7 @@ def test_a_corrupt_tile_met_half_way_leaves_nothing(segmentation_model, tmp_path
     raster = write_raster(
         tmp_path / "damaged.tif", data, tiled=True, blockxsize=128, blockysize=128, compress="deflate"
     )
-    with rasterio.open(raster) as dataset:
-        offset = int(dataset.get_tag_item("BLOCK_OFFSET_0_3", "TIFF", bidx=1))
-        size = int(dataset.get_tag_item("BLOCK_SIZE_0_3", "TIFF", bidx=1))
-    with raster.open("r+b") as file:
-        file.seek(offset)
-        file.write(b"\xff" * size)
+    corrupt_block(raster, column=0, row=3)
     reporter = RecordingReporter()
     output = tmp_path / "out"
     with pytest.raises(RasterError, match=r"damaged\.tif: pixels in rows \d+–\d+, .* cannot be read"):

@@ -21,7 +21,7 @@ from engine.preview import (
     stretch,
 )
 from engine.raster import read_info
-from tests.rasters import write_raster
+from tests.rasters import corrupt_block, write_raster
 
 BIG = 6000
 UTM_10M = from_origin(500000.0, 4500000.0, 10.0, 10.0)
@@ -127,11 +127,7 @@ def test_a_corrupt_tile_met_in_the_preview_raises_a_raster_error(tmp_path):
     path = write(
         tmp_path / "broken.tif", data, tiled=True, blockxsize=256, blockysize=256, compress="deflate"
     )
-    with rasterio.open(path) as dataset:
-        offset = int(dataset.get_tag_item("BLOCK_OFFSET_1_0", "TIFF", bidx=1))
-    with path.open("r+b") as handle:
-        handle.seek(offset)
-        handle.write(b"\xff" * 64)
+    corrupt_block(path, column=1, row=0, length=64)
     info = read_info(path)
     with pytest.raises(RasterError, match=r"broken\.tif: the preview cannot be read"):
         read_preview(info)

@@ -6,14 +6,13 @@ import threading
 
 import numpy as np
 import pytest
-import rasterio
 
 from engine.errors import RasterError
 from engine.normalize import Normalization
 from engine.raster import read_info
 from engine.tile_reader import TileReader
 from engine.tiling import TileGrid
-from tests.rasters import write_raster
+from tests.rasters import corrupt_block, write_raster
 
 NORMALIZATION = Normalization("standard", [1000.0, 2000.0], [100.0, 200.0], False, [])
 
@@ -50,12 +49,7 @@ def test_a_corrupt_block_is_raised_by_the_iteration(tmp_path, prefetch):
     path = write_raster(
         tmp_path / "damaged.tif", data, tiled=True, blockxsize=64, blockysize=64, compress="deflate"
     )
-    with rasterio.open(path) as dataset:
-        offset = int(dataset.get_tag_item("BLOCK_OFFSET_1_2", "TIFF", bidx=1))
-        size = int(dataset.get_tag_item("BLOCK_SIZE_1_2", "TIFF", bidx=1))
-    with path.open("r+b") as file:
-        file.seek(offset)
-        file.write(b"\xff" * size)
+    corrupt_block(path, column=1, row=2)
     with pytest.raises(RasterError, match=r"damaged\.tif: pixels in rows .* cannot be read"):
         read_everything(path, prefetch)
 
