@@ -73,6 +73,7 @@ class JobRecord:
     cancel_requested: bool
     pid: int | None
     host: str | None
+    pid_started: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +134,17 @@ def _migrate_to_v2(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
 
 
+def _migrate_to_v3(conn: sqlite3.Connection) -> None:
+    """When the owning process started (see :func:`process_started`), so a reused pid is told apart."""
+    conn.execute("ALTER TABLE jobs ADD COLUMN pid_started TEXT")
+
+
 # MIGRATIONS[n] takes a store from version n to n + 1. Never edit a released step: append a new one.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_v1, _migrate_to_v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _migrate_to_v1,
+    _migrate_to_v2,
+    _migrate_to_v3,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -183,23 +193,64 @@ def store_error(path: Path, exc: sqlite3.Error) -> JobStoreError:
 
 JOB_COLUMNS = (
     "id, kind, status, spec_json, created, started, finished, duration_s, result_json, error_message,"
-    " error_detail, device, versions_json, checkpoint_path, parent_job_id, cancel_requested, pid, host"
+    " error_detail, device, versions_json, checkpoint_path, parent_job_id, cancel_requested, pid, host,"
+    " pid_started"
 )
 
 
-def process_alive(pid: int) -> bool:
-    """Tell whether a process of this host still runs, to tell a running job from a crashed one."""
+def process_alive(pid: int, started: str | None = None) -> bool:
+    """Tell whether a process of this host still runs, to tell a running job from a crashed one.
+
+    ``started`` is :func:`process_started` of the process when the job was recorded: a process
+    that now holds the same pid but started at another time is another program (the system reused
+    the pid of a crashed job, which Windows does soon), so the job's process is gone.
+    """
     if pid <= 0:
         return False
     if os.name == "nt":
-        return _windows_process_alive(pid)
+        alive = _windows_process_alive(pid)
+    else:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        alive = True
+    return alive and (started is None or process_started(pid) in (started, None))
+
+
+def process_started(pid: int) -> str | None:
+    """When a process started, as an opaque text that names it together with its pid; None where the
+    system does not tell (macOS, a process gone), and then the pid alone identifies it."""
+    if os.name == "nt":
+        return _windows_process_started(pid)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    # Field 22, the start in clock ticks after boot; the name (field 2) may hold spaces and ")".
+    return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"
+
+
+def _windows_process_started(pid: int) -> str | None:
+    """The creation time that Windows keeps for a process, in 100 ns units."""
+    import ctypes
+    from ctypes import wintypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    kernel32.OpenProcess.restype = wintypes.HANDLE
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return None
+    try:
+        times = [wintypes.FILETIME() for _ in range(4)]
+        if not kernel32.GetProcessTimes(handle, *(ctypes.byref(time) for time in times)):
+            return None
+        return str(times[0].dwHighDateTime << 32 | times[0].dwLowDateTime)
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 def _windows_process_alive(pid: int) -> bool:
@@ -258,6 +309,7 @@ def job_from_row(row: sqlite3.Row) -> JobRecord:
         cancel_requested=bool(row["cancel_requested"]),
         pid=row["pid"],
         host=row["host"],
+        pid_started=row["pid_started"],
     )
 
 

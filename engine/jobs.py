@@ -34,6 +34,7 @@ from engine.job_records import (
     migrate,
     parse_time,
     process_alive,
+    process_started,
     store_error,
     time_text,
     utc_now,
@@ -142,8 +143,8 @@ class JobStore:
             if parent_job_id is not None:
                 self._job_row(conn, parent_job_id)
             return conn.execute(
-                "INSERT INTO jobs (kind, status, spec_json, created, started, pid, host, parent_job_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO jobs (kind, status, spec_json, created, started, pid, pid_started, host,"
+                " parent_job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     kind,
                     status,
@@ -151,6 +152,7 @@ class JobStore:
                     now,
                     now if status is JobStatus.RUNNING else None,
                     os.getpid(),
+                    process_started(os.getpid()),
                     HOST,
                     parent_job_id,
                 ),
@@ -159,13 +161,14 @@ class JobStore:
     def _start(self, conn: sqlite3.Connection, job_id: int, device: str, versions: dict[str, str]) -> None:
         conn.execute(
             "UPDATE jobs SET status = ?, started = COALESCE(started, ?), device = ?, versions_json = ?,"
-            " pid = ?, host = ? WHERE id = ?",
+            " pid = ?, pid_started = ?, host = ? WHERE id = ?",
             (
                 JobStatus.RUNNING,
                 time_text(utc_now()),
                 device,
                 json.dumps(versions),
                 os.getpid(),
+                process_started(os.getpid()),
                 HOST,
                 job_id,
             ),
@@ -220,7 +223,7 @@ class JobStore:
                 (HOST, JobStatus.RUNNING, JobStatus.QUEUED, job_id),
             ).fetchall()
             for other in ahead:
-                if other["pid"] is not None and process_alive(other["pid"]):
+                if _owner_alive(other):
                     return job_from_row(other)
             self._start(conn, job_id, device, versions)
             return None
@@ -386,11 +389,15 @@ class JobStore:
         """
         with self._write() as conn:
             owned = conn.execute(
-                "SELECT id, status, pid, checkpoint_path FROM jobs WHERE status IN (?, ?)"
+                "SELECT id, status, pid, pid_started, checkpoint_path FROM jobs WHERE status IN (?, ?)"
                 " AND (host = ? OR host IS NULL)",
                 (JobStatus.RUNNING, JobStatus.QUEUED, HOST),
             ).fetchall()
-            dead = [row for row in owned if row["pid"] is None or not process_alive(row["pid"])]
+            dead = [
+                row
+                for row in owned
+                if row["pid"] is None or not process_alive(row["pid"], row["pid_started"])
+            ]
             for row in dead:
                 when = "while it ran" if row["status"] == JobStatus.RUNNING else "before it started"
                 resume = "resume it from its last checkpoint" if row["checkpoint_path"] else "run it again"
@@ -423,3 +430,8 @@ class JobStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _owner_alive(row: sqlite3.Row) -> bool:
+    """Whether the process that owns a job's row still runs (the same process, not a reused pid)."""
+    return row["pid"] is not None and process_alive(row["pid"], row["pid_started"])
