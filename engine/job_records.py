@@ -16,14 +16,30 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from engine.errors import JobStoreError
 
 HOST = socket.gethostname()
+UNKNOWN = "UNKNOWN"
 
 
-class JobStatus(StrEnum):
+class StoredValue(StrEnum):
+    """A text column with a fixed set of values, which a newer ModelAI may extend."""
+
+    @classmethod
+    def read(cls, text: str) -> Self:
+        """The stored value; one this version does not know becomes a stand-in member named
+        UNKNOWN that shows as the stored text, so a view lists a newer store's rows as they are."""
+        try:
+            return cls(text)
+        except ValueError:
+            stand_in = str.__new__(cls, text)
+            stand_in._name_, stand_in._value_ = UNKNOWN, text
+            return stand_in
+
+
+class JobStatus(StoredValue):
     """Where a job is in its life; the last four are final."""
 
     QUEUED = "queued"
@@ -34,7 +50,7 @@ class JobStatus(StrEnum):
     INTERRUPTED = "interrupted"
 
 
-class ArtifactKind(StrEnum):
+class ArtifactKind(StoredValue):
     """What a file written by a job is, so the views know how to show or reuse it."""
 
     MODEL = "model"
@@ -148,13 +164,21 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(conn: sqlite3.Connection, path: Path) -> None:
-    """Bring a store opened in a write transaction up to :data:`SCHEMA_VERSION`.
+def migrate(conn: sqlite3.Connection, path: Path, read_only: bool = False) -> None:
+    """Bring a store opened in a write transaction up to :data:`SCHEMA_VERSION`; ``read_only``
+    only checks that this version can read it (a newer store can be read: migrations only add).
 
     Raises:
-        JobStoreError: the store comes from a newer ModelAI, or the file is another program's database.
+        JobStoreError: the store comes from a newer ModelAI (unless read-only), is older than this
+            one and read-only, or the file is another program's database.
     """
     version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if read_only:
+        if version < SCHEMA_VERSION:
+            raise JobStoreError(
+                f"{path} is a job store of version {version}: open it for writing to update it"
+            )
+        return
     if version > SCHEMA_VERSION:
         raise JobStoreError(
             f"{path} was written by a newer ModelAI (job store version {version}, this one"
@@ -293,7 +317,7 @@ def job_from_row(row: sqlite3.Row) -> JobRecord:
     return JobRecord(
         id=row["id"],
         kind=row["kind"],
-        status=JobStatus(row["status"]),
+        status=JobStatus.read(row["status"]),
         spec=json.loads(row["spec_json"]),
         created=datetime.fromisoformat(row["created"]),
         started=parse_time(row["started"]),
@@ -330,7 +354,7 @@ def artifact_from_row(row: sqlite3.Row) -> ArtifactRecord:
     """Build a record from a row of the ``artifacts`` table."""
     return ArtifactRecord(
         job_id=row["job_id"],
-        kind=ArtifactKind(row["kind"]),
+        kind=ArtifactKind.read(row["kind"]),
         path=Path(row["path"]),
         size_bytes=row["size_bytes"],
         created=datetime.fromisoformat(row["created"]),

@@ -47,26 +47,51 @@ class JobStore:
     Args:
         path: the SQLite file (see :func:`engine.paths.jobs_db_path`); created when missing.
         busy_timeout_s: how long a write waits for another process's write before giving up.
+        read_only: read without ever writing (no migration, no lock), for views that poll the
+            history; see :meth:`for_reading`.
 
     Raises:
         JobStoreError: the file is not a job store, is read-only, or comes from a newer ModelAI.
     """
 
-    def __init__(self, path: str | Path, busy_timeout_s: float = 10.0) -> None:
+    def __init__(self, path: str | Path, busy_timeout_s: float = 10.0, read_only: bool = False) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        database = f"{self.path.resolve().as_uri()}?mode=ro" if read_only else self.path
         try:
             self._conn = sqlite3.connect(
-                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+                database,
+                timeout=busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=read_only,
             )
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
         self._conn.row_factory = sqlite3.Row
         try:
-            self._open()
+            self._open_for_reading() if read_only else self._open()
         except BaseException:
             self._conn.close()
             raise
+
+    @classmethod
+    def for_reading(cls, path: str | Path) -> Self:
+        """The store opened read-only: a view that reads it every second takes no write lock and
+        writes nothing. A store missing or older than this ModelAI is first opened once for
+        writing, which creates or migrates it."""
+        try:
+            return cls(path, read_only=True)
+        except JobStoreError:
+            cls(path).close()
+            return cls(path, read_only=True)
+
+    def _open_for_reading(self) -> None:
+        try:
+            self._conn.execute("PRAGMA query_only = ON")
+            migrate(self._conn, self.path, read_only=True)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
 
     def _open(self) -> None:
         try:
