@@ -4,7 +4,8 @@ On a terminal the bar is redrawn in place at most ten times a second, fitted to 
 width (a line that wraps would add a line at every redraw) and cleared with spaces, not an escape
 sequence that old Windows consoles print. Where the encoding cannot draw the bar's blocks it is
 drawn in ASCII. When output goes to a file or a CI log, epoch lines are printed as they come, but
-progress only every half minute and when a step outside the epochs ends, so that logs stay short.
+progress only every half minute and when a step outside the epochs starts and ends, so that logs
+stay short.
 ``-q`` keeps warnings only; ``-v`` logs progress every 10 %.
 """
 
@@ -116,14 +117,16 @@ class TerminalReporter:
             self._end_bar()
 
     def _worth_logging(self, event: ProgressEvent) -> bool:
-        """In a log: every 10 % with ``-v``; else when a step outside the epochs ends (the epoch lines
-        tell the rest) and at most every LOG_INTERVAL_S while a long step runs."""
+        """In a log: every 10 % with ``-v``; else when a step outside the epochs starts and ends (the
+        epoch lines tell the rest) and at most every LOG_INTERVAL_S while a long step runs."""
+        tenth = int(10 * event.done / max(event.total, 1)) if self.verbosity >= VERBOSE else None
+        step = (event.label, event.stage, event.epoch, tenth)
+        new_step, self._last_step = step != self._last_step, step
         if self.verbosity >= VERBOSE:
-            step = (event.label, event.stage, event.epoch, int(10 * event.done / max(event.total, 1)))
-            new_step, self._last_step = step != self._last_step, step
             return new_step
         now = self.clock()
-        if (event.done >= event.total and event.epoch is None) or now - self._last_log >= LOG_INTERVAL_S:
+        bound = event.epoch is None and (new_step or event.done >= event.total)
+        if bound or now - self._last_log >= LOG_INTERVAL_S:
             self._last_log = now
             return True
         return False

@@ -95,8 +95,9 @@ def test_a_log_gets_epoch_lines_and_a_few_progress_lines():
         "epoch 1/3", "epoch 2/3", "epoch 3/3",
     ]  # fmt: skip
     progress_lines = [line for line in lines if "predict" in line]
-    # 100 s of prediction: one line per LOG_INTERVAL_S and the last one, not one per 10 %.
-    assert len(progress_lines) == int(100 / LOG_INTERVAL_S) + 1
+    # 100 s of prediction: the first line, one per LOG_INTERVAL_S and the last, not one per 10 %.
+    assert len(progress_lines) == 1 + int(100 / LOG_INTERVAL_S) + 1
+    assert progress_lines[0].startswith("·" * 24 + " 1/200 predict")
     assert progress_lines[-1].startswith("█" * 24 + " 200/200 predict")
 
 
