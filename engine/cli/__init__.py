@@ -80,24 +80,14 @@ def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
         help="data folder with the job store, models and logs (default: $MODELAI_HOME, else the"
         " per-user data folder)",
     )
-    parser.add_argument(
-        "-q",
-        "--quiet",
-        dest="verbosity",
-        action="store_const",
-        const=QUIET,
-        default=argparse.SUPPRESS,
-        help="print only results, warnings and errors (no progress, no epoch lines)",
-    )
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        dest="verbosity",
-        action="store_const",
-        const=VERBOSE,
-        default=argparse.SUPPRESS,
-        help="print more progress lines in logs and the traceback of an internal error",
-    )
+    levels = {
+        ("-q", "--quiet"): (QUIET, "print only results, warnings and errors (no progress, no epoch lines)"),
+        ("-v", "--verbose"): (VERBOSE, "more progress lines in logs, and the traceback of an internal error"),
+    }
+    for flags, (level, text) in levels.items():
+        parser.add_argument(
+            *flags, dest="verbosity", action="store_const", const=level, default=argparse.SUPPRESS, help=text
+        )
 
 
 def _verb_of(argv: Sequence[str]) -> str | None:
