@@ -114,7 +114,7 @@ class ErrorReporter:
 
 async def run_window(window: MainWindow, args: argparse.Namespace) -> int:
     """The whole session: until the window closes, or until a screenshot is saved."""
-    window.train_page.start_background_reads()
+    window.start_background_reads()
     if args.screenshot:
         code = await capture_window(window, args.screenshot, args.page, args.files, args.bands)
     else:

@@ -30,13 +30,16 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QStackedWidget,
+    QVBoxLayout,
     QWidget,
 )
 
 from engine import __version__
+from engine.errors import EngineError
 from engine.paths import app_home
 from engine.selftest import SelfTestReport, run_self_test
 from modelai_desktop.async_tasks import BackgroundTasks
+from modelai_desktop.interrupted import InterruptedBanner, find_interrupted
 from modelai_desktop.pages.data_page import DataPage
 from modelai_desktop.pages.jobs_page import JobsPage
 from modelai_desktop.pages.models_page import ModelsPage
@@ -84,12 +87,18 @@ class MainWindow(QMainWindow):
         self.navigation.setFixedWidth(150)
         self.pages = QStackedWidget()
         self.navigation.currentRowChanged.connect(self.pages.setCurrentIndex)
+        self.interrupted_banner = InterruptedBanner()
+        self.interrupted_banner.resume_requested.connect(self._resume_training)
+        content = QVBoxLayout()
+        content.setContentsMargins(0, 0, 0, 0)
+        content.addWidget(self.interrupted_banner)
+        content.addWidget(self.pages, 1)
         central = QWidget()
         layout = QHBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.navigation)
-        layout.addWidget(self.pages, 1)
+        layout.addLayout(content, 1)
         self.setCentralWidget(central)
 
         self.data_page = DataPage(self.tasks)
@@ -115,7 +124,21 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self.show_status("Ready. Drop GeoTIFF files or a folder on the window to add them.")
 
+    def start_background_reads(self) -> asyncio.Task[None]:
+        """What the window reads once the loop runs: the Train page's devices and the interrupted jobs."""
+        self.train_page.start_background_reads()
+        return self.tasks.start(self._show_interrupted(), name="find-interrupted")
+
+    async def _show_interrupted(self) -> None:
+        try:
+            interrupted = await self.tasks.run_blocking(find_interrupted, self.home)
+        except EngineError as exc:
+            self.show_status(str(exc))
+            return
+        self.interrupted_banner.show_jobs(interrupted)
+
     def _resume_training(self, job_id: int) -> None:
+        self.interrupted_banner.forget(job_id)
         self.show_page("train")
         self.train_page.resume_job(job_id)
 
