@@ -46,11 +46,11 @@ from modelai_desktop.pages.models_page import ModelsPage
 from modelai_desktop.pages.predict_page import PredictPage
 from modelai_desktop.pages.train_page import TrainPage
 from modelai_desktop.settings import AppSettings
+from modelai_desktop.startup import APP_NAME
 from modelai_desktop.workers import JobRegistry, JobWorker
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "ModelAI Desktop"
 DEFAULT_SIZE = QSize(1280, 820)
 SCREEN_FRACTION = 0.9
 STATUS_TIMEOUT_MS = 15_000
