@@ -189,6 +189,7 @@ def test_a_new_run_under_a_renamed_models_name_restarts_as_itself_after_a_crash(
         button.click()
         assert banner.isHidden() and second.current_page_name() == "Train"
         await until(lambda: saved, "the restarted training", TRAINING_TIMEOUT_S * 2)
+        await second.tasks.wait_idle()  # the Models page's list, read when it was shown
 
     try:
         run(restart_and_resume())
