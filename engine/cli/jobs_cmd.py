@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,11 @@ def resume_job(args: argparse.Namespace, cancel: CancelToken) -> int:
     """Continues an interrupted or cancelled training job from its checkpoint, as a new job."""
     with open_store(args.home) as store:
         spec = resume_spec(store, args.job_id)
+        if spec.config.resume is None:
+            print(
+                f"job {args.job_id} stopped before its first checkpoint: training it from epoch 1",
+                file=sys.stderr,
+            )
         print_outcome(run(store, spec, TerminalReporter.for_args(args), cancel, parent_job_id=args.job_id))
     return 0
 

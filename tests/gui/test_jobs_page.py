@@ -89,9 +89,11 @@ def test_cancel_asks_the_store_for_a_job_of_another_process(window, qtbot, run, 
         page.table.select_job(history["queued"])
         await until(lambda: page.cancel_button.isEnabled(), "the queued job's details")
         qtbot.mouseClick(page.cancel_button, Qt.MouseButton.LeftButton)
-        await until(lambda: cell(page, 0, "Status") == "cancelled", "the cancelled status")
-        # The table and the details pane refresh in separate reads: wait for the buttons too.
-        await until(lambda: not page.cancel_button.isEnabled(), "Cancel greyed out")
+        # The list is read before the selected job's details: wait for both.
+        await until(
+            lambda: cell(page, 0, "Status") == "cancelled" and not page.cancel_button.isEnabled(),
+            "the cancelled status and details",
+        )
 
     run(scenario())
     assert cell(page, 0, "Result") == "cancelled before it started"
