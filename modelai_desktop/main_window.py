@@ -23,7 +23,6 @@ from PySide6.QtGui import (
     QKeySequence,
 )
 from PySide6.QtWidgets import (
-    QFileDialog,
     QHBoxLayout,
     QListWidget,
     QMainWindow,
@@ -36,6 +35,7 @@ from PySide6.QtWidgets import (
 from engine import __version__
 from engine.paths import app_home
 from engine.selftest import SelfTestReport, run_self_test
+from modelai_desktop import file_dialogs
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.pages.data_page import DataPage
 from modelai_desktop.pages.jobs_page import JobsPage
@@ -51,7 +51,6 @@ APP_NAME = "ModelAI Desktop"
 DEFAULT_SIZE = QSize(1280, 820)
 SCREEN_FRACTION = 0.9
 STATUS_TIMEOUT_MS = 15_000
-RASTER_FILTER = "GeoTIFF rasters (*.tif *.tiff *.TIF *.TIFF);;All files (*)"
 MODEL_SUFFIX = ".safetensors"
 JOB_STOP_MS = 10_000
 
@@ -74,6 +73,7 @@ class MainWindow(QMainWindow):
         self.log_dir = log_dir
         self.home = home or app_home()
         self.tasks = BackgroundTasks()
+        file_dialogs.remember_in(settings)
         self.jobs = JobRegistry(self)
         self.setWindowTitle(APP_NAME)
         self.resize(DEFAULT_SIZE)
@@ -111,6 +111,7 @@ class MainWindow(QMainWindow):
         self.models_page.status_message.connect(self.show_status)
         self.models_page.predict_requested.connect(lambda model: self.open_paths([model]))
         self.train_page.model_saved.connect(lambda _model: self.models_page.refresh())
+        self.train_page.model_saved.connect(self.predict_page.set_model)
         self.add_page("Models", self.models_page)
         self._build_menus()
         self.show_status("Ready. Drop GeoTIFF files or a folder on the window to add them.")
@@ -159,11 +160,9 @@ class MainWindow(QMainWindow):
 
     def choose_files(self) -> None:
         """The File → Open… dialog (a plain slot, never a coroutine, so its modal loop is safe)."""
-        start = self.settings.last_folder() or Path.home()
-        names, _ = QFileDialog.getOpenFileNames(self, "Open rasters", str(start), RASTER_FILTER)
-        if names:
-            self.settings.set_last_folder(Path(names[0]).parent)
-            self.open_paths([Path(name) for name in names])
+        paths = file_dialogs.open_files(self, "Open rasters")
+        if paths:
+            self.open_paths(paths)
 
     def restore_geometry(self) -> None:
         """Puts the window where the user left it last time, else fits the default size to the screen."""

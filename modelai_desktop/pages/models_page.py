@@ -20,7 +20,6 @@ from PySide6.QtGui import QColor, QDesktopServices, QDragEnterEvent, QDropEvent,
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QColorDialog,
-    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QInputDialog,
@@ -38,6 +37,7 @@ from PySide6.QtWidgets import (
 from engine.errors import EngineError, OutputError
 from engine.model_file import read_metadata, update_metadata
 from engine.model_metadata import ClassInfo, ModelMetadata
+from modelai_desktop import file_dialogs
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.message_banner import MessageBanner
 from modelai_desktop.widgets.model_details import TASK_NAMES, ModelDetails
@@ -202,9 +202,9 @@ class ModelsPage(QWidget):
         return self._tasks.start(self.reload(select=path), name="open-model")
 
     def choose_model_file(self) -> None:
-        name, _ = QFileDialog.getOpenFileName(self, "Open a model", str(self.models_dir), MODEL_FILTER)
-        if name:
-            self.open_model(Path(name))
+        path = file_dialogs.open_file(self, "Open a model", MODEL_FILTER)
+        if path:
+            self.open_model(path)
 
     def choose_class_color(self, class_id: int) -> None:
         """The colour dialog: a plain slot, because the dialog's modal loop must not run in a coroutine."""

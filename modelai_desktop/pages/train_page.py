@@ -85,7 +85,8 @@ class TrainPage(QWidget):
         self._check_task: asyncio.Task[PairingReport] | None = None
         self._worker: JobWorker | None = None
         self._resumable_job: int | None = None
-        self._output_is_default = True
+        self._default_output: str | None = None
+        self._shown_problem = ""
 
         self.interrupted_banner = InterruptedBanner()
         self.interrupted_banner.resume_requested.connect(self.resume_job)
@@ -113,7 +114,6 @@ class TrainPage(QWidget):
         self.readiness_label.setWordWrap(True)
         self.settings = TrainSettingsForm()
         self.settings.changed.connect(self._update_readiness)
-        self.settings.output.textEdited.connect(self._on_output_edited)
         self.estimate_label = QLabel()
         self.estimate_label.setWordWrap(True)
         self.estimate_label.setToolTip("How much one epoch holds, and how long it takes once measured")
@@ -217,8 +217,8 @@ class TrainPage(QWidget):
         )
         self._report = report
         self.pairing_table.set_rows(report.rows)
-        if self._output_is_default:
-            self.settings.output.setText(str(default_model_path(self._home / "models", task, images)))
+        if self._output_is_default():
+            self._name_model_by_default()
         self._update_readiness()
         return report
 
@@ -247,6 +247,7 @@ class TrainPage(QWidget):
         problem = self.blocking_problem()
         if problem:
             self.banner.show_message(problem)
+            self._shown_problem = problem
             return
         self._start_job(TrainSpec(self._config()), [], parent_job_id=None)
 
@@ -276,8 +277,18 @@ class TrainPage(QWidget):
     def _config(self) -> TrainConfig:
         return self.settings.make_config(self.task(), self.images_area.paths(), self.masks_area.paths())
 
+    def _output_is_default(self) -> bool:
+        """True while "Save model as" holds a name the page chose (or nothing), not the user's."""
+        text = self.settings.output.text()
+        return not text.strip() or text == self._default_output
+
+    def _name_model_by_default(self) -> None:
+        """Puts the first free ``<task>-<image>[-N]`` name into "Save model as"."""
+        path = default_model_path(self._home / "models", self.task(), self.images_area.paths())
+        self._default_output = str(path)
+        self.settings.output.setText(self._default_output)
+
     def _show_config(self, config: TrainConfig) -> None:
-        self._output_is_default = False
         self.set_data(config.task, config.images, config.masks)
         self.settings.show_config(config)
 
@@ -340,8 +351,8 @@ class TrainPage(QWidget):
             self._worker.wait()
             self._worker.deleteLater()
         self._worker = None
-        if self._output_is_default:
-            self.check_data()
+        # The name just used now exists: the next run moves on to a free name, whoever chose this one.
+        self._default_output = self.settings.output.text()
         self._update_readiness()
 
     def _plan(self, config: TrainConfig) -> EpochPlan:
@@ -366,8 +377,16 @@ class TrainPage(QWidget):
         return f"Each epoch: {plan.patches} patches in {plan.batches} batches; {plan.validation}. "
 
     def _update_readiness(self) -> None:
-        problem = self.blocking_problem()
         running = self._worker is not None
+        output = self.settings.output_path()
+        if not running and self._output_is_default() and output is not None and output.exists():
+            self._name_model_by_default()  # emits settings.changed, which calls this again
+            return
+        problem = self.blocking_problem()
+        if self._shown_problem and self._shown_problem != problem:
+            if self.banner.text() == self._shown_problem:
+                self.banner.hide()  # the problem it named is fixed
+            self._shown_problem = ""
         self.start_button.setEnabled(not problem)
         self.resume_button.setVisible(self._resumable_job is not None)
         self.resume_button.setEnabled(self._resumable_job is not None and not running)
@@ -390,9 +409,6 @@ class TrainPage(QWidget):
 
     def _on_data_changed(self) -> None:
         self.check_data()
-
-    def _on_output_edited(self) -> None:
-        self._output_is_default = not self.settings.output.text().strip()
 
 
 def _title(text: str) -> QLabel:

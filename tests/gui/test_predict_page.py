@@ -86,8 +86,38 @@ def test_a_prediction_writes_outputs_records_a_job_and_draws_the_result(
     bare = np.frombuffer(without.constBits(), np.uint8).astype(int)
     assert np.abs(drawn - bare).mean() > 5, "the overlay changes the pixels on screen"
     legend = " ".join(page.legend.texts())
-    assert all(name in legend for name in CLASS_NAMES) and "%" in legend and "m²" in legend
-    assert str(page.output_edit.text()) != str(page.last_output_dir), "the next run gets a new folder"
+    assert all(name in legend for name in CLASS_NAMES) and "%" in legend
+    units = {unit for unit in ("m²", "ha", "km²") if f" {unit}" in legend}
+    assert len(units) == 1, f"one area unit in the legend, not {units}"
+    assert page.legend.title.text() == "Classes of field.tif by tiny", "the legend names the model"
+    readout = page.view.describe_position(40.5, 40.5)
+    assert any(f"Result: {name}" in readout for name in CLASS_NAMES), readout
+    assert page.output_edit.text() == str(page.last_output_dir), "the folder shown is the one used"
+
+
+def test_the_output_folder_shown_is_the_one_each_run_writes_to(window, qtbot, run, until, model, scene):
+    page = window.predict_page
+    used: list[str] = []
+
+    async def predict_once() -> None:
+        shown_before = page.output_edit.text()
+        qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
+        used.append(page.worker.spec.output_dir)
+        assert page.output_edit.text() == str(used[-1]), "the field shows the folder used while it runs"
+        if shown_before != str(used[-1]):
+            assert Path(shown_before).exists(), "a new folder is chosen only when the shown one is taken"
+        await until(lambda: page.worker is None, "the prediction to end", timeout=30)
+        assert page.output_edit.text() == str(page.last_output_dir) == str(used[-1])
+
+    async def scenario() -> None:
+        await load(window, model, scene)
+        page.rasters.select([scene])
+        prepare(page)
+        await predict_once()
+        await predict_once()
+
+    run(scenario())
+    assert used[0] != used[1], "the second run does not refuse the first run's folder"
 
 
 def test_cancel_stops_the_job_and_leaves_no_output(window, qtbot, run, until, model, tmp_path, isolated_home):

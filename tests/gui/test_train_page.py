@@ -138,6 +138,36 @@ def test_stop_keeps_a_checkpoint_and_resume_continues_the_epoch_count(page, scen
         assert (resumed.parent_job_id, resumed.status) == (stopped.id, JobStatus.SUCCEEDED)
         assert resumed.result["epochs_run"] == 4
     assert page.resume_button.isHidden()
+    assert any("Press Resume" in message for message in messages), "the window's button, not a flag"
+    assert not any("--resume" in message for message in messages), messages
+    output = page.settings.output_path()
+    assert output != Path(resumed.result["model"]) and not output.exists(), "a free name after a resume"
+    assert page.start_button.isEnabled(), page.readiness_label.text()
+
+
+def test_save_model_as_moves_on_to_a_free_name_but_keeps_a_name_the_user_typed(
+    page, scenes, home, run, until
+):
+    page.set_data("segmentation", [scenes / "images"], [scenes / "masks"])
+
+    async def scenario():
+        await until(page.start_button.isEnabled, "Start to be enabled")
+        taken = page.settings.output_path()
+        taken.parent.mkdir(parents=True, exist_ok=True)
+        taken.write_bytes(b"another run saved this name meanwhile")
+        page.settings.epochs.setValue(page.settings.epochs.value() + 1)
+        assert page.settings.output_path() == taken.with_name("segmentation-images-2.safetensors")
+        assert page.start_button.isEnabled()
+        page.settings.output.clear()
+        page.settings.output.insert(str(taken))  # as typed: the user's own name is never replaced
+        assert page.settings.output_path() == taken and not page.start_button.isEnabled()
+        page.start_training()
+        assert "already exists" in page.banner.text()
+        page.settings.output.clear()
+        page.settings.output.insert(str(taken.with_name("mine.safetensors")))
+        assert page.start_button.isEnabled() and page.banner.text() == "", "the fixed problem's banner goes"
+
+    run(scenario())
 
 
 def test_a_mask_of_another_size_is_flagged_and_start_stays_disabled(page, tmp_path, run):
