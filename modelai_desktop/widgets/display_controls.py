@@ -31,12 +31,11 @@ class DisplayChoice:
 
     @classmethod
     def default_for(cls, info: RasterInfo) -> DisplayChoice:
-        """True colour when band descriptions name red, green and blue; else the first three bands.
-
-        A raster with fewer than three data bands shows its first band in grey.
+        """True colour when the bands are named (described or colour-tagged) red, green and blue;
+        else the first three bands. A raster with fewer than three data bands shows its first band in grey.
         """
         bands = info.data_bands
-        named = {(info.band_descriptions[band - 1] or "").strip().lower(): band for band in bands}
+        named = {(info.band_name(band) or "").lower(): band for band in bands}
         if all(colour in named for colour in ("red", "green", "blue")):
             return cls((named["red"], named["green"], named["blue"]))
         return cls(tuple(bands[:3]) if len(bands) >= 3 else (bands[0],))
@@ -50,8 +49,8 @@ def colormap_lut(name: str) -> np.ndarray | None:
 
 
 def band_label(info: RasterInfo, band: int) -> str:
-    description = info.band_descriptions[band - 1] if band <= len(info.band_descriptions) else None
-    return f"Band {band} · {description}" if description else f"Band {band}"
+    name = info.band_name(band)
+    return f"Band {band} · {name.capitalize() if name.islower() else name}" if name else f"Band {band}"
 
 
 class DisplayControls(QWidget):
