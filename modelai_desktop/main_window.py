@@ -53,6 +53,7 @@ SCREEN_FRACTION = 0.9
 STATUS_TIMEOUT_MS = 15_000
 MODEL_SUFFIX = ".safetensors"
 JOB_STOP_MS = 10_000
+NAVIGATION_WIDTH = 130
 
 
 def local_paths(mime: QMimeData) -> list[Path]:
@@ -81,7 +82,7 @@ class MainWindow(QMainWindow):
 
         self.navigation = QListWidget()
         self.navigation.setObjectName("navigation")
-        self.navigation.setFixedWidth(150)
+        self.navigation.setFixedWidth(NAVIGATION_WIDTH)
         self.pages = QStackedWidget()
         self.navigation.currentRowChanged.connect(self.pages.setCurrentIndex)
         central = QWidget()

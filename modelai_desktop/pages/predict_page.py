@@ -53,6 +53,7 @@ MODEL_FILTER = "ModelAI models (*.safetensors);;All files (*)"
 NO_MODEL_TEXT = "No model chosen. Choose a .safetensors file, or drop one on the window."
 EMPTY_PREVIEW_TEXT = "Add rasters on the Data page or with “Add files…”, then select them here."
 DEFAULT_OPACITY = 60
+LEFT_MIN_WIDTH = 330
 MISSING_PREFIX = "To predict, "
 LOG_HINT = "Details are in the log file (Help → Open Log Folder)."
 
@@ -137,16 +138,22 @@ class PredictPage(QWidget):
         self.run_button.setDefault(True)
         self.run_button.setMinimumHeight(34)
         self.run_button.clicked.connect(self.start_prediction)
-        column.addWidget(self.run_button)
-        column.addWidget(self.progress)
         scroll = QScrollArea()
         scroll.setWidget(controls)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(360)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Predict and its progress stay in view below the settings, however short the screen.
+        left = QWidget()
+        left.setMinimumWidth(LEFT_MIN_WIDTH)
+        pinned = QVBoxLayout(left)
+        pinned.setContentsMargins(0, 0, 0, 0)
+        pinned.addWidget(scroll, 1)
+        pinned.addWidget(self.run_button)
+        pinned.addWidget(self.progress)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(scroll)
+        splitter.addWidget(left)
         splitter.addWidget(self._result_panel())
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([380, 800])

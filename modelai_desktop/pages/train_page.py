@@ -50,6 +50,9 @@ SEGMENTATION, ANOMALY = "segmentation", "anomaly"
 MODEL_SUFFIX = ".safetensors"
 WAITING_PREFIX = "Waiting for job"
 LEFT_PANEL_WIDTH = 500
+# The least the setup column may be given, so that the page fits a 1024 × 700 screen beside the
+# run's curves; its content wraps or scrolls vertically below that, never sideways.
+LEFT_PANEL_MIN_WIDTH = 370
 
 
 def default_model_path(models_dir: Path, task: str, images: list[Path]) -> Path:
@@ -140,10 +143,11 @@ class TrainPage(QWidget):
         self._update_readiness()
 
     def _build_setup_panel(self) -> QWidget:
-        task_row = QHBoxLayout()
+        """The data and settings scroll; the readiness, the estimate and Start stay in view below."""
+        task_row = QVBoxLayout()
+        task_row.setSpacing(2)
         task_row.addWidget(self.segmentation_button)
         task_row.addWidget(self.anomaly_button)
-        task_row.addStretch(1)
         areas = QHBoxLayout()
         areas.addWidget(self.images_area)
         areas.addWidget(self.masks_area)
@@ -161,18 +165,22 @@ class TrainPage(QWidget):
         column.addWidget(_title("Training data"))
         column.addLayout(areas)
         column.addWidget(self.pairing_table)
-        column.addWidget(self.readiness_label)
         column.addWidget(settings_box)
-        column.addWidget(self.estimate_label)
-        column.addLayout(buttons)
         column.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(panel)
-        scroll.setMinimumWidth(LEFT_PANEL_WIDTH)
-        return scroll
+        setup = QWidget()
+        setup.setMinimumWidth(LEFT_PANEL_MIN_WIDTH)
+        pinned = QVBoxLayout(setup)
+        pinned.setContentsMargins(0, 0, 8, 0)
+        pinned.addWidget(scroll, 1)
+        pinned.addWidget(self.readiness_label)
+        pinned.addWidget(self.estimate_label)
+        pinned.addLayout(buttons)
+        return setup
 
     def task(self) -> str:
         return SEGMENTATION if self.segmentation_button.isChecked() else ANOMALY

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QResizeEvent
 from PySide6.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 from engine.training.segmentation import default_color
@@ -31,7 +31,7 @@ TRAIN_COLOR = "#1f6fb4"
 VALIDATION_COLOR = "#e07b1a"
 BATCH_COLOR = "#9bbfe0"
 MEAN_IOU_COLOR = "#1b1b1b"
-LEGEND_COLUMNS = 6
+LEGEND_ENTRY_WIDTH = 150  # pixels per legend column: as many columns as the plot's width holds
 PREFERRED_SIZE = QSize(480, 360)
 ANOMALY_COLORS = {"reconstruction_error": "#7a3db8", "threshold": "#c0392b"}
 LABELS = {
@@ -95,9 +95,9 @@ class LossPlot(QWidget):
         self._class_colors: dict[str, str] = {}
         self._points: dict[str, tuple[list[float], list[float]]] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
-        loss_view, self.loss_plot = _plot_area("Loss", "loss", legend_below=False)
-        # One curve per class would hide the IoU curves under an inner legend: it goes below the plot.
-        metric_view, self.metric_plot = _plot_area("Validation metric", "", legend_below=True)
+        # Legends go below the plots: inside, they hide the curves (one per class for IoU).
+        loss_view, self.loss_plot = _plot_area("Loss", "loss")
+        metric_view, self.metric_plot = _plot_area("Validation metric", "")
         self.metric_plot.setXLink(self.loss_plot)
         self._add_curve(self.loss_plot, BATCH, BATCH_COLOR, width=1, symbol=None)
         self._add_curve(self.loss_plot, TRAIN, TRAIN_COLOR, width=2)
@@ -112,6 +112,14 @@ class LossPlot(QWidget):
         """A modest wish (the plots grow into any space given), so a scroll area around it does not
         grow taller than the window from pyqtgraph's large default hints."""
         return PREFERRED_SIZE
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """Lays the legends out in as many columns as the width holds, so no entry is cut off."""
+        super().resizeEvent(event)
+        columns = max(1, event.size().width() // LEGEND_ENTRY_WIDTH)
+        for plot in (self.loss_plot, self.metric_plot):
+            if plot.legend.columnCount != columns:
+                plot.legend.setColumnCount(columns)
 
     def set_class_colors(self, colors: Mapping[str, str]) -> None:
         """Colours per class name (``#rrggbb``), used for per-class IoU curves drawn from now on."""
@@ -205,10 +213,8 @@ class LossPlot(QWidget):
         self._curves[name].setData(xs, ys)
 
 
-def _plot_area(
-    title: str, left_label: str, legend_below: bool
-) -> tuple[pg.GraphicsLayoutWidget, pg.PlotItem]:
-    """A white plot with grid and axis titles; its legend inside at the top right, or below it."""
+def _plot_area(title: str, left_label: str) -> tuple[pg.GraphicsLayoutWidget, pg.PlotItem]:
+    """A white plot with grid and axis titles, and its legend below it."""
     view = pg.GraphicsLayoutWidget()
     view.setBackground("w")
     view.setMinimumHeight(70)
@@ -222,15 +228,10 @@ def _plot_area(
     for axis in ("left", "bottom"):
         plot.getAxis(axis).setTextPen("#444444")
         plot.getAxis(axis).setPen("#888888")
-    legend_style = {"labelTextColor": "#333333", "brush": pg.mkBrush(255, 255, 255, 210)}
-    if legend_below:
-        legend = pg.LegendItem(**legend_style)
-        legend.setColumnCount(LEGEND_COLUMNS)
-        view.addItem(legend, row=1, col=0)
-        view.ci.layout.setRowStretchFactor(0, 1)
-        view.ci.layout.setRowStretchFactor(1, 0)
-        legend.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
-        plot.legend = legend
-    else:
-        plot.addLegend(offset=(-10, 10), **legend_style)
+    legend = pg.LegendItem(labelTextColor="#333333", brush=pg.mkBrush(255, 255, 255, 210))
+    view.addItem(legend, row=1, col=0)
+    view.ci.layout.setRowStretchFactor(0, 1)
+    view.ci.layout.setRowStretchFactor(1, 0)
+    legend.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+    plot.legend = legend
     return view, plot

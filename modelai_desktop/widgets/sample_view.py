@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QWidget
 from engine.datasets import IGNORE_INDEX
 from engine.training.segmentation import default_color
 
-PANEL_SIZE = 128
+PANEL_SIZE = 112
 UNLABELLED_COLOR = "#d9d9d9"
 ERROR_COLORMAP = "inferno"
 ERROR_STRETCH_PERCENTILE = 99.5
@@ -64,6 +64,7 @@ class SampleView(QWidget):
         self.panels = [QLabel() for _ in range(3)]
         self.caption = QLabel(EMPTY_TEXT)
         self.caption.setObjectName("placeholder")
+        self.caption.setWordWrap(True)
         layout = QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setHorizontalSpacing(8)

@@ -21,6 +21,7 @@ STOP_TOOLTIP = (
     "continues from it."
 )
 IDLE_TEXT = "No training has run yet in this session."
+METRICS_MIN_WIDTH = 90  # beside the sample panels, wrapping, so the page fits 1024 px wide
 
 
 class TrainingRunView(QWidget):
@@ -47,6 +48,7 @@ class TrainingRunView(QWidget):
         self.sample_view = SampleView()
         self.metrics_label = QLabel()
         self.metrics_label.setWordWrap(True)
+        self.metrics_label.setMinimumWidth(METRICS_MIN_WIDTH)
         self.metrics_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         sample_box = QGroupBox("Sample prediction")
         sample_row = QHBoxLayout(sample_box)

@@ -76,7 +76,7 @@ def test_the_page_lists_jobs_and_shows_a_failed_job(window, run, until, history)
     assert f"Job {history['failed']} · predict · failed" in text
     assert "ZeroDivisionError: division by zero" in text and "Traceback" in text
     assert "field_summary.json" in text and "missing" in text, "outputs are checked on disk"
-    assert '"tile": 32' in text, "the settings it ran with"
+    assert "options · tile\n32" in text and "{" not in text, "the settings it ran with, as a form"
     assert page.rerun_button.isEnabled() and not page.cancel_button.isEnabled()
     assert page.count_label.text() == "3 jobs"
 
@@ -192,3 +192,7 @@ def test_a_cancelled_training_shows_its_curves_and_resumes_from_the_train_page(
         resumed = store.list_jobs()[0]
         assert (resumed.parent_job_id, resumed.status) == (cancelled.id, JobStatus.SUCCEEDED)
         assert [epoch.epoch for epoch in store.epochs(resumed.id)] == [1, 2]
+    page.table.select_job(cancelled.id)
+    run(page.reload())
+    assert not page.resume_button.isVisibleTo(page), "no Resume for a job a later job already finished"
+    assert f"Cannot resume: job {resumed.id} already continued it" in page.details.toPlainText()
