@@ -66,7 +66,7 @@ class JobsPage(QWidget):
         self._selected: JobRecord | None = None
         self._selected_details: JobDetails | None = None
         self._select_when_listed: int | None = None
-        self._plotted: tuple[int, int] | None = None
+        self._plotted: tuple[object, ...] | None = None
 
         self.banner = MessageBanner()
         self.table = JobTable(jobs.last_progress)
@@ -213,9 +213,10 @@ class JobsPage(QWidget):
             self._plotted = None
             self.curves.hide()
             return
-        shown = (details.job.id, len(details.epochs))
+        shown = (details.job.id, len(details.epochs), tuple(details.classes))
         if shown != self._plotted:
             self._plotted = shown
+            self.curves.set_classes(details.classes)
             self.curves.show_history(details.epochs)
         self.curves.show()
 

@@ -372,6 +372,5 @@ class ModelsPage(QWidget):
         ]
         current = self.current_entry()
         if current is not None and current.path == path:
-            self.details.class_table.set_classes(metadata.classes)
-            self.details.loss_plot.set_class_colors({info.name: info.color for info in metadata.classes})
+            self.details.show_model(path, metadata)
         self.status_message.emit(f"Saved the classes of {path.name}.")

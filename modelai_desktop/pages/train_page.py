@@ -316,6 +316,7 @@ class TrainPage(QWidget):
         self.banner.hide()
         what = "Resuming" if parent_job_id is not None else "Starting"
         self.run_view.start(f"{what} {config.task} training…", config.epochs, history)
+        self.run_view.sample_view.set_classes(config.class_names or [], config.class_colors or [])
         self._update_readiness()
         worker.start()
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
+from engine.errors import EngineError
 from engine.job_records import ArtifactRecord, EpochRecord, JobRecord, JobStatus
 from engine.jobs import JobStore
+from engine.model_metadata import ClassInfo
 from modelai_desktop.widgets.job_table import STATUS_COLORS, duration_text, started_text
 
 RESUMABLE = (JobStatus.CANCELLED, JobStatus.INTERRUPTED)
@@ -42,6 +44,7 @@ class JobDetails:
     outputs: list[ArtifactRecord]
     exists: list[bool]
     resume_problem: str = ""
+    classes: list[ClassInfo] = field(default_factory=list)
 
     @property
     def resumable(self) -> bool:
@@ -52,9 +55,24 @@ def read_details(store: JobStore, job_id: int) -> JobDetails:
     """Reads a job, its epochs and outputs, and checks the files (blocking: run on a read thread)."""
     outputs = store.artifacts(job_id)
     job = store.get_job(job_id)
+    exists = [a.path.exists() for a in outputs]
     return JobDetails(
-        job, store.epochs(job_id), outputs, [a.path.exists() for a in outputs], resume_problem(store, job)
+        job, store.epochs(job_id), outputs, exists, resume_problem(store, job), model_classes(job)
     )
+
+
+def model_classes(job: JobRecord) -> list[ClassInfo]:
+    """The classes of the model a training job saved, as named now (the curves show these names);
+    empty when the job saved no model or it is gone or unreadable."""
+    model = (job.result or {}).get("model") if job.kind.startswith("train") else None
+    if not model:
+        return []
+    from engine.model_file import read_metadata  # imports torch: here, on the read thread, not at start
+
+    try:
+        return read_metadata(model).classes
+    except EngineError:
+        return []
 
 
 def resume_problem(store: JobStore, job: JobRecord) -> str:

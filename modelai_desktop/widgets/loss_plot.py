@@ -9,7 +9,8 @@ threshold for anomaly detection.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QColor, QResizeEvent
 from PySide6.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
+from engine.model_metadata import ClassInfo
 from engine.training.segmentation import default_color
 
 TRAIN = "train"
@@ -79,6 +81,23 @@ class EpochPoint:
         )
 
 
+DEFAULT_CLASS_NAME = re.compile(r"class (\d+)")
+
+
+def class_label(recorded: str, classes: Sequence[ClassInfo]) -> tuple[str, str | None]:
+    """The name and colour to show for a class as a metric recorded it.
+
+    Metrics keep the class names of the training run; a model's classes may have been named (or
+    renamed) since. A recorded name that is the engine's default ``class N`` shows as the model's
+    class N, so curves and legends say "water", not "class 3". Unknown names stay as recorded.
+    """
+    by_name = {info.name: info for info in classes}
+    by_id = {info.id: info for info in classes}
+    default = DEFAULT_CLASS_NAME.fullmatch(recorded)
+    info = by_name.get(recorded) or (by_id.get(int(default.group(1))) if default else None)
+    return (info.name, info.color) if info is not None else (recorded, None)
+
+
 def plotted_metrics(metrics: Mapping[str, float]) -> list[str]:
     """The metrics worth a curve, mean IoU before per-class IoU (stored metrics come sorted by name),
     or the anomaly error and threshold."""
@@ -92,7 +111,7 @@ class LossPlot(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._class_colors: dict[str, str] = {}
+        self._classes: list[ClassInfo] = []
         self._points: dict[str, tuple[list[float], list[float]]] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
         # Legends go below the plots: inside, they hide the curves (one per class for IoU).
@@ -121,9 +140,21 @@ class LossPlot(QWidget):
             if plot.legend.columnCount != columns:
                 plot.legend.setColumnCount(columns)
 
-    def set_class_colors(self, colors: Mapping[str, str]) -> None:
-        """Colours per class name (``#rrggbb``), used for per-class IoU curves drawn from now on."""
-        self._class_colors = dict(colors)
+    def set_classes(self, classes: Sequence[ClassInfo]) -> None:
+        """The model's classes: per-class curves show their names and colours (those drawn already too)."""
+        self._classes = list(classes)
+        per_class = [name for name in self._curves if name.startswith(CLASS_IOU_PREFIX)]
+        for index, name in enumerate(per_class):
+            curve = self._curves[name]
+            label, color = self._class_style(name, index)
+            self.metric_plot.legend.removeItem(curve)
+            curve.opts["name"] = label
+            curve.setPen(pg.mkPen(QColor(color), width=1.5, style=Qt.PenStyle.DashLine))
+            self.metric_plot.legend.addItem(curve, label)
+
+    def _class_style(self, metric: str, index: int) -> tuple[str, str]:
+        label, color = class_label(metric.removeprefix(CLASS_IOU_PREFIX), self._classes)
+        return label, color or default_color(index)
 
     def clear(self) -> None:
         """Forgets every point and every metric curve, for a new run."""
@@ -175,9 +206,10 @@ class LossPlot(QWidget):
         width: float,
         symbol: str | None = "o",
         style: Qt.PenStyle = Qt.PenStyle.SolidLine,
+        label: str | None = None,
     ) -> None:
         pen = pg.mkPen(QColor(color), width=width, style=style)
-        options: dict[str, Any] = {"pen": pen, "name": LABELS.get(name, name.removeprefix(CLASS_IOU_PREFIX))}
+        options: dict[str, Any] = {"pen": pen, "name": label or LABELS.get(name, name)}
         if symbol:
             options.update(symbol=symbol, symbolSize=6, symbolBrush=QColor(color), symbolPen=pen)
         curve = plot.plot([], [], antialias=True, **options)
@@ -198,10 +230,10 @@ class LossPlot(QWidget):
         elif name in ANOMALY_COLORS:
             self._add_curve(self.metric_plot, name, ANOMALY_COLORS[name], width=2)
         else:
-            class_name = name.removeprefix(CLASS_IOU_PREFIX)
             index = sum(other.startswith(CLASS_IOU_PREFIX) for other in self._curves)
-            color = self._class_colors.get(class_name, default_color(index))
-            self._add_curve(self.metric_plot, name, color, width=1.5, symbol=None, style=Qt.PenStyle.DashLine)
+            label, color = self._class_style(name, index)
+            dash = Qt.PenStyle.DashLine
+            self._add_curve(self.metric_plot, name, color, width=1.5, symbol=None, style=dash, label=label)
 
     def _append(self, name: str, x: float, y: float) -> None:
         xs, ys = self._points[name]

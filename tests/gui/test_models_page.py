@@ -78,6 +78,9 @@ def test_editing_a_class_name_and_colour_writes_them_into_the_model_file(page, m
     assert classes[0].name == "class 0", "other classes are unchanged"
     assert table.item(1, COLOR_COLUMN).background().color() == QColor("#123456")
     load_model(model)  # the rewritten file still loads with its weights
+    legend = [label.text for _sample, label in page.details.loss_plot.metric_plot.legend.items]
+    assert "road" in legend and "class 1" not in legend, "curves name the class as the model does now"
+    assert "road" in page.details.training_label.text()
 
 
 def test_predict_rename_and_delete_act_on_the_selected_model(page, model, run, qtbot):

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
+from engine.datasets import IGNORE_INDEX
 from engine.job_records import JobStatus
 from engine.paths import app_home
 from engine.runner import open_store
@@ -17,7 +18,7 @@ from engine.synthetic import write_scene
 from modelai_desktop.pages.models_page import ModelsPage
 from modelai_desktop.pages.train_page import TrainPage
 from modelai_desktop.widgets.loss_plot import EpochPoint, LossPlot
-from modelai_desktop.widgets.sample_view import SampleView
+from modelai_desktop.widgets.sample_view import UNLABELLED_COLOR, SampleView
 from modelai_desktop.workers import JobRegistry
 from tests.rasters import write_raster
 
@@ -258,3 +259,20 @@ def test_an_anomaly_run_plots_its_error_and_threshold_and_shows_the_error_map(qt
     error_map = view.shown_image(2)
     hot, cold = error_map.pixelColor(40, 40), error_map.pixelColor(100, 100)
     assert hot.lightness() > cold.lightness(), "high errors are drawn brighter"
+
+
+def test_the_sample_draws_unlabelled_pixels_as_unlabelled_and_names_the_classes(qtbot):
+    view = SampleView()
+    qtbot.addWidget(view)
+    view.set_classes(["field", "road"], ["#00ff00", "#ff0000"])
+    target = np.zeros((32, 32), dtype=np.uint8)
+    target[:, 16:] = IGNORE_INDEX  # the right half has no label
+    prediction = np.ones((32, 32), dtype=np.uint8)  # "road" everywhere, labelled or not
+    rgb = np.full((32, 32, 3), 120, dtype=np.uint8)
+    view.show_sample({"image": rgb, "target": target, "prediction": prediction}, epoch=1)
+    predicted = view.shown_image(2)
+    width = predicted.width()
+    assert predicted.pixelColor(width // 4, width // 2) == QColor("#ff0000")
+    assert predicted.pixelColor(3 * width // 4, width // 2) == QColor(UNLABELLED_COLOR), "no class colour"
+    caption = view.caption.text()
+    assert "field" in caption and "road" in caption and "unlabelled" in caption and "class 0" not in caption
