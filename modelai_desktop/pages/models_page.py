@@ -67,6 +67,11 @@ def read_entry(path: Path) -> ModelEntry:
         return ModelEntry(path, None, str(exc))
 
 
+def color_dialog_title(info: ClassInfo) -> str:
+    """The colour dialog's title: the class by its name, with its id when the name is the default."""
+    return f"Colour of {info.name}" if info.name.startswith("class ") else f"Colour of class “{info.name}”"
+
+
 def model_files(folder: Path, opened: Sequence[Path]) -> list[Path]:
     """The models in ``folder`` (newest first) followed by the opened files that are elsewhere."""
     found = sorted(folder.glob(f"*{MODEL_SUFFIX}"), key=lambda path: path.stat().st_mtime, reverse=True)
@@ -101,6 +106,8 @@ class ModelsPage(QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.setShowGrid(False)
         self.table.setWordWrap(False)
+        # Names that share a long beginning ("segmentation-scene-2", "-3") differ at the end.
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -210,7 +217,7 @@ class ModelsPage(QWidget):
         """The colour dialog: a plain slot, because the dialog's modal loop must not run in a coroutine."""
         classes = self.details.class_table.classes()
         info = next(item for item in classes if item.id == class_id)
-        color = QColorDialog.getColor(QColor(info.color), self, f"Colour of class {info.name}")
+        color = QColorDialog.getColor(QColor(info.color), self, color_dialog_title(info))
         if color.isValid():
             self.set_class_color(class_id, color.name())
 
@@ -318,7 +325,7 @@ class ModelsPage(QWidget):
         )
         for column, text in enumerate(cells):
             item = QTableWidgetItem(text)
-            item.setToolTip(str(entry.path) if metadata else entry.error)
+            item.setToolTip(f"{entry.path.name}\n{entry.path.parent}" if metadata else entry.error)
             self.table.setItem(row, column, item)
 
     def _show_row(self, row: int) -> None:
