@@ -123,7 +123,10 @@ async def run_window(window: MainWindow, args: argparse.Namespace) -> int:
         window.restore_geometry()
         window.show()
         window.show_page(args.page)
-        window.open_paths(args.files)
+        if args.files:
+            window.open_paths(args.files)
+        else:
+            window.restore_session()
         await closed.wait()
         code = 0
     await window.tasks.aclose()

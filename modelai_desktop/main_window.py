@@ -33,8 +33,10 @@ from PySide6.QtWidgets import (
 )
 
 from engine import __version__
+from engine.errors import EngineError
 from engine.paths import app_home
 from engine.selftest import SelfTestReport, run_self_test
+from engine.training.config import TrainConfig
 from modelai_desktop import file_dialogs
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.pages.data_page import DataPage
@@ -100,6 +102,7 @@ class MainWindow(QMainWindow):
         self.add_page("Data", self.data_page)
         self.train_page = TrainPage(self.tasks, self.home, self.jobs)
         self.train_page.status_message.connect(self.show_status)
+        self.train_page.training_started.connect(self._remember_training)
         self.add_page("Train", self.train_page)
         self.predict_page = PredictPage(self.tasks, self.home, self.data_page.table.raster_model, self.jobs)
         self.predict_page.status_message.connect(self.show_status)
@@ -116,6 +119,25 @@ class MainWindow(QMainWindow):
         self.add_page("Models", self.models_page)
         self._build_menus()
         self.show_status("Ready. Drop GeoTIFF files or a folder on the window to add them.")
+
+    def restore_session(self) -> None:
+        """Lists the rasters of the last session again and fills the Train page with the last
+        training's data and settings (each only where it still exists and reads)."""
+        rasters = self.settings.session_rasters()
+        if rasters:
+            self.data_page.add_paths(rasters)
+        stored = self.settings.last_training()
+        if stored is None:
+            return
+        try:
+            config = TrainConfig.from_dict(stored)
+        except (EngineError, TypeError, ValueError) as exc:
+            log.info("The last training's settings are not restored: %s", exc)
+            return
+        self.train_page.restore_settings(config)
+
+    def _remember_training(self, config: TrainConfig) -> None:
+        self.settings.set_last_training(config.to_dict())
 
     def _resume_training(self, job_id: int) -> None:
         self.show_page("train")
@@ -194,6 +216,7 @@ class MainWindow(QMainWindow):
         if not self.jobs.stop_all(JOB_STOP_MS):
             log.warning("A job did not stop within %d ms of the window closing.", JOB_STOP_MS)
         self.settings.set_window_geometry(self.saveGeometry())
+        self.settings.set_session_rasters([info.path for info in self.data_page.rasters()])
         self.settings.sync()
         event.accept()
         self.closed.emit()

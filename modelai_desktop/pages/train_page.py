@@ -72,10 +72,12 @@ class TrainPage(QWidget):
     Signals:
         model_saved(Path): a training job wrote this model file (the Models page lists it).
         status_message(str): one line for the status bar.
+        training_started(TrainConfig): a new training started with these settings (remembered).
     """
 
     model_saved = Signal(Path)
     status_message = Signal(str)
+    training_started = Signal(object)
 
     def __init__(
         self, tasks: BackgroundTasks, home: Path, jobs: JobRegistry, parent: QWidget | None = None
@@ -257,7 +259,19 @@ class TrainPage(QWidget):
             self.banner.show_message(problem)
             self._shown_problem = problem
             return
-        self._start_job(TrainSpec(self._config()), [], parent_job_id=None)
+        config = self._config()
+        self._start_job(TrainSpec(config), [], parent_job_id=None)
+        self.training_started.emit(config)
+
+    def restore_settings(self, config: TrainConfig) -> None:
+        """Fills the page with an earlier training's data (what still exists) and settings; the
+        model name moves on to a free one if that model exists now."""
+        images = [path for path in config.images if path.exists()]
+        masks = [path for path in config.masks or [] if path.exists()]
+        self.set_data(config.task, images, masks)
+        self.settings.show_config(config)
+        self._default_output = self.settings.output.text()
+        self._update_readiness()
 
     def stop_training(self) -> None:
         """Asks the run to stop after the current batch; the last finished epoch's checkpoint stays."""
