@@ -233,3 +233,19 @@ def test_the_progress_panel_shows_tiles_rate_and_time_left(qtbot):
     assert panel.status_label.text() == "Epoch 2/10: training batch 5 of 40, loss 0.1235"
     panel.finish("Done in 0:12: job 3.")
     assert not panel.running and panel.cancel_button.isHidden()
+
+
+def test_the_model_just_trained_is_chosen_on_the_predict_page(window, run, until, model):
+    window.train_page.model_saved.emit(model)  # as a training that ends does
+    run(until(lambda: window.predict_page.model_path == model, "the new model on the Predict page"))
+    assert model.name in window.predict_page.model_label.text()
+
+
+def test_the_banner_of_what_is_missing_goes_once_it_is_given(window, run, model, scene):
+    page = window.predict_page
+    run(load(window, model, scene))
+    page.rasters.select([])
+    page.start_prediction()
+    assert page.banner.text().startswith("To predict, select at least one raster")
+    page.rasters.select([scene])
+    assert page.banner.text() == "", "the fixed problem's banner does not stay"
