@@ -125,12 +125,12 @@ class RasterView(QWidget):
         self.stack = QStackedWidget()
         self.stack.addWidget(self.placeholder)
         self.stack.addWidget(self.graphics)
-        # A line of its own that wraps: the readout of a many-band raster is longer than any window.
+        # It wraps: the readout of a many-band raster is longer than any window is wide.
         self.cursor_label = QLabel(CURSOR_HINT)
         self.cursor_label.setObjectName("cursorReadout")
         self.cursor_label.setWordWrap(True)
         self.cursor_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.cursor_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        self.cursor_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.MinimumExpanding)
         self.scale_label = QLabel()
         self.scale_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
@@ -140,14 +140,13 @@ class RasterView(QWidget):
         self.fit_button.clicked.connect(self.reset_zoom)
 
         footer = QHBoxLayout()
-        footer.addStretch(1)
-        footer.addWidget(self.scale_label)
-        footer.addWidget(self.fit_button)
+        footer.addWidget(self.cursor_label, 1)
+        footer.addWidget(self.scale_label, 0, Qt.AlignmentFlag.AlignTop)
+        footer.addWidget(self.fit_button, 0, Qt.AlignmentFlag.AlignTop)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.controls)
         layout.addWidget(self.stack, 1)
-        layout.addWidget(self.cursor_label)
         layout.addLayout(footer)
 
     @property
