@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QScrollArea,
     QSlider,
     QSplitter,
     QVBoxLayout,
@@ -41,6 +40,7 @@ from modelai_desktop import file_dialogs
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.message_banner import MessageBanner
 from modelai_desktop.widgets.model_details import TASK_NAMES
+from modelai_desktop.widgets.pinned_column import pinned_column
 from modelai_desktop.widgets.predict_options import PredictOptionsForm
 from modelai_desktop.widgets.progress_panel import ProgressPanel, format_duration
 from modelai_desktop.widgets.raster_choice import RasterChoice
@@ -138,19 +138,7 @@ class PredictPage(QWidget):
         self.run_button.setDefault(True)
         self.run_button.setMinimumHeight(34)
         self.run_button.clicked.connect(self.start_prediction)
-        scroll = QScrollArea()
-        scroll.setWidget(controls)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        # Predict and its progress stay in view below the settings, however short the screen.
-        left = QWidget()
-        left.setMinimumWidth(LEFT_MIN_WIDTH)
-        pinned = QVBoxLayout(left)
-        pinned.setContentsMargins(0, 0, 0, 0)
-        pinned.addWidget(scroll, 1)
-        pinned.addWidget(self.run_button)
-        pinned.addWidget(self.progress)
+        left = pinned_column(controls, [self.run_button, self.progress], LEFT_MIN_WIDTH)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)

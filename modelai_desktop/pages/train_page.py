@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QRadioButton,
-    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -40,6 +39,7 @@ from modelai_desktop.training_data import EpochPlan, PairingReport, check_traini
 from modelai_desktop.widgets.file_drop_area import FileDropArea
 from modelai_desktop.widgets.message_banner import MessageBanner
 from modelai_desktop.widgets.pairing_table import PROBLEM_COLOR, PairingTable
+from modelai_desktop.widgets.pinned_column import pinned_column
 from modelai_desktop.widgets.train_settings import TrainSettingsForm, device_choices
 from modelai_desktop.widgets.training_run_view import TrainingRunView
 from modelai_desktop.workers import JobRegistry, JobWorker
@@ -169,20 +169,8 @@ class TrainPage(QWidget):
         column.addWidget(self.pairing_table)
         column.addWidget(settings_box)
         column.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(panel)
-        setup = QWidget()
-        setup.setMinimumWidth(LEFT_PANEL_MIN_WIDTH)
-        pinned = QVBoxLayout(setup)
-        pinned.setContentsMargins(0, 0, 8, 0)
-        pinned.addWidget(scroll, 1)
-        pinned.addWidget(self.readiness_label)
-        pinned.addWidget(self.estimate_label)
-        pinned.addLayout(buttons)
-        return setup
+        pinned = [self.readiness_label, self.estimate_label, buttons]
+        return pinned_column(panel, pinned, LEFT_PANEL_MIN_WIDTH, right_margin=8)
 
     def task(self) -> str:
         return SEGMENTATION if self.segmentation_button.isChecked() else ANOMALY
