@@ -276,3 +276,22 @@ def test_the_sample_draws_unlabelled_pixels_as_unlabelled_and_names_the_classes(
     assert predicted.pixelColor(3 * width // 4, width // 2) == QColor(UNLABELLED_COLOR), "no class colour"
     caption = view.caption.text()
     assert "field" in caption and "road" in caption and "unlabelled" in caption and "class 0" not in caption
+
+
+def test_legends_sit_below_the_curves_in_as_many_columns_as_fit(qtbot):
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.resize(460, 420)
+    plot.show()
+    names = ["field", "road", "building", "water", "forest", "bare soil"]
+    metrics = {"mean_iou": 0.5, **{f"iou/{name}": 0.5 for name in names}}
+    plot.add_epoch(EpochPoint(1, train_loss=1.0, val_loss=1.1, metrics=metrics))
+    qtbot.waitUntil(lambda: plot.loss_plot.legend.columnCount == 3)
+
+    def below_and_inside(area) -> bool:
+        legend = area.legend.sceneBoundingRect()
+        below = legend.top() >= area.vb.sceneBoundingRect().bottom()  # it covers no curve
+        return below and legend.right() <= area.scene().sceneRect().right() + 1  # nothing cut off
+
+    for area in (plot.loss_plot, plot.metric_plot):
+        qtbot.waitUntil(lambda area=area: below_and_inside(area))
