@@ -93,9 +93,15 @@ def resume_problem(store: JobStore, job: JobRecord) -> str:
 
 
 def _rows(cells: Sequence[Sequence[str]], header: Sequence[str] | None = None) -> str:
-    # Headers never break inside a word ("pixel accura cy"): the table scrolls instead.
-    head = "<tr>" + "".join(f"<th nowrap>{html.escape(h)}</th>" for h in header) + "</tr>" if header else ""
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in cells)
+    """A table; one with a header is a table of numbers whose cells never break ("pixel accura cy",
+    "0.123 456"): the view scrolls sideways instead."""
+    cell = "<td style='white-space:nowrap'>" if header else "<td>"
+    head = (
+        "<tr>" + "".join(f"<th style='white-space:nowrap'>{html.escape(h)}</th>" for h in header) + "</tr>"
+        if header
+        else ""
+    )
+    body = "".join("<tr>" + "".join(f"{cell}{text}</td>" for text in row) + "</tr>" for row in cells)
     return f"<table cellspacing='0' style='margin-bottom:10px'>{head}{body}</table>"
 
 

@@ -11,14 +11,16 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QTextBrowser
 
 from engine.errors import JobCancelled
-from engine.job_records import JobStatus
+from engine.job_records import EpochRecord, JobStatus
 from engine.job_specs import TrainSpec, spec_to_dict
 from engine.progress import CancelToken, NullReporter
 from engine.runner import open_store
 from engine.synthetic import write_scene
 from engine.training import train
+from modelai_desktop.widgets.job_details import STYLE, _epoch_table
 from modelai_desktop.widgets.job_table import COLUMNS
 from modelai_desktop.workers import run_spec_job
 from tests.engine.runner_child import tiny_config, tiny_predict_spec, write_training_data
@@ -196,3 +198,17 @@ def test_a_cancelled_training_shows_its_curves_and_resumes_from_the_train_page(
     run(page.reload())
     assert not page.resume_button.isVisibleTo(page), "no Resume for a job a later job already finished"
     assert f"Cannot resume: job {resumed.id} already continued it" in page.details.toPlainText()
+
+
+def test_epoch_tables_never_break_a_header_or_a_number(qtbot):
+    metrics = {"pixel_accuracy": 0.912345, "mean_iou": 0.5, "mean_f1": 0.6}
+    epochs = [EpochRecord(1, 1, 0.123456, 0.234567, metrics, None, None)]
+    view = QTextBrowser()
+    qtbot.addWidget(view)
+    view.resize(260, 200)
+    view.setHtml(STYLE + _epoch_table(epochs))
+    view.show()
+    qtbot.waitUntil(lambda: view.horizontalScrollBar().maximum() > 0)  # scrolls sideways instead
+    for text in ("pixel accuracy", "0.9123", "0.1235"):
+        block = view.document().find(text).block()
+        assert block.layout().lineCount() == 1, f"{text!r} is broken over lines"
