@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -106,12 +107,13 @@ class OutputSet:
         """
         prefix = _temporary_prefix(final)
         _remove_stale_temporaries(self.folder, prefix)
+        # A unique name opened exclusively, not mkstemp (mode 0600): outputs get the user's umask,
+        # so a colleague or a GIS server can read them as they can read the user's other files.
+        path = self.folder / f"{prefix}{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
         try:
-            handle, name = tempfile.mkstemp(dir=self.folder, prefix=f"{prefix}{os.getpid()}.", suffix=".tmp")
+            path.open("xb").close()
         except OSError as exc:
             raise write_failure(final, self.folder, exc) from exc
-        os.close(handle)
-        path = Path(name)
         self._temporaries.append(path)
         return path
 

@@ -47,6 +47,16 @@ class RasterInfo:
     band_descriptions: tuple[str | None, ...]
     overview_levels: tuple[int, ...]
     size_bytes: int
+    # The colour each band is tagged with (GDAL colour interpretation: "red", "green", "blue"),
+    # None for grey or undefined; many rasters name their bands this way rather than by description.
+    band_colors: tuple[str | None, ...] = ()
+
+    def band_name(self, band: int) -> str | None:
+        """What the file calls a 1-based band: its description, else its colour; None when nothing."""
+        index = band - 1
+        description = self.band_descriptions[index] if index < len(self.band_descriptions) else None
+        color = self.band_colors[index] if index < len(self.band_colors) else None
+        return (description or "").strip() or color
 
     @property
     def pixel_size(self) -> tuple[float, float]:
@@ -174,7 +184,13 @@ def _describe(path: Path, dataset: DatasetReader) -> RasterInfo:
         band_descriptions=tuple(dataset.descriptions),
         overview_levels=tuple(dataset.overviews(1)),
         size_bytes=path.stat().st_size,
+        band_colors=tuple(_named_color(interp) for interp in dataset.colorinterp),
     )
+
+
+def _named_color(interp: ColorInterp) -> str | None:
+    """A colour interpretation that names the band ("red", "alpha"...); None for grey and undefined."""
+    return None if interp in (ColorInterp.gray, ColorInterp.undefined) else interp.name
 
 
 def _crs_name(crs: rasterio.crs.CRS | None) -> str | None:

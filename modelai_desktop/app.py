@@ -146,7 +146,10 @@ async def run_window(window: MainWindow, args: argparse.Namespace, clock: Startu
         window.restore_geometry()
         window.show()
         window.show_page(args.page)
-        window.open_paths(args.files)
+        if args.files:
+            window.open_paths(args.files)
+        else:
+            window.restore_session()
         if clock is not None:
             clock.mark("main window")
             log.info("Start-up: %s", clock.summary())

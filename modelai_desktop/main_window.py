@@ -23,7 +23,6 @@ from PySide6.QtGui import (
     QKeySequence,
 )
 from PySide6.QtWidgets import (
-    QFileDialog,
     QHBoxLayout,
     QListWidget,
     QMainWindow,
@@ -38,6 +37,8 @@ from engine import __version__
 from engine.errors import EngineError
 from engine.paths import app_home
 from engine.selftest import SelfTestReport, run_self_test
+from engine.training.config import TrainConfig
+from modelai_desktop import file_dialogs
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.interrupted import InterruptedBanner, find_interrupted
 from modelai_desktop.pages.data_page import DataPage
@@ -55,9 +56,9 @@ log = logging.getLogger(__name__)
 DEFAULT_SIZE = QSize(1280, 820)
 SCREEN_FRACTION = 0.9
 STATUS_TIMEOUT_MS = 15_000
-RASTER_FILTER = "GeoTIFF rasters (*.tif *.tiff *.TIF *.TIFF);;All files (*)"
 MODEL_SUFFIX = ".safetensors"
 FINISHING_TEXT = "Finishing: stopping {jobs} after the current step; ModelAI closes then…"
+NAVIGATION_WIDTH = 130
 
 
 def local_paths(mime: QMimeData) -> list[Path]:
@@ -78,6 +79,7 @@ class MainWindow(QMainWindow):
         self.log_dir = log_dir
         self.home = home or app_home()
         self.tasks = BackgroundTasks()
+        file_dialogs.remember_in(settings)
         self.jobs = JobRegistry(self)
         self.jobs.changed.connect(self._close_when_finished)
         self.quit_box: QMessageBox | None = None
@@ -88,7 +90,7 @@ class MainWindow(QMainWindow):
 
         self.navigation = QListWidget()
         self.navigation.setObjectName("navigation")
-        self.navigation.setFixedWidth(150)
+        self.navigation.setFixedWidth(NAVIGATION_WIDTH)
         self.pages = QStackedWidget()
         self.navigation.currentRowChanged.connect(self.pages.setCurrentIndex)
         self.interrupted_banner = InterruptedBanner()
@@ -112,6 +114,7 @@ class MainWindow(QMainWindow):
         self.add_page("Data", self.data_page)
         self.train_page = TrainPage(self.tasks, self.home, self.jobs)
         self.train_page.status_message.connect(self.show_status)
+        self.train_page.training_started.connect(self._remember_training)
         self.add_page("Train", self.train_page)
         self.predict_page = PredictPage(self.tasks, self.home, self.data_page.table.raster_model, self.jobs)
         self.predict_page.status_message.connect(self.show_status)
@@ -124,6 +127,7 @@ class MainWindow(QMainWindow):
         self.models_page.status_message.connect(self.show_status)
         self.models_page.predict_requested.connect(lambda model: self.open_paths([model]))
         self.train_page.model_saved.connect(lambda _model: self.models_page.refresh())
+        self.train_page.model_saved.connect(self.predict_page.set_model)
         self.add_page("Models", self.models_page)
         self._build_menus()
         self.show_status("Ready. Drop GeoTIFF files or a folder on the window to add them.")
@@ -140,6 +144,25 @@ class MainWindow(QMainWindow):
             self.show_status(str(exc))
             return
         self.interrupted_banner.show_jobs(interrupted)
+
+    def restore_session(self) -> None:
+        """Lists the rasters of the last session again and fills the Train page with the last
+        training's data and settings (each only where it still exists and reads)."""
+        rasters = self.settings.session_rasters()
+        if rasters:
+            self.data_page.add_paths(rasters)
+        stored = self.settings.last_training()
+        if stored is None:
+            return
+        try:
+            config = TrainConfig.from_dict(stored)
+        except (EngineError, TypeError, ValueError) as exc:
+            log.info("The last training's settings are not restored: %s", exc)
+            return
+        self.train_page.restore_settings(config)
+
+    def _remember_training(self, config: TrainConfig) -> None:
+        self.settings.set_last_training(config.to_dict())
 
     def _resume_training(self, job_id: int) -> None:
         self.interrupted_banner.forget(job_id)
@@ -186,11 +209,9 @@ class MainWindow(QMainWindow):
 
     def choose_files(self) -> None:
         """The File → Open… dialog (a plain slot, never a coroutine, so its modal loop is safe)."""
-        start = self.settings.last_folder() or Path.home()
-        names, _ = QFileDialog.getOpenFileNames(self, "Open rasters", str(start), RASTER_FILTER)
-        if names:
-            self.settings.set_last_folder(Path(names[0]).parent)
-            self.open_paths([Path(name) for name in names])
+        paths = file_dialogs.open_files(self, "Open rasters")
+        if paths:
+            self.open_paths(paths)
 
     def restore_geometry(self) -> None:
         """Puts the window where the user left it last time, else fits the default size to the screen."""
@@ -229,6 +250,7 @@ class MainWindow(QMainWindow):
                 self.ask_quit()
             return
         self.settings.set_window_geometry(self.saveGeometry())
+        self.settings.set_session_rasters([info.path for info in self.data_page.rasters()])
         self.settings.sync()
         event.accept()
         self.closed.emit()

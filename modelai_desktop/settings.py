@@ -1,4 +1,5 @@
-"""The window's remembered state (recent files, geometry, last folder), versioned.
+"""The window's remembered state (recent files, the last session's rasters, the last training's
+settings, geometry, last folder), versioned.
 
 Settings live in an INI file inside the app's data folder, so ``MODELAI_HOME`` isolates a test run
 or a second installation completely. The file carries a ``settings_version``: values are checked
@@ -8,6 +9,7 @@ back to an older version does not destroy the newer one's settings.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ VERSION_KEY = "settings_version"
 RECENT_FILES_KEY = "files/recent"
 LAST_FOLDER_KEY = "files/last_folder"
 GEOMETRY_KEY = "window/geometry"
+SESSION_RASTERS_KEY = "files/session_rasters"
+LAST_TRAINING_KEY = "train/last_config"
 
 
 class AppSettings:
@@ -71,6 +75,27 @@ class AppSettings:
 
     def set_last_folder(self, folder: Path) -> None:
         self._set(LAST_FOLDER_KEY, str(folder))
+
+    def session_rasters(self) -> list[Path]:
+        """The rasters listed when the window last closed that still exist, to list them again."""
+        value = self._store.value(SESSION_RASTERS_KEY)
+        items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        return [Path(item) for item in items if isinstance(item, str) and item and Path(item).is_file()]
+
+    def set_session_rasters(self, paths: list[Path]) -> None:
+        self._set(SESSION_RASTERS_KEY, [str(path) for path in paths])
+
+    def last_training(self) -> dict[str, Any] | None:
+        """The settings of the last training started (a TrainConfig as a dictionary), if readable."""
+        value = self._store.value(LAST_TRAINING_KEY)
+        try:
+            config = json.loads(value) if isinstance(value, str) else None
+        except ValueError:
+            return None
+        return config if isinstance(config, dict) else None
+
+    def set_last_training(self, config: dict[str, Any]) -> None:
+        self._set(LAST_TRAINING_KEY, json.dumps(config))
 
     def window_geometry(self) -> QByteArray | None:
         value = self._store.value(GEOMETRY_KEY)

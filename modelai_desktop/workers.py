@@ -24,6 +24,7 @@ from engine.errors import EngineError, JobCancelled
 from engine.job_specs import JobSpec
 from engine.progress import CancelToken, EpochEvent, ProgressEvent, Reporter
 from engine.runner import JobOutcome, open_store, run_job, submit
+from modelai_desktop.control_names import in_window_terms
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class ThrottledSignals:
         self._worker.epoch.emit(event)
 
     def on_message(self, level: str, text: str) -> None:
-        self._worker.message.emit(level, text)
+        self._worker.message.emit(level, in_window_terms(text))
 
     def _should_send(self, event: ProgressEvent) -> bool:
         last = self._last
@@ -123,7 +124,8 @@ class JobWorker(QObject):
         started(int): the job is recorded in the store under this id.
         finished(JobOutcome): the job succeeded.
         failed(str, str): a message that says what happened and what to do, and the details
-            (traceback) for the log; also for a spec refused before any job was recorded.
+            (the traceback of an internal error; empty for bad input, which is no bug) for the log;
+            also for a spec refused before any job was recorded.
         cancelled(str): the job stopped on request and left no partial output.
     """
 
@@ -186,9 +188,9 @@ class JobWorker(QObject):
                 on_submitted=self._submitted,
             )
         except JobCancelled as exc:
-            self._ending = (self.cancelled, (str(exc),))
+            self._ending = (self.cancelled, (in_window_terms(str(exc)),))
         except EngineError as exc:
-            self._ending = (self.failed, (str(exc), traceback.format_exc()))
+            self._ending = (self.failed, (in_window_terms(str(exc)), ""))
         except Exception as exc:
             recorded = f" It is recorded as failed job {self.job_id}." if self.job_id is not None else ""
             message = (
@@ -209,7 +211,11 @@ class JobWorker(QObject):
         if self._ending is None:
             return
         (signal, args), self._ending = self._ending, None
-        if signal is self.failed:
+        if signal is self.failed and self.job_id is None:
+            log.warning("The job was not started: %s", args[0])
+        elif signal is self.failed and not args[1]:
+            log.warning("Job %s failed: %s", self.job_id, args[0])
+        elif signal is self.failed:
             log.error("Job %s failed: %s\n%s", self.job_id, *args)
         elif signal is self.cancelled:
             log.info("Job %s: %s", self.job_id, *args)

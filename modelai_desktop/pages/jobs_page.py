@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 REFRESH_MS = 1000
 LISTED_JOBS = 500
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
-RESUMABLE = (JobStatus.CANCELLED, JobStatus.INTERRUPTED)
 
 
 class JobsPage(QWidget):
@@ -65,8 +64,9 @@ class JobsPage(QWidget):
         self._refresh_task: asyncio.Task[None] | None = None
         self._refresh_again = False
         self._selected: JobRecord | None = None
+        self._selected_details: JobDetails | None = None
         self._select_when_listed: int | None = None
-        self._plotted: tuple[int, int] | None = None
+        self._plotted: tuple[object, ...] | None = None
 
         self.banner = MessageBanner()
         self.table = JobTable(jobs.last_progress)
@@ -145,6 +145,7 @@ class JobsPage(QWidget):
             return
         if job_id == self.table.selected_job_id():
             self._selected = details.job if details is not None else None
+            self._selected_details = details
             self.details.show_details(details)
             self._show_curves(details)
         count = len(jobs)
@@ -212,16 +213,17 @@ class JobsPage(QWidget):
             self._plotted = None
             self.curves.hide()
             return
-        shown = (details.job.id, len(details.epochs))
+        shown = (details.job.id, len(details.epochs), tuple(details.classes))
         if shown != self._plotted:
             self._plotted = shown
+            self.curves.set_classes(details.classes)
             self.curves.show_history(details.epochs)
         self.curves.show()
 
     def _resume_selected(self) -> None:
-        job = self._selected
-        if job is not None and job.kind.startswith("train") and job.status in RESUMABLE:
-            self.resume_requested.emit(job.id)
+        details = self._selected_details
+        if details is not None and details.resumable:
+            self.resume_requested.emit(details.job.id)
 
     def _select_new_job(self, job_id: int) -> None:
         self._select_when_listed = job_id
@@ -252,6 +254,6 @@ class JobsPage(QWidget):
         job = self._selected
         self.cancel_button.setEnabled(job is not None and job.status in ACTIVE)
         self.rerun_button.setEnabled(job is not None and job.status not in ACTIVE)
-        self.resume_button.setVisible(
-            job is not None and job.kind.startswith("train") and job.status in RESUMABLE
-        )
+        # Offered only where it can work; the details say why not otherwise.
+        details = self._selected_details
+        self.resume_button.setVisible(details is not None and details.resumable)

@@ -21,7 +21,6 @@ from PySide6.QtGui import QColor, QDesktopServices, QDragEnterEvent, QDropEvent,
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QColorDialog,
-    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QInputDialog,
@@ -40,6 +39,7 @@ from engine.errors import EngineError, OutputError
 from engine.model_file import read_metadata, update_metadata
 from engine.model_metadata import ClassInfo, ModelMetadata
 from engine.training.config import checkpoint_dir_of_model
+from modelai_desktop import file_dialogs
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.message_banner import MessageBanner
 from modelai_desktop.widgets.model_details import TASK_NAMES, ModelDetails
@@ -67,6 +67,11 @@ def read_entry(path: Path) -> ModelEntry:
         return ModelEntry(path, read_metadata(path))
     except EngineError as exc:
         return ModelEntry(path, None, str(exc))
+
+
+def color_dialog_title(info: ClassInfo) -> str:
+    """The colour dialog's title: the class by its name, with its id when the name is the default."""
+    return f"Colour of {info.name}" if info.name.startswith("class ") else f"Colour of class “{info.name}”"
 
 
 def model_files(folder: Path, opened: Sequence[Path]) -> list[Path]:
@@ -103,6 +108,8 @@ class ModelsPage(QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.setShowGrid(False)
         self.table.setWordWrap(False)
+        # Names that share a long beginning ("segmentation-scene-2", "-3") differ at the end.
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -204,15 +211,15 @@ class ModelsPage(QWidget):
         return self._tasks.start(self.reload(select=path), name="open-model")
 
     def choose_model_file(self) -> None:
-        name, _ = QFileDialog.getOpenFileName(self, "Open a model", str(self.models_dir), MODEL_FILTER)
-        if name:
-            self.open_model(Path(name))
+        path = file_dialogs.open_file(self, "Open a model", MODEL_FILTER)
+        if path:
+            self.open_model(path)
 
     def choose_class_color(self, class_id: int) -> None:
         """The colour dialog: a plain slot, because the dialog's modal loop must not run in a coroutine."""
         classes = self.details.class_table.classes()
         info = next(item for item in classes if item.id == class_id)
-        color = QColorDialog.getColor(QColor(info.color), self, f"Colour of class {info.name}")
+        color = QColorDialog.getColor(QColor(info.color), self, color_dialog_title(info))
         if color.isValid():
             self.set_class_color(class_id, color.name())
 
@@ -333,7 +340,7 @@ class ModelsPage(QWidget):
         )
         for column, text in enumerate(cells):
             item = QTableWidgetItem(text)
-            item.setToolTip(str(entry.path) if metadata else entry.error)
+            item.setToolTip(f"{entry.path.name}\n{entry.path.parent}" if metadata else entry.error)
             self.table.setItem(row, column, item)
 
     def _show_row(self, row: int) -> None:
@@ -387,6 +394,5 @@ class ModelsPage(QWidget):
         ]
         current = self.current_entry()
         if current is not None and current.path == path:
-            self.details.class_table.set_classes(metadata.classes)
-            self.details.loss_plot.set_class_colors({info.name: info.color for info in metadata.classes})
+            self.details.show_model(path, metadata)
         self.status_message.emit(f"Saved the classes of {path.name}.")

@@ -14,18 +14,15 @@ import asyncio
 import time
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QCheckBox,
-    QFileDialog,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QScrollArea,
     QSlider,
     QSplitter,
     QVBoxLayout,
@@ -39,21 +36,25 @@ from engine.model_file import read_metadata
 from engine.model_metadata import ModelMetadata
 from engine.raster import RasterInfo
 from engine.runner import JobOutcome
+from modelai_desktop import file_dialogs
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.message_banner import MessageBanner
 from modelai_desktop.widgets.model_details import TASK_NAMES
+from modelai_desktop.widgets.pinned_column import pinned_column
 from modelai_desktop.widgets.predict_options import PredictOptionsForm
 from modelai_desktop.widgets.progress_panel import ProgressPanel, format_duration
 from modelai_desktop.widgets.raster_choice import RasterChoice
 from modelai_desktop.widgets.raster_list import RasterListModel
 from modelai_desktop.widgets.raster_view import RasterView
-from modelai_desktop.widgets.result_legend import ResultLegend, render_result
+from modelai_desktop.widgets.result_legend import ResultLayer, ResultLegend, render_result
 from modelai_desktop.workers import JobRegistry, JobWorker
 
 MODEL_FILTER = "ModelAI models (*.safetensors);;All files (*)"
 NO_MODEL_TEXT = "No model chosen. Choose a .safetensors file, or drop one on the window."
 EMPTY_PREVIEW_TEXT = "Add rasters on the Data page or with “Add files…”, then select them here."
 DEFAULT_OPACITY = 60
+LEFT_MIN_WIDTH = 330
+MISSING_PREFIX = "To predict, "
 LOG_HINT = "Details are in the log file (Help → Open Log Folder)."
 
 
@@ -105,7 +106,7 @@ class PredictPage(QWidget):
         self._home = home
         self._jobs = jobs
         self._results: dict[Path, PredictionResult] = {}
-        self._overlays: dict[Path, np.ndarray] = {}
+        self._layers: dict[Path, ResultLayer] = {}
         self._model_path: Path | None = None
         self._output_is_default = True
         self._shown_task: asyncio.Task[None] | None = None
@@ -137,16 +138,10 @@ class PredictPage(QWidget):
         self.run_button.setDefault(True)
         self.run_button.setMinimumHeight(34)
         self.run_button.clicked.connect(self.start_prediction)
-        column.addWidget(self.run_button)
-        column.addWidget(self.progress)
-        scroll = QScrollArea()
-        scroll.setWidget(controls)
-        scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(360)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        left = pinned_column(controls, [self.run_button, self.progress], LEFT_MIN_WIDTH)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(scroll)
+        splitter.addWidget(left)
         splitter.addWidget(self._result_panel())
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([380, 800])
@@ -172,7 +167,10 @@ class PredictPage(QWidget):
 
     def _output_box(self) -> QGroupBox:
         self.output_edit = QLineEdit(str(default_output_dir(self._home)))
-        self.output_edit.setToolTip("The folder that receives the outputs; it is created if needed")
+        self.output_edit.setToolTip(
+            "The folder that receives the outputs; it is created if needed. After a run it shows the "
+            "folder the results went to; a new default folder is chosen when the next run starts."
+        )
         self.output_edit.textEdited.connect(self._on_output_edited)
         browse = QPushButton("Browse…")
         browse.clicked.connect(self.choose_output_dir)
@@ -266,34 +264,46 @@ class PredictPage(QWidget):
 
     def choose_model(self) -> None:
         start = self._model_path.parent if self._model_path else self._home / "models"
-        name, _ = QFileDialog.getOpenFileName(self, "Choose a model", str(start), MODEL_FILTER)
-        if name:
-            self.set_model(Path(name))
+        path = file_dialogs.open_file(self, "Choose a model", MODEL_FILTER, start)
+        if path:
+            self.set_model(path)
 
     def choose_output_dir(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Output folder", self.output_edit.text())
+        folder = file_dialogs.existing_folder(self, "Output folder", self._existing_output_parent())
         if folder:
-            self.output_edit.setText(folder)
+            self.output_edit.setText(str(folder))
             self._output_is_default = False
+
+    def _existing_output_parent(self) -> Path:
+        """The shown output folder, or its nearest existing parent, where the folder dialog opens."""
+        folder = Path(self.output_edit.text().strip() or self._home).expanduser()
+        while not folder.is_dir() and folder != folder.parent:
+            folder = folder.parent
+        return folder
 
     def open_output_folder(self) -> None:
         folder = self.last_output_dir
         if folder is None or not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
             self.status_message.emit(f"Could not open the output folder; it is {folder}")
 
-    def _spec(self) -> PredictSpec | None:
-        rasters = self.rasters.selected()
+    def _missing(self) -> list[str]:
+        """What the user still has to give before a prediction can start."""
         missing = []
         if self._model_path is None:
             missing.append("choose a model (or drop a .safetensors file on the window)")
-        if not rasters:
+        if not self.rasters.selected():
             missing.append("select at least one raster in the list (or add files)")
         if not self.output_edit.text().strip():
             missing.append("give an output folder")
+        return missing
+
+    def _spec(self) -> PredictSpec | None:
+        missing = self._missing()
         if missing:
-            self.banner.show_message("To predict, " + " and ".join(missing) + ".")
+            self.banner.show_message(MISSING_PREFIX + " and ".join(missing) + ".")
             return None
-        if self._output_is_default:
+        rasters = self.rasters.selected()
+        if self._output_is_default and Path(self.output_edit.text().strip()).exists():
             self.output_edit.setText(str(default_output_dir(self._home)))
         output_dir = Path(self.output_edit.text().strip()).expanduser()
         return PredictSpec(self._model_path, rasters, output_dir, self.options.options())
@@ -312,9 +322,8 @@ class PredictPage(QWidget):
         for prediction in outcome.predictions:
             key = prediction.raster.resolve()
             self._results[key] = prediction
-            self._overlays.pop(key, None)
-        if self._output_is_default:
-            self.output_edit.setText(str(default_output_dir(self._home)))
+            self._layers.pop(key, None)
+        self.output_edit.setText(str(self.last_output_dir))
         names = ", ".join(p.raster.name for p in outcome.predictions)
         self.status_message.emit(f"Prediction of {names} written to {self.last_output_dir}.")
         current = self.rasters.current()
@@ -338,6 +347,8 @@ class PredictPage(QWidget):
         self._update_run_button()
 
     def _update_run_button(self) -> None:
+        if self.banner.text().startswith(MISSING_PREFIX) and not self._missing():
+            self.banner.hide()
         self.run_button.setEnabled(self.worker is None)
         ready = self._model_path is not None and bool(self.rasters.selected())
         self.run_button.setToolTip(
@@ -346,6 +357,7 @@ class PredictPage(QWidget):
 
     def _on_output_edited(self) -> None:
         self._output_is_default = False
+        self._update_run_button()
 
     def _on_current_changed(self, info: RasterInfo | None) -> None:
         if info is None:
@@ -366,29 +378,31 @@ class PredictPage(QWidget):
         if result is None or self.view.info != info or self.view.preview is None:
             self._clear_result()
             return
-        overlay = self._overlays.get(info.path)
-        if overlay is None:
+        layer = self._layers.get(info.path)
+        if layer is None:
             try:
-                overlay = await self._tasks.run_blocking(render_result, result.summary, result.outputs)
+                layer = await self._tasks.run_blocking(render_result, result.summary, result.outputs)
             except EngineError as exc:
                 self._clear_result()
                 self.banner.show_message(f"The result of {info.path.name} cannot be shown: {exc}")
                 return
-            self._overlays[info.path] = overlay
+            self._layers[info.path] = layer
         if self.view.info != info:
             return
-        self.view.set_overlay(overlay, self.opacity.value() / 100)
+        self.view.set_overlay(layer.rgba, self.opacity.value() / 100)
+        self.view.set_probe(layer.describe)
         self.legend.show_summary(result.summary)
         self._set_result_controls(True)
 
     def _redraw_overlay(self) -> None:
         info = self.view.info
-        overlay = self._overlays.get(info.path) if info is not None else None
-        if overlay is not None:
-            self.view.set_overlay(overlay, self.opacity.value() / 100)
+        layer = self._layers.get(info.path) if info is not None else None
+        if layer is not None:
+            self.view.set_overlay(layer.rgba, self.opacity.value() / 100)
 
     def _clear_result(self) -> None:
         self.view.set_overlay(None)
+        self.view.set_probe(None)
         self.legend.clear()
         self._set_result_controls(False)
 

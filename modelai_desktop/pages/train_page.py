@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QRadioButton,
-    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -40,6 +39,7 @@ from modelai_desktop.training_data import EpochPlan, PairingReport, check_traini
 from modelai_desktop.widgets.file_drop_area import FileDropArea
 from modelai_desktop.widgets.message_banner import MessageBanner
 from modelai_desktop.widgets.pairing_table import PROBLEM_COLOR, PairingTable
+from modelai_desktop.widgets.pinned_column import pinned_column
 from modelai_desktop.widgets.train_settings import TrainSettingsForm, device_choices
 from modelai_desktop.widgets.training_run_view import TrainingRunView
 from modelai_desktop.workers import JobRegistry, JobWorker
@@ -50,6 +50,9 @@ SEGMENTATION, ANOMALY = "segmentation", "anomaly"
 MODEL_SUFFIX = ".safetensors"
 WAITING_PREFIX = "Waiting for job"
 LEFT_PANEL_WIDTH = 500
+# The least the setup column may be given, so that the page fits a 1024 × 700 screen beside the
+# run's curves; its content wraps or scrolls vertically below that, never sideways.
+LEFT_PANEL_MIN_WIDTH = 370
 
 
 def default_model_path(models_dir: Path, task: str, images: list[Path]) -> Path:
@@ -69,10 +72,12 @@ class TrainPage(QWidget):
     Signals:
         model_saved(Path): a training job wrote this model file (the Models page lists it).
         status_message(str): one line for the status bar.
+        training_started(TrainConfig): a new training started with these settings (remembered).
     """
 
     model_saved = Signal(Path)
     status_message = Signal(str)
+    training_started = Signal(object)
 
     def __init__(
         self, tasks: BackgroundTasks, home: Path, jobs: JobRegistry, parent: QWidget | None = None
@@ -85,7 +90,8 @@ class TrainPage(QWidget):
         self._check_task: asyncio.Task[PairingReport] | None = None
         self._worker: JobWorker | None = None
         self._resumable_job: int | None = None
-        self._output_is_default = True
+        self._default_output: str | None = None
+        self._shown_problem = ""
 
         self.banner = MessageBanner()
         self.segmentation_button = QRadioButton("Segmentation (images + masks)")
@@ -111,7 +117,6 @@ class TrainPage(QWidget):
         self.readiness_label.setWordWrap(True)
         self.settings = TrainSettingsForm()
         self.settings.changed.connect(self._update_readiness)
-        self.settings.output.textEdited.connect(self._on_output_edited)
         self.estimate_label = QLabel()
         self.estimate_label.setWordWrap(True)
         self.estimate_label.setToolTip("How much one epoch holds, and how long it takes once measured")
@@ -137,10 +142,11 @@ class TrainPage(QWidget):
         self._update_readiness()
 
     def _build_setup_panel(self) -> QWidget:
-        task_row = QHBoxLayout()
+        """The data and settings scroll; the readiness, the estimate and Start stay in view below."""
+        task_row = QVBoxLayout()
+        task_row.setSpacing(2)
         task_row.addWidget(self.segmentation_button)
         task_row.addWidget(self.anomaly_button)
-        task_row.addStretch(1)
         areas = QHBoxLayout()
         areas.addWidget(self.images_area)
         areas.addWidget(self.masks_area)
@@ -158,18 +164,10 @@ class TrainPage(QWidget):
         column.addWidget(_title("Training data"))
         column.addLayout(areas)
         column.addWidget(self.pairing_table)
-        column.addWidget(self.readiness_label)
         column.addWidget(settings_box)
-        column.addWidget(self.estimate_label)
-        column.addLayout(buttons)
         column.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(panel)
-        scroll.setMinimumWidth(LEFT_PANEL_WIDTH)
-        return scroll
+        pinned = [self.readiness_label, self.estimate_label, buttons]
+        return pinned_column(panel, pinned, LEFT_PANEL_MIN_WIDTH, right_margin=8)
 
     def task(self) -> str:
         return SEGMENTATION if self.segmentation_button.isChecked() else ANOMALY
@@ -208,8 +206,8 @@ class TrainPage(QWidget):
         )
         self._report = report
         self.pairing_table.set_rows(report.rows)
-        if self._output_is_default:
-            self.settings.output.setText(str(default_model_path(self._home / "models", task, images)))
+        if self._output_is_default():
+            self._name_model_by_default()
         self._update_readiness()
         return report
 
@@ -238,8 +236,21 @@ class TrainPage(QWidget):
         problem = self.blocking_problem()
         if problem:
             self.banner.show_message(problem)
+            self._shown_problem = problem
             return
-        self._start_job(TrainSpec(self._config()), [], parent_job_id=None)
+        config = self._config()
+        self._start_job(TrainSpec(config), [], parent_job_id=None)
+        self.training_started.emit(config)
+
+    def restore_settings(self, config: TrainConfig) -> None:
+        """Fills the page with an earlier training's data (what still exists) and settings; the
+        model name moves on to a free one if that model exists now."""
+        images = [path for path in config.images if path.exists()]
+        masks = [path for path in config.masks or [] if path.exists()]
+        self.set_data(config.task, images, masks)
+        self.settings.show_config(config)
+        self._default_output = self.settings.output.text()
+        self._update_readiness()
 
     def stop_training(self) -> None:
         """Asks the run to stop after the current batch; the last finished epoch's checkpoint stays."""
@@ -271,8 +282,18 @@ class TrainPage(QWidget):
     def _config(self) -> TrainConfig:
         return self.settings.make_config(self.task(), self.images_area.paths(), self.masks_area.paths())
 
+    def _output_is_default(self) -> bool:
+        """True while "Save model as" holds a name the page chose (or nothing), not the user's."""
+        text = self.settings.output.text()
+        return not text.strip() or text == self._default_output
+
+    def _name_model_by_default(self) -> None:
+        """Puts the first free ``<task>-<image>[-N]`` name into "Save model as"."""
+        path = default_model_path(self._home / "models", self.task(), self.images_area.paths())
+        self._default_output = str(path)
+        self.settings.output.setText(self._default_output)
+
     def _show_config(self, config: TrainConfig) -> None:
-        self._output_is_default = False
         self.set_data(config.task, config.images, config.masks)
         self.settings.show_config(config)
 
@@ -292,6 +313,7 @@ class TrainPage(QWidget):
         self.banner.hide()
         what = "Resuming" if parent_job_id is not None else "Starting"
         self.run_view.start(f"{what} {config.task} training…", config.epochs, history)
+        self.run_view.sample_view.set_classes(config.class_names or [], config.class_colors or [])
         self._update_readiness()
         worker.start()
 
@@ -335,8 +357,8 @@ class TrainPage(QWidget):
             self._worker.wait()
             self._worker.deleteLater()
         self._worker = None
-        if self._output_is_default:
-            self.check_data()
+        # The name just used now exists: the next run moves on to a free name, whoever chose this one.
+        self._default_output = self.settings.output.text()
         self._update_readiness()
 
     def _plan(self, config: TrainConfig) -> EpochPlan:
@@ -361,8 +383,16 @@ class TrainPage(QWidget):
         return f"Each epoch: {plan.patches} patches in {plan.batches} batches; {plan.validation}. "
 
     def _update_readiness(self) -> None:
-        problem = self.blocking_problem()
         running = self._worker is not None
+        output = self.settings.output_path()
+        if not running and self._output_is_default() and output is not None and output.exists():
+            self._name_model_by_default()  # emits settings.changed, which calls this again
+            return
+        problem = self.blocking_problem()
+        if self._shown_problem and self._shown_problem != problem:
+            if self.banner.text() == self._shown_problem:
+                self.banner.hide()  # the problem it named is fixed
+            self._shown_problem = ""
         self.start_button.setEnabled(not problem)
         self.resume_button.setVisible(self._resumable_job is not None)
         self.resume_button.setEnabled(self._resumable_job is not None and not running)
@@ -385,9 +415,6 @@ class TrainPage(QWidget):
 
     def _on_data_changed(self) -> None:
         self.check_data()
-
-    def _on_output_edited(self) -> None:
-        self._output_is_default = not self.settings.output.text().strip()
 
 
 def _title(text: str) -> QLabel:

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QWidget
+from PySide6.QtCore import QSize, Signal
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QLayout, QWidget
 
 from engine.preview import DEFAULT_PERCENTILES
 from engine.raster import RasterInfo
@@ -19,6 +20,10 @@ from engine.raster import RasterInfo
 COLORMAPS = ("gray", "viridis", "magma", "cividis", "turbo")
 COMPOSITE, SINGLE = "Band composite", "Single band"
 MAX_BAND_COMBO_WIDTH = 240
+# Band boxes show their whole name where there is room and give way down to "Band 12" where there
+# is not (the full names show when a box opens), so the row fits a 1024-pixel-wide screen.
+SHORTEST_BAND_TEXT = "Band 12"
+COMBO_ARROW_WIDTH = 30
 
 
 @dataclass(frozen=True)
@@ -31,12 +36,11 @@ class DisplayChoice:
 
     @classmethod
     def default_for(cls, info: RasterInfo) -> DisplayChoice:
-        """True colour when band descriptions name red, green and blue; else the first three bands.
-
-        A raster with fewer than three data bands shows its first band in grey.
+        """True colour when the bands are named (described or colour-tagged) red, green and blue;
+        else the first three bands. A raster with fewer than three data bands shows its first band in grey.
         """
         bands = info.data_bands
-        named = {(info.band_descriptions[band - 1] or "").strip().lower(): band for band in bands}
+        named = {(info.band_name(band) or "").lower(): band for band in bands}
         if all(colour in named for colour in ("red", "green", "blue")):
             return cls((named["red"], named["green"], named["blue"]))
         return cls(tuple(bands[:3]) if len(bands) >= 3 else (bands[0],))
@@ -50,8 +54,8 @@ def colormap_lut(name: str) -> np.ndarray | None:
 
 
 def band_label(info: RasterInfo, band: int) -> str:
-    description = info.band_descriptions[band - 1] if band <= len(info.band_descriptions) else None
-    return f"Band {band} · {description}" if description else f"Band {band}"
+    name = info.band_name(band)
+    return f"Band {band} · {name.capitalize() if name.islower() else name}" if name else f"Band {band}"
 
 
 class DisplayControls(QWidget):
@@ -67,7 +71,9 @@ class DisplayControls(QWidget):
         self.mode.setToolTip("Show three bands as red, green and blue, or one band with a colour map")
         self.red, self.green, self.blue, self.single = (QComboBox() for _ in range(4))
         for combo in (self.red, self.green, self.blue, self.single):
+            shortest = combo.fontMetrics().horizontalAdvance(SHORTEST_BAND_TEXT) + COMBO_ARROW_WIDTH
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+            combo.setMinimumWidth(shortest)
             combo.setMaximumWidth(MAX_BAND_COMBO_WIDTH)
         self.colormap = QComboBox()
         self.colormap.addItems(COLORMAPS)
@@ -75,18 +81,43 @@ class DisplayControls(QWidget):
         self.high = _percent_box("Upper stretch limit: this percentile of valid pixels shows at full colour")
         self.composite_row = _row(QLabel("R"), self.red, QLabel("G"), self.green, QLabel("B"), self.blue)
         self.single_row = _row(self.single, QLabel("Colours"), self.colormap)
-        stretch = (QLabel("Stretch"), self.low, QLabel("–"), self.high)
-        row = _row(self.mode, self.composite_row, self.single_row, *stretch)
-        row.layout().addStretch(1)
-        outer = QHBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(row)
+        self.bands_row = _row(self.mode, self.composite_row, self.single_row)
+        self.stretch_row = _row(QLabel("Stretch"), self.low, QLabel("–"), self.high)
+        self.stretch_row.layout().addStretch(1)
+        # One line where it fits, the stretch below the bands where it does not (a narrow view).
+        self._grid = QGridLayout(self)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._grid.setSizeConstraint(QLayout.SizeConstraint.SetNoConstraint)
+        self._grid.setColumnStretch(2, 1)
+        self._wrapped: bool | None = None
+        self._place_rows(wrapped=False)
         for combo in (self.mode, self.red, self.green, self.blue, self.single, self.colormap):
             combo.currentIndexChanged.connect(self._emit_changed)
         for box in (self.low, self.high):
             box.valueChanged.connect(self._emit_changed)
         self._show_mode_row()
         self.setEnabled(False)
+
+    def minimumSizeHint(self) -> QSize:
+        """As narrow as the wider of the two rows: the stretch wraps below the bands when needed."""
+        rows = (self.bands_row.minimumSizeHint(), self.stretch_row.minimumSizeHint())
+        height = rows[0].height() + rows[1].height() + self._grid.verticalSpacing()
+        return QSize(
+            max(row.width() for row in rows), height if self._wrapped else max(r.height() for r in rows)
+        )
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        one_line = self.bands_row.sizeHint().width() + self.stretch_row.sizeHint().width()
+        self._place_rows(wrapped=event.size().width() < one_line + self._grid.horizontalSpacing())
+
+    def _place_rows(self, wrapped: bool) -> None:
+        if wrapped == self._wrapped:
+            return
+        self._wrapped = wrapped
+        self._grid.addWidget(self.bands_row, 0, 0)
+        self._grid.addWidget(self.stretch_row, 1 if wrapped else 0, 0 if wrapped else 1)
+        self.updateGeometry()
 
     def set_raster(self, info: RasterInfo, choice: DisplayChoice) -> None:
         """Lists the raster's data bands, enables the controls and shows ``choice`` (one `changed`)."""

@@ -12,7 +12,6 @@ from pathlib import Path
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import (
-    QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -23,7 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-RASTER_FILTER = "GeoTIFF rasters (*.tif *.tiff *.TIF *.TIFF);;All files (*)"
+from modelai_desktop import file_dialogs
+
 IDLE_STYLE = "#dropArea { border: 2px dashed palette(mid); border-radius: 6px; background: palette(base); }"
 HOVER_STYLE = (
     "#dropArea { border: 2px dashed palette(highlight); border-radius: 6px;"
@@ -99,14 +99,14 @@ class FileDropArea(QFrame):
 
     def choose_files(self) -> None:
         """A file dialog opened from a plain slot (never inside a coroutine)."""
-        names, _ = QFileDialog.getOpenFileNames(self, f"Choose {self._title.lower()}", "", RASTER_FILTER)
-        if names:
-            self.add_paths([Path(name) for name in names])
+        paths = file_dialogs.open_files(self, f"Choose {self._title.lower()}")
+        if paths:
+            self.add_paths(paths)
 
     def choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, f"Choose a folder of {self._title.lower()}")
+        folder = file_dialogs.existing_folder(self, f"Choose a folder of {self._title.lower()}")
         if folder:
-            self.add_paths([Path(folder)])
+            self.add_paths([folder])
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if self._accept(event):

@@ -7,17 +7,21 @@ that each file still exists, the per-epoch metrics of a training, and the settin
 from __future__ import annotations
 
 import html
-import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
-from engine.job_records import ArtifactRecord, EpochRecord, JobRecord
+from engine.errors import EngineError
+from engine.job_records import ArtifactRecord, EpochRecord, JobRecord, JobStatus
 from engine.jobs import JobStore
+from engine.model_metadata import ClassInfo
 from modelai_desktop.widgets.job_table import duration_text, started_text, status_color
 
+RESUMABLE = (JobStatus.CANCELLED, JobStatus.INTERRUPTED)
 NO_JOB_TEXT = "Select a job to see its settings, metrics, outputs and errors."
 MAX_METRIC_COLUMNS = 4
 STYLE = (
@@ -29,25 +33,75 @@ STYLE = (
 
 @dataclass(frozen=True)
 class JobDetails:
-    """One job with its epochs and outputs; ``exists`` tells, per output, whether the file is still there."""
+    """One job with its epochs and outputs; ``exists`` tells, per output, whether the file is still there.
+
+    ``resume_problem`` says why a stopped training job cannot resume ("" when it can, or when the
+    job is no stopped training).
+    """
 
     job: JobRecord
     epochs: list[EpochRecord]
     outputs: list[ArtifactRecord]
     exists: list[bool]
+    resume_problem: str = ""
+    classes: list[ClassInfo] = field(default_factory=list)
+
+    @property
+    def resumable(self) -> bool:
+        return self.job.kind.startswith("train") and self.job.status in RESUMABLE and not self.resume_problem
 
 
 def read_details(store: JobStore, job_id: int) -> JobDetails:
     """Reads a job, its epochs and outputs, and checks the files (blocking: run on a read thread)."""
     outputs = store.artifacts(job_id)
+    job = store.get_job(job_id)
+    exists = [a.path.exists() for a in outputs]
     return JobDetails(
-        store.get_job(job_id), store.epochs(job_id), outputs, [a.path.exists() for a in outputs]
+        job, store.epochs(job_id), outputs, exists, resume_problem(store, job), model_classes(job)
     )
 
 
+def model_classes(job: JobRecord) -> list[ClassInfo]:
+    """The classes of the model a training job saved, as named now (the curves show these names);
+    empty when the job saved no model or it is gone or unreadable."""
+    model = (job.result or {}).get("model") if job.kind.startswith("train") else None
+    if not model:
+        return []
+    from engine.model_file import read_metadata  # imports torch: here, on the read thread, not at start
+
+    try:
+        return read_metadata(model).classes
+    except EngineError:
+        return []
+
+
+def resume_problem(store: JobStore, job: JobRecord) -> str:
+    """Why Resume would fail for a stopped training job: a later job already continued it, its model
+    file exists now, or its checkpoint is gone ("" when none of these, or for any other job)."""
+    if not job.kind.startswith("train") or job.status not in RESUMABLE:
+        return ""
+    later = [other for other in store.list_jobs(limit=None) if other.parent_job_id == job.id]
+    finished = [other for other in later if other.status is not JobStatus.FAILED]
+    if finished:
+        return f"job {finished[0].id} already continued it ({finished[0].status.value})."
+    output = job.spec.get("output")
+    if output and Path(output).exists():
+        return f"its model {output} exists now; train anew with Rerun, or rename that model first."
+    if job.checkpoint_path is None or not job.checkpoint_path.is_file():
+        return "it left no checkpoint to continue from; Rerun trains it again from the start."
+    return ""
+
+
 def _rows(cells: Sequence[Sequence[str]], header: Sequence[str] | None = None) -> str:
-    head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" if header else ""
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in cells)
+    """A table; one with a header is a table of numbers whose cells never break ("pixel accura cy",
+    "0.123 456"): the view scrolls sideways instead."""
+    cell = "<td style='white-space:nowrap'>" if header else "<td>"
+    head = (
+        "<tr>" + "".join(f"<th style='white-space:nowrap'>{html.escape(h)}</th>" for h in header) + "</tr>"
+        if header
+        else ""
+    )
+    body = "".join("<tr>" + "".join(f"{cell}{text}</td>" for text in row) + "</tr>" for row in cells)
     return f"<table cellspacing='0' style='margin-bottom:10px'>{head}{body}</table>"
 
 
@@ -71,6 +125,8 @@ def details_html(details: JobDetails) -> str:
     if job.parent_job_id is not None:
         facts.append(("Run again from", f"job {job.parent_job_id}"))
     parts.append(_rows([(f"<b>{name}</b>", value) for name, value in facts]))
+    if details.resume_problem:
+        parts.append(f"<p>Cannot resume: {html.escape(details.resume_problem)}</p>")
     if job.error_message:
         parts.append(f"<h4 class='error'>What went wrong</h4><p>{html.escape(job.error_message)}</p>")
         if job.error_detail:
@@ -87,9 +143,29 @@ def details_html(details: JobDetails) -> str:
         parts.append("<h4>Outputs</h4>" + _rows(rows))
     if details.epochs:
         parts.append("<h4>Epochs</h4>" + _epoch_table(details.epochs))
-    spec = html.escape(json.dumps(job.spec, indent=2, sort_keys=True))
-    parts.append(f"<h4>Settings</h4><pre>{spec}</pre>")
+    parts.append("<h4>Settings</h4>" + _rows(settings_rows(job.spec)))
     return "".join(parts)
+
+
+def settings_rows(spec: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """A job's settings as (name, value) rows of a form: nested options by their dotted name,
+    lists joined, unset values as "—", so nobody has to read JSON."""
+    rows: list[tuple[str, str]] = []
+    for name, value in spec.items():
+        label = f"{prefix}{name.replace('_', ' ')}"
+        if isinstance(value, Mapping):
+            rows.extend(settings_rows(value, f"{label} · "))
+            continue
+        if value is None:
+            text = "—"
+        elif isinstance(value, list):
+            text = ", ".join(map(str, value)) or "—"
+        elif isinstance(value, bool):
+            text = "yes" if value else "no"
+        else:
+            text = str(value)
+        rows.append((f"<b>{html.escape(label)}</b>", html.escape(text)))
+    return rows
 
 
 def _epoch_table(epochs: list[EpochRecord]) -> str:

@@ -9,16 +9,18 @@ threshold for anomaly detection.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QResizeEvent
 from PySide6.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
+from engine.model_metadata import ClassInfo
 from engine.training.segmentation import default_color
 
 TRAIN = "train"
@@ -31,7 +33,7 @@ TRAIN_COLOR = "#1f6fb4"
 VALIDATION_COLOR = "#e07b1a"
 BATCH_COLOR = "#9bbfe0"
 MEAN_IOU_COLOR = "#1b1b1b"
-LEGEND_COLUMNS = 6
+LEGEND_ENTRY_WIDTH = 150  # pixels per legend column: as many columns as the plot's width holds
 PREFERRED_SIZE = QSize(480, 360)
 ANOMALY_COLORS = {"reconstruction_error": "#7a3db8", "threshold": "#c0392b"}
 LABELS = {
@@ -79,6 +81,23 @@ class EpochPoint:
         )
 
 
+DEFAULT_CLASS_NAME = re.compile(r"class (\d+)")
+
+
+def class_label(recorded: str, classes: Sequence[ClassInfo]) -> tuple[str, str | None]:
+    """The name and colour to show for a class as a metric recorded it.
+
+    Metrics keep the class names of the training run; a model's classes may have been named (or
+    renamed) since. A recorded name that is the engine's default ``class N`` shows as the model's
+    class N, so curves and legends say "water", not "class 3". Unknown names stay as recorded.
+    """
+    by_name = {info.name: info for info in classes}
+    by_id = {info.id: info for info in classes}
+    default = DEFAULT_CLASS_NAME.fullmatch(recorded)
+    info = by_name.get(recorded) or (by_id.get(int(default.group(1))) if default else None)
+    return (info.name, info.color) if info is not None else (recorded, None)
+
+
 def plotted_metrics(metrics: Mapping[str, float]) -> list[str]:
     """The metrics worth a curve, mean IoU before per-class IoU (stored metrics come sorted by name),
     or the anomaly error and threshold."""
@@ -92,12 +111,12 @@ class LossPlot(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._class_colors: dict[str, str] = {}
+        self._classes: list[ClassInfo] = []
         self._points: dict[str, tuple[list[float], list[float]]] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
-        loss_view, self.loss_plot = _plot_area("Loss", "loss", legend_below=False)
-        # One curve per class would hide the IoU curves under an inner legend: it goes below the plot.
-        metric_view, self.metric_plot = _plot_area("Validation metric", "", legend_below=True)
+        # Legends go below the plots: inside, they hide the curves (one per class for IoU).
+        loss_view, self.loss_plot = _plot_area("Loss", "loss")
+        metric_view, self.metric_plot = _plot_area("Validation metric", "")
         self.metric_plot.setXLink(self.loss_plot)
         self._add_curve(self.loss_plot, BATCH, BATCH_COLOR, width=1, symbol=None)
         self._add_curve(self.loss_plot, TRAIN, TRAIN_COLOR, width=2)
@@ -113,9 +132,29 @@ class LossPlot(QWidget):
         grow taller than the window from pyqtgraph's large default hints."""
         return PREFERRED_SIZE
 
-    def set_class_colors(self, colors: Mapping[str, str]) -> None:
-        """Colours per class name (``#rrggbb``), used for per-class IoU curves drawn from now on."""
-        self._class_colors = dict(colors)
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """Lays the legends out in as many columns as the width holds, so no entry is cut off."""
+        super().resizeEvent(event)
+        columns = max(1, event.size().width() // LEGEND_ENTRY_WIDTH)
+        for plot in (self.loss_plot, self.metric_plot):
+            if plot.legend.columnCount != columns:
+                plot.legend.setColumnCount(columns)
+
+    def set_classes(self, classes: Sequence[ClassInfo]) -> None:
+        """The model's classes: per-class curves show their names and colours (those drawn already too)."""
+        self._classes = list(classes)
+        per_class = [name for name in self._curves if name.startswith(CLASS_IOU_PREFIX)]
+        for index, name in enumerate(per_class):
+            curve = self._curves[name]
+            label, color = self._class_style(name, index)
+            self.metric_plot.legend.removeItem(curve)
+            curve.opts["name"] = label
+            curve.setPen(pg.mkPen(QColor(color), width=1.5, style=Qt.PenStyle.DashLine))
+            self.metric_plot.legend.addItem(curve, label)
+
+    def _class_style(self, metric: str, index: int) -> tuple[str, str]:
+        label, color = class_label(metric.removeprefix(CLASS_IOU_PREFIX), self._classes)
+        return label, color or default_color(index)
 
     def clear(self) -> None:
         """Forgets every point and every metric curve, for a new run."""
@@ -167,9 +206,10 @@ class LossPlot(QWidget):
         width: float,
         symbol: str | None = "o",
         style: Qt.PenStyle = Qt.PenStyle.SolidLine,
+        label: str | None = None,
     ) -> None:
         pen = pg.mkPen(QColor(color), width=width, style=style)
-        options: dict[str, Any] = {"pen": pen, "name": LABELS.get(name, name.removeprefix(CLASS_IOU_PREFIX))}
+        options: dict[str, Any] = {"pen": pen, "name": label or LABELS.get(name, name)}
         if symbol:
             options.update(symbol=symbol, symbolSize=6, symbolBrush=QColor(color), symbolPen=pen)
         curve = plot.plot([], [], antialias=True, **options)
@@ -190,10 +230,10 @@ class LossPlot(QWidget):
         elif name in ANOMALY_COLORS:
             self._add_curve(self.metric_plot, name, ANOMALY_COLORS[name], width=2)
         else:
-            class_name = name.removeprefix(CLASS_IOU_PREFIX)
             index = sum(other.startswith(CLASS_IOU_PREFIX) for other in self._curves)
-            color = self._class_colors.get(class_name, default_color(index))
-            self._add_curve(self.metric_plot, name, color, width=1.5, symbol=None, style=Qt.PenStyle.DashLine)
+            label, color = self._class_style(name, index)
+            dash = Qt.PenStyle.DashLine
+            self._add_curve(self.metric_plot, name, color, width=1.5, symbol=None, style=dash, label=label)
 
     def _append(self, name: str, x: float, y: float) -> None:
         xs, ys = self._points[name]
@@ -205,10 +245,8 @@ class LossPlot(QWidget):
         self._curves[name].setData(xs, ys)
 
 
-def _plot_area(
-    title: str, left_label: str, legend_below: bool
-) -> tuple[pg.GraphicsLayoutWidget, pg.PlotItem]:
-    """A white plot with grid and axis titles; its legend inside at the top right, or below it."""
+def _plot_area(title: str, left_label: str) -> tuple[pg.GraphicsLayoutWidget, pg.PlotItem]:
+    """A white plot with grid and axis titles, and its legend below it."""
     view = pg.GraphicsLayoutWidget()
     view.setBackground("w")
     view.setMinimumHeight(70)
@@ -222,15 +260,10 @@ def _plot_area(
     for axis in ("left", "bottom"):
         plot.getAxis(axis).setTextPen("#444444")
         plot.getAxis(axis).setPen("#888888")
-    legend_style = {"labelTextColor": "#333333", "brush": pg.mkBrush(255, 255, 255, 210)}
-    if legend_below:
-        legend = pg.LegendItem(**legend_style)
-        legend.setColumnCount(LEGEND_COLUMNS)
-        view.addItem(legend, row=1, col=0)
-        view.ci.layout.setRowStretchFactor(0, 1)
-        view.ci.layout.setRowStretchFactor(1, 0)
-        legend.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
-        plot.legend = legend
-    else:
-        plot.addLegend(offset=(-10, 10), **legend_style)
+    legend = pg.LegendItem(labelTextColor="#333333", brush=pg.mkBrush(255, 255, 255, 210))
+    view.addItem(legend, row=1, col=0)
+    view.ci.layout.setRowStretchFactor(0, 1)
+    view.ci.layout.setRowStretchFactor(1, 0)
+    legend.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+    plot.legend = legend
     return view, plot

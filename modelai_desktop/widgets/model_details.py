@@ -7,7 +7,7 @@ edited in place and colours are picked by double-clicking their swatch; the page
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.model_metadata import ClassInfo, ModelMetadata
-from modelai_desktop.widgets.loss_plot import CLASS_IOU_PREFIX, EpochPoint, LossPlot
+from modelai_desktop.widgets.loss_plot import CLASS_IOU_PREFIX, EpochPoint, LossPlot, class_label
 from modelai_desktop.widgets.progress_panel import format_duration
 
 ID_COLUMN, COLOR_COLUMN, NAME_COLUMN = range(3)
@@ -45,14 +45,18 @@ METRIC_NAMES = {
 }
 
 
-def metric_lines(metrics: Mapping[str, float]) -> list[str]:
-    """The metrics worth reading, best known names first, as ``Name value`` lines."""
+def metric_lines(metrics: Mapping[str, float], classes: Sequence[ClassInfo] = ()) -> list[str]:
+    """The metrics worth reading, best known names first, as ``Name value`` lines; per-class values
+    under the model's class names (see `class_label`)."""
     lines = [f"{label} {metrics[name]:.4g}" for name, label in METRIC_NAMES.items() if name in metrics]
     per_class = [name for name in metrics if name.startswith(CLASS_IOU_PREFIX)]
     if per_class:
         lines.append(
             "IoU per class: "
-            + ", ".join(f"{name.removeprefix(CLASS_IOU_PREFIX)} {metrics[name]:.3f}" for name in per_class)
+            + ", ".join(
+                f"{class_label(name.removeprefix(CLASS_IOU_PREFIX), classes)[0]} {metrics[name]:.3f}"
+                for name in per_class
+            )
         )
     return lines
 
@@ -224,13 +228,13 @@ class ModelDetails(QWidget):
             self.anomaly_label.setText(
                 f"Pixels with an error above {anomaly['threshold']:.4g} are anomalies{source}."
             )
-        self.training_label.setText(training_text(metadata.training))
+        self.training_label.setText(training_text(metadata.training, metadata.classes))
         history = metadata.training.get("history") or []
-        self.loss_plot.set_class_colors({info.name: info.color for info in metadata.classes})
+        self.loss_plot.set_classes(metadata.classes)
         self.loss_plot.show_history(EpochPoint.from_entry(entry) for entry in history)
 
 
-def training_text(training: Mapping[str, Any]) -> str:
+def training_text(training: Mapping[str, Any], classes: Sequence[ClassInfo] = ()) -> str:
     """A few lines on how a model was trained: epochs, best metric, data, device, time."""
     if not training:
         return "This model file carries no training summary."
@@ -245,7 +249,7 @@ def training_text(training: Mapping[str, Any]) -> str:
     history = training.get("history") or []
     best = next((entry for entry in history if entry.get("epoch") == training.get("best_epoch")), None)
     if best is not None:
-        lines.extend(metric_lines(best.get("metrics", {})))
+        lines.extend(metric_lines(best.get("metrics", {}), classes))
     data = training.get("data") or []
     if data:
         names = ", ".join(Path(entry["image"]).name for entry in data[:6])

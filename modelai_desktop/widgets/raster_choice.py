@@ -13,7 +13,6 @@ from pathlib import Path
 from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QFileDialog,
     QGroupBox,
     QHBoxLayout,
     QListWidget,
@@ -25,10 +24,10 @@ from PySide6.QtWidgets import (
 
 from engine.errors import EngineError
 from engine.raster import RasterInfo, read_info
+from modelai_desktop import file_dialogs
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.raster_list import RasterListModel
 
-RASTER_FILTER = "GeoTIFF rasters (*.tif *.tiff *.TIF *.TIFF);;All files (*)"
 PATH_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -119,9 +118,9 @@ class RasterChoice(QGroupBox):
 
     def choose_files(self) -> None:
         """The Add files… dialog (a plain slot, so its modal loop is safe)."""
-        names, _ = QFileDialog.getOpenFileNames(self, "Add rasters to predict", "", RASTER_FILTER)
-        if names:
-            self.add_paths([Path(name) for name in names])
+        paths = file_dialogs.open_files(self, "Add rasters to predict")
+        if paths:
+            self.add_paths(paths)
 
     def _on_current_item_changed(self, item: QListWidgetItem | None, _previous: object) -> None:
         self.current_changed.emit(self._info(item))

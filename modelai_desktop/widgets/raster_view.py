@@ -9,11 +9,12 @@ Nodata is transparent over a checkerboard, never black.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QGraphicsRectItem,
@@ -94,6 +95,7 @@ class RasterView(QWidget):
         self._rgba: np.ndarray | None = None
         self._choices: dict[Path, DisplayChoice] = {}
         self._overlay_wanted = True
+        self._probe: Callable[[float, float], str] | None = None
 
         self.controls = DisplayControls()
         self.controls.changed.connect(self._on_choice_changed)
@@ -114,6 +116,7 @@ class RasterView(QWidget):
         self.viewbox.addItem(self.image_item)
         self.viewbox.addItem(self.overlay_item)
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.graphics.viewport().installEventFilter(self)
 
         self.placeholder = QLabel()
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -122,9 +125,12 @@ class RasterView(QWidget):
         self.stack = QStackedWidget()
         self.stack.addWidget(self.placeholder)
         self.stack.addWidget(self.graphics)
+        # It wraps: the readout of a many-band raster is longer than any window is wide.
         self.cursor_label = QLabel(CURSOR_HINT)
+        self.cursor_label.setObjectName("cursorReadout")
+        self.cursor_label.setWordWrap(True)
         self.cursor_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.cursor_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.cursor_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.MinimumExpanding)
         self.scale_label = QLabel()
         self.scale_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
@@ -135,8 +141,8 @@ class RasterView(QWidget):
 
         footer = QHBoxLayout()
         footer.addWidget(self.cursor_label, 1)
-        footer.addWidget(self.scale_label)
-        footer.addWidget(self.fit_button)
+        footer.addWidget(self.scale_label, 0, Qt.AlignmentFlag.AlignTop)
+        footer.addWidget(self.fit_button, 0, Qt.AlignmentFlag.AlignTop)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.controls)
@@ -205,6 +211,11 @@ class RasterView(QWidget):
         self._overlay_wanted = visible
         self.overlay_item.setVisible(visible and self.overlay_item.image is not None)
 
+    def set_probe(self, probe: Callable[[float, float], str] | None) -> None:
+        """A function of a full-resolution pixel position whose text joins the cursor readout
+        (the predicted class or score under the cursor); None removes it."""
+        self._probe = probe
+
     def reset_zoom(self) -> None:
         """Fits the whole raster in the view."""
         self.viewbox.autoRange(items=[self.image_item], padding=0.02)
@@ -220,14 +231,16 @@ class RasterView(QWidget):
         digits = 6 if info.is_geographic else 2
         where = f"Pixel {int(col)}, {int(row)}   x {x:.{digits}f}  y {y:.{digits}f}  {info.crs or 'no CRS'}"
         values = preview.band_values(col, row)
+        probed = self._probe(col, row) if self._probe is not None else ""
+        result = f"   {probed}" if probed else ""
         if values is None:
-            return f"{where}   nodata"
+            return f"{where}   nodata{result}"
         approx = "≈" if preview.decimation > 1 else ""
         bands = "  ".join(
             f"B{band} {approx}{_format_value(value)}"
             for band, value in zip(preview.bands, values, strict=True)
         )
-        return f"{where}   {bands}"
+        return f"{where}{result}   {bands}"
 
     async def _read_and_draw(self, info: RasterInfo, choice: DisplayChoice) -> None:
         self.cursor_label.setText(f"Reading a preview of {info.path.name}…")
@@ -245,7 +258,7 @@ class RasterView(QWidget):
         self._draw()
         self.stack.setCurrentWidget(self.graphics)
         self.reset_zoom()
-        self.cursor_label.setText(CURSOR_HINT if preview.valid.any() else NO_DATA_TEXT)
+        self._show_idle_readout()
         self.scale_label.setText(_scale_text(preview))
         self.preview_shown.emit(str(info.path))
 
@@ -272,6 +285,16 @@ class RasterView(QWidget):
         self.image_item.setRect(extent)
         self.checkerboard.setRect(extent)
         self.checkerboard.show()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """The readout goes back to its hint when the cursor leaves the image."""
+        if event.type() == QEvent.Type.Leave and self._preview is not None:
+            self._show_idle_readout()
+        return super().eventFilter(watched, event)
+
+    def _show_idle_readout(self) -> None:
+        assert self._preview is not None
+        self.cursor_label.setText(CURSOR_HINT if self._preview.valid.any() else NO_DATA_TEXT)
 
     def _on_mouse_moved(self, scene_pos: QPointF) -> None:
         if self._preview is None:

@@ -9,7 +9,8 @@ bar. The lower half of the scale fades to transparent, so the raster shows where
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from PySide6.QtGui import QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from engine.outputs import hex_to_rgb
-from engine.preview import read_preview
+from engine.preview import Preview, read_preview
 from engine.raster import read_info
 
 HEAT_COLORMAP = "inferno"
@@ -63,7 +64,29 @@ def heat_overlay(values: np.ndarray, valid: np.ndarray, limits: tuple[float, flo
     return rgba
 
 
-def render_result(summary: Mapping[str, Any], outputs: Mapping[str, Path]) -> np.ndarray:
+@dataclass(frozen=True)
+class ResultLayer:
+    """A prediction as drawn over its raster: the coloured overlay and the values under it."""
+
+    rgba: np.ndarray
+    values: Preview
+    summary: Mapping[str, Any]
+
+    def describe(self, col: float, row: float) -> str:
+        """What the model says at a full-resolution pixel: its class, or its error and verdict."""
+        values = self.values.band_values(col, row)
+        if values is None:
+            return ""
+        value = values[0]
+        if self.summary["task"] == "segmentation":
+            names = {int(entry["id"]): entry["name"] for entry in self.summary["classes"]}
+            return f"Result: {names.get(round(value), f'class {round(value)}')}"
+        threshold = float(self.summary["threshold"])
+        verdict = "anomaly" if value > threshold else "normal"
+        return f"Error {value:.3g} ({verdict}; threshold {threshold:.3g})"
+
+
+def render_result(summary: Mapping[str, Any], outputs: Mapping[str, Path]) -> ResultLayer:
     """Reads a prediction's main output at preview size and colours it (blocking: run it on a read thread).
 
     The preview size follows `engine.preview.read_preview`, the same rule as the raster's own
@@ -74,20 +97,33 @@ def render_result(summary: Mapping[str, Any], outputs: Mapping[str, Path]) -> np
     """
     if summary["task"] == "segmentation":
         preview = read_preview(read_info(outputs["classes"]), [1], resampling="nearest")
-        return class_overlay(preview.data[0], preview.valid, summary["classes"])
+        return ResultLayer(
+            class_overlay(preview.data[0], preview.valid, summary["classes"]), preview, summary
+        )
     preview = read_preview(read_info(outputs["anomaly"]), [1])
-    return heat_overlay(preview.data[0], preview.valid, heat_limits(summary))
+    return ResultLayer(heat_overlay(preview.data[0], preview.valid, heat_limits(summary)), preview, summary)
 
 
-def format_area(area: float, unit: str) -> str:
-    """Areas in square metres as m², ha or km²; other units as they are."""
+AREA_UNITS = ((1e6, "km²"), (1e4, "ha"), (1.0, "m²"))
+
+
+def area_unit_for(areas: Sequence[float], unit: str) -> tuple[float, str]:
+    """One unit for every area of a view (km², ha or m², by the largest), as a divisor and a symbol.
+
+    Units other than square metres are kept as they are (divisor 1).
+    """
     if unit != "square metres":
-        return f"{area:.4g} {unit.removeprefix('square ')}²" if unit.startswith("square ") else f"{area:.4g}"
-    if area >= 1e6:
-        return f"{area / 1e6:,.2f} km²"
-    if area >= 1e4:
-        return f"{area / 1e4:,.2f} ha"
-    return f"{area:,.0f} m²"
+        return 1.0, unit.removeprefix("square ") + "²" if unit.startswith("square ") else ""
+    largest = max(areas, default=0.0)
+    return next((size, symbol) for size, symbol in AREA_UNITS if largest >= size or size == 1.0)
+
+
+def format_area(area: float, scale: tuple[float, str]) -> str:
+    """An area in the unit chosen by `area_unit_for` for its view."""
+    size, symbol = scale
+    value = area / size
+    text = f"{value:,.2f}" if size > 1 else f"{value:,.0f}" if symbol == "m²" else f"{value:.4g}"
+    return f"{text} {symbol}".rstrip()
 
 
 def color_bar_pixmap(lut: np.ndarray, width: int, height: int, marker: float | None) -> QPixmap:
@@ -134,19 +170,24 @@ class ResultLegend(QWidget):
         return [label.text() for label in labels if isinstance(label, QLabel) and label.text()]
 
     def show_summary(self, summary: Mapping[str, Any]) -> None:
-        """Fills the legend from a prediction summary (``task``, classes or heat-map statistics)."""
+        """Fills the legend from a prediction summary (``task``, classes or heat-map statistics).
+
+        The title names the model that made the result, so a result left on screen after another
+        model is chosen still says where it came from.
+        """
         self._clear_grid()
         name = Path(str(summary["raster"])).name
+        model = f" by {Path(str(summary['model'])).stem}" if summary.get("model") else ""
         if summary["task"] == "segmentation":
-            self.title.setText(f"Classes of {name}")
+            self.title.setText(f"Classes of {name}{model}")
             self._fill_classes(summary)
         else:
-            self.title.setText(f"Anomalies in {name}")
+            self.title.setText(f"Anomalies in {name}{model}")
             self._fill_heatmap(summary)
         self.show()
 
     def _fill_classes(self, summary: Mapping[str, Any]) -> None:
-        unit = summary["area_unit"]
+        scale = area_unit_for([entry["area"] for entry in summary["classes"]], summary["area_unit"])
         for row, entry in enumerate(summary["classes"]):
             swatch = QLabel()
             swatch.setFixedSize(SWATCH_SIZE, SWATCH_SIZE)
@@ -154,7 +195,7 @@ class ResultLegend(QWidget):
             self._grid.addWidget(swatch, row, 0)
             self._add_text(entry["name"], row, 1)
             self._add_text(f"{entry['fraction']:.1%}", row, 2, right=True)
-            self._add_text(format_area(entry["area"], unit), row, 3, right=True)
+            self._add_text(format_area(entry["area"], scale), row, 3, right=True)
         self._grid.setColumnStretch(4, 1)
 
     def _fill_heatmap(self, summary: Mapping[str, Any]) -> None:
@@ -168,10 +209,11 @@ class ResultLegend(QWidget):
         self._add_text(f"{low:.3g}", 1, 0)
         self._add_text(f"{high:.3g}", 1, 2, right=True)
         heatmap = summary["heatmap"]
+        area = summary["anomalous_area"]
         lines = (
             f"Reconstruction error; the white line is the threshold ({threshold:.4g})",
             f"Anomalous: {summary['anomalous_fraction']:.2%} of the valid pixels "
-            f"({format_area(summary['anomalous_area'], summary['area_unit'])})",
+            f"({format_area(area, area_unit_for([area], summary['area_unit']))})",
             f"Error: mean {heatmap['mean']:.3g}, 99th percentile {heatmap['p99']:.3g}, "
             f"max {heatmap['max']:.3g}",
         )

@@ -1,12 +1,15 @@
 """A validation patch as the model sees it, refreshed at every epoch of a training run.
 
-Segmentation shows the patch, its reference mask and the predicted classes in the class colours;
-anomaly detection shows the patch, its reconstruction and the per-pixel error. Watching the
-prediction sharpen (or not) tells the user sooner than any number whether training works.
+Segmentation shows the patch, its reference mask and the predicted classes in the class colours,
+with a legend of the classes by name; pixels without a label are drawn as unlabelled in both masks,
+since no score counts them. Anomaly detection shows the patch, its reconstruction and the per-pixel
+error. Watching the prediction sharpen (or not) tells the user sooner than any number whether
+training works.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -18,8 +21,9 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QWidget
 from engine.datasets import IGNORE_INDEX
 from engine.training.segmentation import default_color
 
-PANEL_SIZE = 128
+PANEL_SIZE = 112
 UNLABELLED_COLOR = "#d9d9d9"
+UNLABELLED_NAME = "unlabelled"
 ERROR_COLORMAP = "inferno"
 ERROR_STRETCH_PERCENTILE = 99.5
 SEGMENTATION_TITLES = ("Input", "Reference mask", "Prediction")
@@ -59,11 +63,13 @@ class SampleView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._names: list[str] = []
         self._colors: list[str] = []
         self.titles = [QLabel() for _ in range(3)]
         self.panels = [QLabel() for _ in range(3)]
         self.caption = QLabel(EMPTY_TEXT)
         self.caption.setObjectName("placeholder")
+        self.caption.setWordWrap(True)
         layout = QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setHorizontalSpacing(8)
@@ -79,8 +85,9 @@ class SampleView(QWidget):
         layout.addWidget(self.caption, 2, 0, 1, 3)
         self.clear()
 
-    def set_class_colors(self, colors: Sequence[str]) -> None:
-        """Colours of class ids 0, 1, ... for the reference and predicted masks."""
+    def set_classes(self, names: Sequence[str], colors: Sequence[str]) -> None:
+        """Names and colours of class ids 0, 1, ... (missing ones: ``class N`` in the default palette)."""
+        self._names = list(names)
         self._colors = list(colors)
 
     def clear(self) -> None:
@@ -95,10 +102,15 @@ class SampleView(QWidget):
         if "reconstruction" in sample:
             titles = ANOMALY_TITLES
             images = [sample["image"], sample["reconstruction"], error_rgb(sample["prediction"])]
+            legend = ""
         else:
             titles = SEGMENTATION_TITLES
             lut = class_lut(self._colors)
-            images = [sample["image"], lut[sample["target"]], lut[sample["prediction"]]]
+            target = sample["target"]
+            prediction = np.where(target == IGNORE_INDEX, IGNORE_INDEX, sample["prediction"])
+            masks = [target, prediction]
+            images = [sample["image"], *(lut[mask] for mask in masks)]
+            legend = "<br>" + self._legend(masks)
         for title, panel, text, rgb in zip(self.titles, self.panels, titles, images, strict=True):
             title.setText(text)
             panel.setPixmap(
@@ -109,9 +121,22 @@ class SampleView(QWidget):
                     Qt.TransformationMode.FastTransformation,
                 )
             )
-        self.caption.setText(
-            f"A validation patch after epoch {epoch}." if epoch is not None else "A validation patch."
-        )
+        caption = f"A validation patch after epoch {epoch}." if epoch is not None else "A validation patch."
+        self.caption.setText(caption + legend)
+
+    def _legend(self, masks: Sequence[np.ndarray]) -> str:
+        """Colour chips with the names of the classes in the masks (class ids), and the unlabelled grey."""
+        shown = sorted(set().union(*(np.unique(mask).tolist() for mask in masks)))
+        lut = class_lut(self._colors)
+        chips = [
+            f"<span style='color:{QColor(*lut[class_id]).name()}'>■</span>&nbsp;{html.escape(name)}"
+            for class_id in shown
+            for name in [UNLABELLED_NAME if class_id == IGNORE_INDEX else self._class_name(class_id)]
+        ]
+        return " ".join(chips)
+
+    def _class_name(self, class_id: int) -> str:
+        return self._names[class_id] if class_id < len(self._names) else f"class {class_id}"
 
     def shown_image(self, panel: int) -> QImage:
         """The image a panel shows now (empty when none), for tests and screenshots."""

@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLineEdit,
@@ -30,6 +29,7 @@ from PySide6.QtWidgets import (
 from engine.device import describe_device
 from engine.errors import DatasetError
 from engine.training.config import TrainConfig
+from modelai_desktop import file_dialogs
 
 GIB = 1024**3
 PATCH_STEP = 16
@@ -214,11 +214,8 @@ class TrainSettingsForm(QWidget):
     def choose_output(self) -> None:
         """The Save As dialog (a plain slot, so its modal loop never runs inside a coroutine)."""
         current = self.output_path()
-        name, _ = QFileDialog.getSaveFileName(
-            self, "Save the model as", str(current or Path.home()), MODEL_FILTER
-        )
-        if name:
-            path = Path(name)
+        path = file_dialogs.save_file(self, "Save the model as", MODEL_FILTER, current)
+        if path:
             self.output.setText(str(path if path.suffix else path.with_suffix(".safetensors")))
 
     def show_config(self, config: TrainConfig) -> None:

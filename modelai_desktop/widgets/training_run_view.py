@@ -26,6 +26,7 @@ STOP_TOOLTIP = (
 IDLE_TEXT = "No training has run yet in this session."
 TRAIN_SHARE = 0.8  # of an epoch spent training rather than validating, until an epoch shows the real one
 MIN_ETA_FRACTION = 0.002  # of the run done in this session before its pace says anything
+METRICS_MIN_WIDTH = 90  # beside the sample panels, wrapping, so the page fits 1024 px wide
 
 
 class TrainingRunView(QWidget):
@@ -55,6 +56,7 @@ class TrainingRunView(QWidget):
         self.sample_view = SampleView()
         self.metrics_label = QLabel()
         self.metrics_label.setWordWrap(True)
+        self.metrics_label.setMinimumWidth(METRICS_MIN_WIDTH)
         self.metrics_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         sample_box = QGroupBox("Sample prediction")
         sample_row = QHBoxLayout(sample_box)

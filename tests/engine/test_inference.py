@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -574,3 +576,15 @@ def test_out_of_memory_halves_the_batch_once_and_keeps_every_tile():
     np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-6)
     assert forward.batch_size == 2
     assert len(reporter.warnings()) == 1 and "batch size 4" in reporter.warnings()[0]
+
+
+def test_outputs_are_written_with_the_users_umask_not_private(segmentation_model, holdout, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        result = predict_raster(
+            segmentation_model, holdout, tmp_path, PredictOptions(tile=128), NullReporter(), CancelToken()
+        )
+    finally:
+        os.umask(previous)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in result.outputs.values()}
+    assert set(modes.values()) == {0o644}, modes

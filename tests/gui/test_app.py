@@ -14,6 +14,9 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QLabel, QMessageBox
 
 from engine.errors import RasterError
+from engine.synthetic import write_scene
+from engine.training.config import TrainConfig
+from modelai_desktop import file_dialogs
 from modelai_desktop.app import ErrorReporter
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.logging_setup import LOG_FILE_NAME, configure_logging
@@ -137,3 +140,44 @@ def test_the_help_menu_runs_the_self_test_and_shows_its_checks(window, run):
     assert box.text().startswith(f"All {len(report.results)} checks passed")
     assert "PASS" in box.detailedText() and "CPU" in box.detailedText()
     box.close()
+
+
+def test_a_restart_brings_back_the_rasters_the_training_settings_and_the_last_folder(
+    window, settings, qtbot, run, until, tmp_path
+):
+    scenes = tmp_path / "scenes"
+    for index in range(2):
+        write_scene(scenes, f"scene{index}", size=(64, 64), seed=index)
+    run(window.data_page.load_paths([scenes / "images"]))
+    config = TrainConfig(
+        task="segmentation",
+        images=[scenes / "images"],
+        masks=[scenes / "masks"],
+        output=tmp_path / "models" / "kept.safetensors",
+        epochs=7,
+        lr=0.004,
+    )
+    window.train_page.training_started.emit(config)  # as Start training does
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "kept.safetensors").write_bytes(b"the model that run saved")
+    settings.set_last_folder(scenes / "masks")
+    window.close()
+
+    again = MainWindow(settings, tmp_path / "logs")
+    qtbot.addWidget(again)
+    again.restore_session()
+    page = again.train_page
+
+    async def scenario() -> None:
+        await until(lambda: len(again.data_page.rasters()) == 2, "the last session's rasters")
+        await until(lambda: page.pairing_table.check_texts(), "the restored training data to be checked")
+        await again.tasks.wait_idle()
+
+    try:
+        run(scenario())
+    finally:
+        run(again.tasks.aclose())
+    assert page.images_area.paths() == [scenes / "images"] and page.masks_area.paths() == [scenes / "masks"]
+    assert (page.settings.epochs.value(), page.settings.learning_rate.value()) == (7, 0.004)
+    assert page.settings.output_path() != tmp_path / "models" / "kept.safetensors", "a free name"
+    assert file_dialogs.last_folder() == scenes / "masks", "dialogs open where the user last was"

@@ -11,14 +11,16 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QTextBrowser
 
 from engine.errors import JobCancelled
-from engine.job_records import JobStatus
+from engine.job_records import EpochRecord, JobStatus
 from engine.job_specs import TrainSpec, spec_to_dict
 from engine.progress import CancelToken, NullReporter
 from engine.runner import open_store
 from engine.synthetic import write_scene
 from engine.training import train
+from modelai_desktop.widgets.job_details import STYLE, _epoch_table
 from modelai_desktop.widgets.job_table import COLUMNS
 from modelai_desktop.workers import run_spec_job
 from tests.engine.runner_child import tiny_config, tiny_predict_spec, write_training_data
@@ -76,7 +78,7 @@ def test_the_page_lists_jobs_and_shows_a_failed_job(window, run, until, history)
     assert f"Job {history['failed']} · predict · failed" in text
     assert "ZeroDivisionError: division by zero" in text and "Traceback" in text
     assert "field_summary.json" in text and "missing" in text, "outputs are checked on disk"
-    assert '"tile": 32' in text, "the settings it ran with"
+    assert "options · tile\n32" in text and "{" not in text, "the settings it ran with, as a form"
     assert page.rerun_button.isEnabled() and not page.cancel_button.isEnabled()
     assert page.count_label.text() == "3 jobs"
 
@@ -195,3 +197,21 @@ def test_a_cancelled_training_shows_its_curves_and_resumes_from_the_train_page(
         resumed = store.list_jobs()[0]
         assert (resumed.parent_job_id, resumed.status) == (cancelled.id, JobStatus.SUCCEEDED)
         assert [epoch.epoch for epoch in store.epochs(resumed.id)] == [1, 2]
+    page.table.select_job(cancelled.id)
+    run(page.reload())
+    assert not page.resume_button.isVisibleTo(page), "no Resume for a job a later job already finished"
+    assert f"Cannot resume: job {resumed.id} already continued it" in page.details.toPlainText()
+
+
+def test_epoch_tables_never_break_a_header_or_a_number(qtbot):
+    metrics = {"pixel_accuracy": 0.912345, "mean_iou": 0.5, "mean_f1": 0.6}
+    epochs = [EpochRecord(1, 1, 0.123456, 0.234567, metrics, None, None)]
+    view = QTextBrowser()
+    qtbot.addWidget(view)
+    view.resize(260, 200)
+    view.setHtml(STYLE + _epoch_table(epochs))
+    view.show()
+    qtbot.waitUntil(lambda: view.horizontalScrollBar().maximum() > 0)  # scrolls sideways instead
+    for text in ("pixel accuracy", "0.9123", "0.1235"):
+        block = view.document().find(text).block()
+        assert block.layout().lineCount() == 1, f"{text!r} is broken over lines"

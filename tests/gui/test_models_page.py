@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
 from engine.model_file import load_model, read_metadata
+from engine.model_metadata import ClassInfo
 from engine.paths import app_home
 from engine.training import train
-from modelai_desktop.pages.models_page import ModelsPage
+from modelai_desktop.pages.models_page import ModelsPage, color_dialog_title
 from modelai_desktop.widgets.model_details import COLOR_COLUMN, NAME_COLUMN
 from tests.engine.runner_child import tiny_config, write_training_data
 
@@ -78,6 +80,9 @@ def test_editing_a_class_name_and_colour_writes_them_into_the_model_file(page, m
     assert classes[0].name == "class 0", "other classes are unchanged"
     assert table.item(1, COLOR_COLUMN).background().color() == QColor("#123456")
     load_model(model)  # the rewritten file still loads with its weights
+    legend = [label.text for _sample, label in page.details.loss_plot.metric_plot.legend.items]
+    assert "road" in legend and "class 1" not in legend, "curves name the class as the model does now"
+    assert "road" in page.details.training_label.text()
 
 
 def test_predict_rename_and_delete_act_on_the_selected_model(page, model, run, qtbot):
@@ -113,3 +118,15 @@ def test_an_opened_model_from_elsewhere_and_a_damaged_file_are_both_listed(page,
     page.table.setCurrentCell(broken_row, 0)
     assert "not a valid ModelAI model" in page.details.message.text()
     assert not page.predict_button.isEnabled()
+
+
+def test_long_model_names_are_told_apart_and_the_colour_dialog_names_the_class(page, model, run):
+    long_name = "segmentation-a-very-long-survey-area-name-summer-2026"
+    for suffix in ("-2", "-3"):
+        shutil.copy(model, model.with_name(f"{long_name}{suffix}.safetensors"))
+    run(page.reload())
+    assert page.table.textElideMode() == Qt.TextElideMode.ElideMiddle, "the differing ends stay visible"
+    tooltips = {page.table.item(row, 0).toolTip().splitlines()[0] for row in range(page.table.rowCount())}
+    assert {f"{long_name}-2.safetensors", f"{long_name}-3.safetensors"} <= tooltips
+    assert color_dialog_title(ClassInfo(1, "class 1", "#000000")) == "Colour of class 1"
+    assert color_dialog_title(ClassInfo(3, "water", "#000000")) == "Colour of class “water”"

@@ -86,8 +86,38 @@ def test_a_prediction_writes_outputs_records_a_job_and_draws_the_result(
     bare = np.frombuffer(without.constBits(), np.uint8).astype(int)
     assert np.abs(drawn - bare).mean() > 5, "the overlay changes the pixels on screen"
     legend = " ".join(page.legend.texts())
-    assert all(name in legend for name in CLASS_NAMES) and "%" in legend and "m²" in legend
-    assert str(page.output_edit.text()) != str(page.last_output_dir), "the next run gets a new folder"
+    assert all(name in legend for name in CLASS_NAMES) and "%" in legend
+    units = {unit for unit in ("m²", "ha", "km²") if f" {unit}" in legend}
+    assert len(units) == 1, f"one area unit in the legend, not {units}"
+    assert page.legend.title.text() == "Classes of field.tif by tiny", "the legend names the model"
+    readout = page.view.describe_position(40.5, 40.5)
+    assert any(f"Result: {name}" in readout for name in CLASS_NAMES), readout
+    assert page.output_edit.text() == str(page.last_output_dir), "the folder shown is the one used"
+
+
+def test_the_output_folder_shown_is_the_one_each_run_writes_to(window, qtbot, run, until, model, scene):
+    page = window.predict_page
+    used: list[str] = []
+
+    async def predict_once() -> None:
+        shown_before = page.output_edit.text()
+        qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
+        used.append(page.worker.spec.output_dir)
+        assert page.output_edit.text() == str(used[-1]), "the field shows the folder used while it runs"
+        if shown_before != str(used[-1]):
+            assert Path(shown_before).exists(), "a new folder is chosen only when the shown one is taken"
+        await until(lambda: page.worker is None, "the prediction to end", timeout=30)
+        assert page.output_edit.text() == str(page.last_output_dir) == str(used[-1])
+
+    async def scenario() -> None:
+        await load(window, model, scene)
+        page.rasters.select([scene])
+        prepare(page)
+        await predict_once()
+        await predict_once()
+
+    run(scenario())
+    assert used[0] != used[1], "the second run does not refuse the first run's folder"
 
 
 def test_cancel_stops_the_job_and_leaves_no_output(window, qtbot, run, until, model, tmp_path, isolated_home):
@@ -203,3 +233,19 @@ def test_the_progress_panel_shows_tiles_rate_and_time_left(qtbot):
     assert panel.status_label.text() == "Epoch 2/10: training batch 5 of 40, loss 0.1235"
     panel.finish("Done in 0:12: job 3.")
     assert not panel.running and panel.cancel_button.isHidden()
+
+
+def test_the_model_just_trained_is_chosen_on_the_predict_page(window, run, until, model):
+    window.train_page.model_saved.emit(model)  # as a training that ends does
+    run(until(lambda: window.predict_page.model_path == model, "the new model on the Predict page"))
+    assert model.name in window.predict_page.model_label.text()
+
+
+def test_the_banner_of_what_is_missing_goes_once_it_is_given(window, run, model, scene):
+    page = window.predict_page
+    run(load(window, model, scene))
+    page.rasters.select([])
+    page.start_prediction()
+    assert page.banner.text().startswith("To predict, select at least one raster")
+    page.rasters.select([scene])
+    assert page.banner.text() == "", "the fixed problem's banner does not stay"

