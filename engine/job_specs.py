@@ -18,6 +18,7 @@ from engine.datasets import find_training_data, select_bands
 from engine.device import autocast_dtype, resolve_device
 from engine.errors import EngineError, JobStoreError, ModelFileError, OutputError
 from engine.inference import PredictOptions
+from engine.labels.training import with_label_masks
 from engine.model_file import check_model_file
 from engine.outputs import check_writable_folder
 from engine.prediction_checks import check_compatibility, check_outputs
@@ -119,6 +120,7 @@ def absolute_spec(spec: JobSpec) -> JobSpec:
             masks=None if config.masks is None else [path.absolute() for path in config.masks],
             output=config.output.absolute(),
             resume=None if config.resume is None else config.resume.absolute(),
+            labels=None if config.labels is None else config.labels.absolute(),
             checkpoint_dir=None if config.checkpoint_dir is None else config.checkpoint_dir.absolute(),
         )
     )
@@ -155,6 +157,7 @@ def _validate_training(config: TrainConfig) -> list[str]:
         raise OutputError(f"{config.output} already exists. Choose another name or pass --overwrite.")
     check_writable_folder(config.output.parent)
     reporter = RecordingReporter()
+    config = with_label_masks(config, reporter)
     masks = config.masks if config.task == "segmentation" else None
     pairs = find_training_data(config.images, masks, reporter)
     bands = select_bands(pairs, config.bands)
