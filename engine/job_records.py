@@ -45,6 +45,7 @@ class ArtifactKind(StrEnum):
     SUMMARY = "summary"
     STYLE = "style"
     CHECKPOINT = "checkpoint"
+    POLYGONS = "polygons"
 
 
 @dataclass(frozen=True, slots=True)

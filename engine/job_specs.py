@@ -26,6 +26,7 @@ from engine.prediction_heads import check_classes
 from engine.progress import RecordingReporter
 from engine.training.config import TASKS, TrainConfig
 from engine.training.segmentation import make_segmentation_task
+from engine.vectorize.prediction import check_polygon_outputs
 
 TRAIN_KIND_PREFIX = "train-"
 PREDICT_KIND = "predict"
@@ -177,4 +178,6 @@ def _validate_prediction(spec: PredictSpec) -> list[str]:
     for raster in spec.rasters:
         warnings.extend(check_compatibility(metadata, raster, spec.model.name))
     check_outputs(metadata, spec.rasters, spec.output_dir, spec.options.probabilities, spec.options.overwrite)
+    if spec.options.polygons:
+        check_polygon_outputs(metadata, spec.rasters, spec.output_dir, spec.options.overwrite)
     return warnings

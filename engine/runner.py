@@ -50,6 +50,7 @@ PREDICTION_ARTIFACTS = {
     "anomaly": ArtifactKind.ANOMALY,
     "anomaly_mask": ArtifactKind.ANOMALY_MASK,
     "summary": ArtifactKind.SUMMARY,
+    "polygons": ArtifactKind.POLYGONS,
 }
 
 

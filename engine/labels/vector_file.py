@@ -75,7 +75,8 @@ def describe_label_file(path: Path, layer: str | None = None) -> LabelLayerInfo:
     if path.suffix.lower() not in LABEL_SUFFIXES:
         raise LabelFileError(f"{path} is not a label file: give {FORMATS_TEXT}.")
     try:
-        layers = tuple(str(name) for name, _ in pyogrio.list_layers(gdal_path(path)))
+        # tables without geometry (QGIS's layer_styles, metadata) are no label layers
+        layers = tuple(str(name) for name, kind in pyogrio.list_layers(gdal_path(path)) if kind is not None)
     except (DataSourceError, DataLayerError) as exc:
         raise LabelFileError(
             f"{path} cannot be read as {FORMATS_TEXT} ({_first_line(exc)}). "
