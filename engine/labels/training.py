@@ -180,7 +180,7 @@ def _check_classes(
     present = [class_id for class_id, count in totals.items() if count]
     if len(present) >= 2:
         return
-    if not present:
+    if not present or (unlabelled == "background" and present == [0]):
         raise DatasetError(
             f"The polygons of {features.path} cover no pixel centre of the images: they are smaller than a "
             "pixel. Use --all-touched, or label at the images' resolution."
