@@ -10,6 +10,7 @@ import numpy as np
 import pyogrio
 import rasterio
 import shapely
+from rasterio.crs import CRS
 
 from engine.labels.rasterize import reproject
 from engine.labels.vector_file import gdal_path
@@ -62,17 +63,12 @@ def read_polygons(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
     return shapely.from_wkb(wkb), dict(zip(meta["fields"], data, strict=True)), meta["crs"]
 
 
-def reprojected_copy(source: Path, target: Path, crs: str) -> Path:
-    """``source``'s polygons moved to ``crs`` and saved in ``target``'s format."""
+def reprojected_copy(source: Path, target: Path, crs: str, keep: tuple[str, ...] = ("building",)) -> Path:
+    """``source``'s polygons moved to ``crs`` and saved in ``target``'s format with the fields ``keep``."""
     geometries, fields, source_crs = read_polygons(source)
-    moved = reproject(
-        geometries,
-        rasterio.crs.CRS.from_user_input(source_crs).to_wkt(),
-        rasterio.crs.CRS.from_user_input(crs).to_wkt(),
-    )
-    return write_labels(
-        target, list(moved), crs, {name: list(v) for name, v in fields.items() if name in ("building",)}
-    )
+    moved = reproject(geometries, CRS.from_user_input(source_crs).to_wkt(), CRS.from_user_input(crs).to_wkt())
+    kept = {name: list(values) for name, values in fields.items() if name in keep}
+    return write_labels(target, list(moved), crs, kept)
 
 
 def deepforest_boxes(csv_path: Path, image: Path, target: Path) -> Path:
