@@ -16,9 +16,12 @@ from rasterio.features import rasterize, shapes
 from rasterio.transform import from_origin
 
 from engine.cli import main
+from engine.job_records import ArtifactKind
+from engine.jobs import JobStore
 from engine.labels.training import LabelSettings, label_masks
 from engine.model_file import read_metadata
 from engine.model_metadata import ModelMetadata
+from engine.paths import jobs_db_path
 from engine.progress import RecordingReporter
 from engine.raster import read_info
 from engine.vectorize.prediction import write_prediction_polygons
@@ -44,7 +47,7 @@ def _components(classes: np.ndarray, skip: int = 255) -> int:
 
 
 def test_predicted_regions_cross_tiles_as_one_feature_and_burn_back_exactly(
-    model: Path, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    model: Path, data: Path, tmp_path: Path, isolated_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     raster = data / "images" / "scene0.tif"
     output = tmp_path / "out"
@@ -63,6 +66,17 @@ def test_predicted_regions_cross_tiles_as_one_feature_and_burn_back_exactly(
     assert all(names[int(i)] == n for i, n in zip(fields["class_id"], fields["class_name"], strict=True))
     assert np.isclose(fields["area_m2"].sum(), np.count_nonzero(classes != 255) * 100.0)
     assert "32618" in crs
+    with JobStore(jobs_db_path(isolated_home)) as store:
+        (job,) = store.list_jobs()
+        assert (ArtifactKind.POLYGONS, gpkg) in {(a.kind, a.path) for a in store.artifacts(job.id)}
+
+    for written in output.iterdir():
+        if written != gpkg:
+            written.unlink()
+    again = main([str(arg) for arg in args])
+    assert again == 2 and "scene0_classes.gpkg" in capsys.readouterr().err  # exists: --overwrite replaces it
+    alone = main([str(arg) for arg in args[:-1]] + ["--min-area", "5", "--overwrite"])
+    assert alone == 2 and "add --polygons" in capsys.readouterr().err
 
 
 def test_geopackage_carries_its_qgis_style(model: Path, tmp_path: Path) -> None:
