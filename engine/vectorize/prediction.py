@@ -11,6 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyogrio
+import shapely
+from rasterio import Affine
+from rasterio.features import rasterize
 
 from engine.errors import EngineError, OutputError
 from engine.model_metadata import ModelMetadata
@@ -86,6 +90,18 @@ def write_prediction_polygons(
         style = single_style(ANOMALY_COLOR)
     write_styled_geopackage(target, target.stem, regions.geometries, fields, regions.crs_wkt, style)
     return len(regions)
+
+
+def polygon_outlines(path: Path, shape: tuple[int, int], transform: Affine) -> np.ndarray:
+    """Where the outlines of a written GeoPackage's polygons fall on a grid (e.g. a preview's): a
+    (rows, cols) bool array, every pixel an edge touches."""
+    layers = [name for name, kind in pyogrio.list_layers(str(path)) if kind is not None]
+    _, _, wkb, _ = pyogrio.raw.read(str(path), layer=layers[0], columns=[])
+    if wkb is None or len(wkb) == 0:
+        return np.zeros(shape, dtype=bool)
+    edges = shapely.boundary(shapely.from_wkb(wkb))
+    burnt = rasterize(((edge, 1) for edge in edges), out_shape=shape, transform=transform, all_touched=True)
+    return burnt.astype(bool)
 
 
 def _large_enough(regions: Regions, min_area: float) -> Regions:
