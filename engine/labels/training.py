@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,12 +51,7 @@ class LabelSettings:
 
     def key(self) -> dict[str, Any]:
         """The settings that enter the cache key (the file itself enters by its content)."""
-        return {
-            "layer": self.layer,
-            "field": self.field,
-            "unlabelled": self.unlabelled,
-            "all_touched": self.all_touched,
-        }
+        return {name: value for name, value in asdict(self).items() if name != "path"}
 
 
 @dataclass(frozen=True)

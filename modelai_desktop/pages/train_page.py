@@ -56,6 +56,9 @@ SEGMENTATION, ANOMALY = "segmentation", "anomaly"
 MODEL_SUFFIX = ".safetensors"
 WAITING_PREFIX = "Waiting for job"
 LEFT_PANEL_WIDTH = 500
+MASK_OR_LABEL_FILTER = (
+    "Masks or polygons (*.tif *.tiff *.gpkg *.shp *.zip *.geojson *.json *.fgb);;All files (*)"
+)
 
 
 def default_model_path(models_dir: Path, task: str, images: list[Path]) -> Path:
@@ -112,6 +115,7 @@ class TrainPage(QWidget):
             "Masks or labels",
             "Drop the masks here: one per image, named like it (or <name>_mask.tif). Or one polygon "
             "file: GeoPackage, Shapefile (.shp or .zip), GeoJSON or FlatGeobuf.",
+            file_filter=MASK_OR_LABEL_FILTER,
         )
         for area in (self.images_area, self.masks_area):
             area.paths_changed.connect(self._on_data_changed)

@@ -46,8 +46,11 @@ class FileDropArea(QFrame):
 
     paths_changed = Signal(list)
 
-    def __init__(self, title: str, hint: str, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, title: str, hint: str, parent: QWidget | None = None, file_filter: str = RASTER_FILTER
+    ) -> None:
         super().__init__(parent)
+        self._file_filter = file_filter
         self.setObjectName("dropArea")
         self.setStyleSheet(IDLE_STYLE)
         self.setAcceptDrops(True)
@@ -99,7 +102,7 @@ class FileDropArea(QFrame):
 
     def choose_files(self) -> None:
         """A file dialog opened from a plain slot (never inside a coroutine)."""
-        names, _ = QFileDialog.getOpenFileNames(self, f"Choose {self._title.lower()}", "", RASTER_FILTER)
+        names, _ = QFileDialog.getOpenFileNames(self, f"Choose {self._title.lower()}", "", self._file_filter)
         if names:
             self.add_paths([Path(name) for name in names])
 
