@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.raster import RasterInfo
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: masks declare 255 (unlabelled) as nodata
 CHUNK_BYTES = 1024 * 1024
 
 

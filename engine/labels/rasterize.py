@@ -24,6 +24,7 @@ from rasterio.warp import transform as transform_coordinates
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
+from engine.datasets import IGNORE_INDEX
 from engine.errors import DatasetError
 from engine.labels.vector_file import LabelFeatures
 from engine.raster import RasterInfo
@@ -100,6 +101,7 @@ def rasterize_mask(
         "height": image.height,
         "count": 1,
         "dtype": "uint8",
+        "nodata": IGNORE_INDEX,  # so a mask of class 0 and unlabelled pixels is never read as binary 0/1
         "crs": CRS.from_wkt(str(image.crs_wkt)),
         "transform": affine,
         "compress": "deflate",

@@ -11,6 +11,7 @@ import rasterio
 import shapely
 from rasterio.features import rasterize
 
+from engine.datasets import find_training_data
 from engine.errors import DatasetError
 from engine.labels.training import LabelSettings, label_masks
 from engine.labels.vector_file import describe_label_file
@@ -85,6 +86,30 @@ def test_text_classes_get_sorted_ids_after_background(tmp_path: Path) -> None:
     mask, names = _mask(ignored, [image], tmp_path / "ignore")
     assert names == ["Background", "building", "tree"]
     assert mask[15, 5] == 2 and mask[15, 25] == 1 and mask[30, 5] == 0 and mask[38, 38] == 255
+
+
+def test_an_image_with_only_class_0_and_unlabelled_pixels_is_not_read_as_binary(tmp_path: Path) -> None:
+    first, second = (
+        _image(tmp_path, "first"),
+        write_raster(
+            tmp_path / "second.tif",
+            np.ones((1, 40, 40), dtype=np.uint8),
+            crs=CRS,
+            transform=rasterio.transform.from_origin(100, 100, 1, 1),
+        ),
+    )
+    labels = write_labels(
+        tmp_path / "scribbles.geojson",
+        [shapely.box(2, 80, 12, 90), shapely.box(110, 80, 120, 90), shapely.box(125, 80, 130, 90)],
+        CRS,
+        {"kind": ["grass", "grass", "road"]},
+    )
+    settings = LabelSettings(labels, field="kind", unlabelled="ignore")
+    masks = label_masks(settings, [first, second], tmp_path / "cache", RecordingReporter())
+    pairs = find_training_data([first, second], [item.mask for item in masks.images], RecordingReporter())
+    # first.tif holds grass (class 0) and unlabelled pixels only: no "0/255 binary mask" reading.
+    assert pairs[0].mask.class_pixels == {0: 100}
+    assert pairs[1].mask.class_pixels == {0: 100, 1: 50}
 
 
 def test_integer_classes_are_used_as_ids(tmp_path: Path) -> None:
