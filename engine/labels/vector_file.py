@@ -31,7 +31,10 @@ class LabelFileError(DatasetError):
 
 @dataclass(frozen=True)
 class LabelLayerInfo:
-    """A label layer before its features are read: what a field picker and a check need."""
+    """A label layer before its features are read: what a field picker and a check need.
+
+    ``fields`` maps each attribute to its kind (see `_field_kind`).
+    """
 
     path: Path
     layer: str
@@ -192,7 +195,7 @@ def _choose_layer(path: Path, layers: tuple[str, ...], layer: str | None) -> str
 
 
 def _field_kind(dtype: str) -> str:
-    """``text``, ``integer`` or ``other`` (floats count as integers only when all values are whole)."""
+    """``text``, ``integer``, ``float`` (usable as class ids when every value is whole) or ``other``."""
     if dtype.startswith(("int", "uint")):
         return "integer"
     if dtype == "object":
