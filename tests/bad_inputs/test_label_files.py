@@ -29,7 +29,8 @@ def image(tmp_path: Path) -> Path:
 
 
 def _no_crs(folder: Path) -> Path:
-    path = write_labels(folder / "nocrs.shp", [HOUSE], None, {"kind": ["house"]})
+    with pytest.warns(UserWarning, match="'crs' was not provided"):
+        path = write_labels(folder / "nocrs.shp", [HOUSE], None, {"kind": ["house"]})
     path.with_suffix(".prj").unlink(missing_ok=True)
     return path
 
