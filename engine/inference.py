@@ -39,6 +39,11 @@ from engine.raster import RasterInfo, read_info
 from engine.tile_forward import TileForward
 from engine.tile_reader import TileReader
 from engine.tiling import WEIGHT_MODES, StripBlender, TileGrid
+from engine.vectorize.prediction import (
+    check_polygon_options,
+    check_polygon_outputs,
+    write_prediction_polygons,
+)
 
 # GDAL's block cache defaults to 5 % of RAM and would fill with decoded input blocks of a large
 # raster; 64 MB holds several strips of blocks, enough for the overlap between strips.
@@ -64,6 +69,9 @@ class PredictOptions:
     probabilities: bool = False
     threshold: float | None = None
     overwrite: bool = False
+    polygons: bool = False
+    min_area: float = 0.0
+    simplify: float = 0.0
 
 
 @dataclass
@@ -148,6 +156,10 @@ def predict_many(
         for warning in check_compatibility(metadata, raster_path, f"model {model_path.name}"):
             reporter.on_message("warning", warning)
     names = check_outputs(metadata, raster_paths, output_dir, options.probabilities, options.overwrite)
+    if options.polygons:
+        polygon_names = check_polygon_outputs(metadata, raster_paths, output_dir, options.overwrite)
+        for path, name in polygon_names.items():
+            names[path]["polygons"] = name
     model, metadata = load_model(model_path, device)
     size_multiple = int(getattr(model, "size_multiple", 1))
     if options.tile % size_multiple:
@@ -186,6 +198,7 @@ def _check_options(options: PredictOptions) -> None:
         raise EngineError(f"--batch-size {options.batch_size} must be at least 1.")
     if options.threshold is not None and not math.isfinite(options.threshold):
         raise EngineError(f"--threshold {options.threshold} must be a finite number.")
+    check_polygon_options(options.polygons, options.min_area, options.simplify)
 
 
 def _threshold(metadata: ModelMetadata, options: PredictOptions, reporter: Reporter) -> float | None:
@@ -218,6 +231,11 @@ def _predict_one(session: _Session, raster_path: Path, names: dict[str, str]) ->
         summary = _summary(session, info, grid, head, names, time.perf_counter() - started)
         outputs.text(paths["summary"], summary_json(summary))
         outputs.commit()
+        if options.polygons:
+            session.reporter.on_message("info", f"Writing the polygons of {raster_path.name}...")
+            write_prediction_polygons(
+                session.metadata, paths, info, paths["polygons"], options.min_area, options.simplify
+            )
     return PredictionResult(raster_path, paths, summary, time.perf_counter() - started)
 
 

@@ -61,6 +61,7 @@ class ArtifactKind(StoredValue):
     SUMMARY = "summary"
     STYLE = "style"
     CHECKPOINT = "checkpoint"
+    POLYGONS = "polygons"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from engine.datasets import find_training_data, select_bands
 from engine.device import autocast_dtype, resolve_device
 from engine.errors import EngineError, JobStoreError, ModelFileError, OutputError
 from engine.inference import PredictOptions
+from engine.labels.training import with_label_masks
 from engine.model_file import check_model_file
 from engine.outputs import check_writable_folder
 from engine.prediction_checks import check_compatibility, check_outputs
@@ -26,6 +27,7 @@ from engine.progress import RecordingReporter
 from engine.training import check_resumable
 from engine.training.config import TASKS, TrainConfig
 from engine.training.segmentation import make_segmentation_task
+from engine.vectorize.prediction import check_polygon_outputs
 
 TRAIN_KIND_PREFIX = "train-"
 PREDICT_KIND = "predict"
@@ -120,6 +122,7 @@ def absolute_spec(spec: JobSpec) -> JobSpec:
             masks=None if config.masks is None else [path.absolute() for path in config.masks],
             output=config.output.absolute(),
             resume=None if config.resume is None else config.resume.absolute(),
+            labels=None if config.labels is None else config.labels.absolute(),
             checkpoint_dir=None if config.checkpoint_dir is None else config.checkpoint_dir.absolute(),
         )
     )
@@ -157,6 +160,7 @@ def _validate_training(config: TrainConfig) -> list[str]:
         raise OutputError(f"{config.output} already exists. Choose another name or pass --overwrite.")
     check_writable_folder(config.output.parent)
     reporter = RecordingReporter()
+    config = with_label_masks(config, reporter)
     masks = config.masks if config.task == "segmentation" else None
     pairs = find_training_data(config.images, masks, reporter)
     bands = select_bands(pairs, config.bands)
@@ -176,4 +180,6 @@ def _validate_prediction(spec: PredictSpec) -> list[str]:
     for raster in spec.rasters:
         warnings.extend(check_compatibility(metadata, raster, spec.model.name))
     check_outputs(metadata, spec.rasters, spec.output_dir, spec.options.probabilities, spec.options.overwrite)
+    if spec.options.polygons:
+        check_polygon_outputs(metadata, spec.rasters, spec.output_dir, spec.options.overwrite)
     return warnings

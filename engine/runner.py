@@ -34,6 +34,7 @@ from engine.job_specs import (
     validate,
 )
 from engine.jobs import JobStore
+from engine.labels.cache import label_cache_dir
 from engine.model_file import library_versions
 from engine.paths import app_home, jobs_db_path
 from engine.progress import CancelToken, EpochEvent, ProgressEvent, Reporter
@@ -50,6 +51,7 @@ PREDICTION_ARTIFACTS = {
     "anomaly": ArtifactKind.ANOMALY,
     "anomaly_mask": ArtifactKind.ANOMALY_MASK,
     "summary": ArtifactKind.SUMMARY,
+    "polygons": ArtifactKind.POLYGONS,
 }
 
 
@@ -91,6 +93,8 @@ def submit(store: JobStore, spec: JobSpec, parent_job_id: int | None = None) -> 
         EngineError: the spec can never run (see :func:`engine.job_specs.validate`); no job is recorded.
     """
     spec = absolute_spec(spec)
+    if isinstance(spec, TrainSpec) and spec.config.labels is not None and spec.config.label_cache is None:
+        spec = TrainSpec(replace(spec.config, label_cache=label_cache_dir(store.path.parent)))
     validate(spec)
     return store.create_job(spec.kind, json.dumps(spec_to_dict(spec)), parent_job_id=parent_job_id)
 

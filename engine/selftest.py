@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyogrio
 import rasterio
+import shapely
 import torch
 from rasterio.crs import CRS
 from rasterio.env import GDALDataFinder
@@ -30,10 +32,12 @@ import engine
 from engine.device import cuda_unavailable_reason, describe_device, resolve_device
 from engine.errors import EngineError, JobCancelled
 from engine.inference import PredictOptions, predict_raster
+from engine.labels.vector_file import read_label_features
 from engine.models import build_model
 from engine.progress import CancelToken, NullReporter
 from engine.synthetic import CLASS_NAMES, Scene, write_scene
 from engine.training import TrainConfig, train
+from engine.vectorize.geopackage import categorized_style, write_styled_geopackage
 
 GIB = 1024**3
 # Longitude -75° is the central meridian of UTM zone 18N: a point on it maps to easting 500 000 m
@@ -165,6 +169,25 @@ def check_cog(context: SelfTestContext) -> str:
     return f"300×300×3 uint16 COG with overviews {overviews} written and read back identical"
 
 
+def check_geopackage(context: SelfTestContext) -> str:
+    """Writes a styled GeoPackage (polygons out) and reads it back as labels (polygons in), offline."""
+    path = context.work_dir / "check_labels.gpkg"
+    field = np.array([2], dtype=np.int32)
+    parcel = shapely.Polygon([(0, 0), (90, 0), (90, 60), (0, 60)], [[(30, 20), (60, 20), (60, 40), (30, 40)]])
+    style = categorized_style("class_id", [(2, "field", "#7fbf4d")])
+    utm = CRS.from_epsg(32618).to_wkt()
+    write_styled_geopackage(path, "check", np.array([parcel]), {"class_id": field}, utm, style)
+    read = read_label_features(path, field="class_id")
+    same = read.geometries[0].equals(parcel) and read.values is not None and read.values[0] == 2
+    if not same or CRS.from_wkt(read.crs_wkt).to_epsg() != 32618:
+        raise EngineError(
+            f"The GeoPackage written to {path} came back wrong (polygon and class kept {same}, CRS "
+            f"{CRS.from_wkt(read.crs_wkt).to_string()}). GDAL's vector support is broken: reinstall ModelAI."
+        )
+    versions = f"pyogrio {pyogrio.__version__}, GDAL {pyogrio.__gdal_version_string__}"
+    return f"GeoPackage with a QGIS style written and read back ({versions})"
+
+
 def check_network(context: SelfTestContext) -> str:
     """A small U-Net runs forward and backward on the device (catches GPUs without matching kernels)."""
     device = resolve_device(context.device)
@@ -231,6 +254,7 @@ DEFAULT_CHECKS: tuple[SelfTestCheck, ...] = (
     SelfTestCheck("GDAL data", check_gdal_data),
     SelfTestCheck("PROJ (EPSG, reproject)", check_proj),
     SelfTestCheck("GeoTIFF (COG) write/read", check_cog),
+    SelfTestCheck("GeoPackage write/read", check_geopackage),
     SelfTestCheck("U-Net on device", check_network),
     SelfTestCheck("training", check_training),
     SelfTestCheck("prediction", check_prediction),

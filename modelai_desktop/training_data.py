@@ -10,11 +10,12 @@ functions run on a read thread.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engine.datasets import ImagePair, find_training_data, split_validation
 from engine.errors import EngineError
+from engine.labels.training import LabelSettings, label_masks
 from engine.patches import default_patches_per_epoch
 from engine.progress import RecordingReporter
 from engine.raster import RasterInfo, find_rasters, read_info
@@ -31,6 +32,7 @@ class PairRow:
     size: str
     problem: str = ""
     warning: str = ""
+    labels: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,17 +48,27 @@ class PairingReport:
         return bool(self.pairs) and not self.blocking
 
 
-def check_training_data(task: str, images: Sequence[Path], masks: Sequence[Path]) -> PairingReport:
+def check_training_data(
+    task: str,
+    images: Sequence[Path],
+    masks: Sequence[Path],
+    labels: LabelSettings | None = None,
+    label_cache: Path | None = None,
+) -> PairingReport:
     """Pairs and checks images (and masks, for segmentation) as training will; reads files, so call
     it on a read thread.
 
     Args:
         task: ``segmentation`` (images with masks) or ``anomaly`` (images only; masks are ignored).
+        labels: a polygon file to rasterise into the masks instead (segmentation), with its
+            options; the masks go to ``label_cache`` as training's would.
     """
     try:
         image_files = find_rasters(images)
     except EngineError as exc:
         return PairingReport([], blocking=str(exc))
+    if task == "segmentation" and labels is not None and label_cache is not None:
+        return _check_label_file(images, image_files, labels, label_cache)
     if task == "segmentation" and not masks:
         rows = [_unpaired_row(path, NO_MASKS) for path in image_files]
         return PairingReport(rows, blocking="Add the masks: segmentation learns from images with masks.")
@@ -67,6 +79,40 @@ def check_training_data(task: str, images: Sequence[Path], masks: Sequence[Path]
     except EngineError as exc:
         return PairingReport(_rows_one_by_one(image_files, wanted_masks), blocking=_short(str(exc)))
     return PairingReport([_paired_row(pair, recorder.warnings()) for pair in pairs], pairs)
+
+
+def _check_label_file(
+    images: Sequence[Path], image_files: list[Path], labels: LabelSettings, cache: Path
+) -> PairingReport:
+    """Rasterises the polygons (or finds them in the cache) and pairs each image with its mask."""
+    recorder = RecordingReporter()
+    try:
+        masks = label_masks(labels, images, cache, recorder)
+        pairs = find_training_data(
+            [item.image for item in masks.images], [item.mask for item in masks.images], recorder
+        )
+    except EngineError as exc:
+        rows = [_unpaired_row(path, _short(str(exc))) for path in image_files]
+        return PairingReport(rows, blocking=_short(str(exc)))
+    counts = {item.image: item.class_pixels for item in masks.images}
+    rows = [
+        replace(
+            _paired_row(pair, recorder.warnings()),
+            labels=class_pixel_text(counts[pair.image.path], masks.class_names),
+        )
+        for pair in pairs
+    ]
+    far = "no polygon reaches this image: it is left out"
+    return PairingReport(rows + [_unpaired_row(path, far) for path in masks.untouched], pairs)
+
+
+def class_pixel_text(class_pixels: dict[int, int], names: list[str]) -> str:
+    """``building 33,818 px, background 776,182 px``: the labelled pixels of each class, most first."""
+    ordered = sorted(class_pixels.items(), key=lambda item: -item[1])
+    return ", ".join(
+        f"{names[class_id] if class_id < len(names) else f'class {class_id}'} {count:,} px"
+        for class_id, count in ordered
+    )
 
 
 def _rows_one_by_one(image_files: list[Path], masks: list[Path] | None) -> list[PairRow]:

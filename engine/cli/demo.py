@@ -73,7 +73,7 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
                 model=model,
                 rasters=[test.image],
                 output_dir=results / model.stem,
-                options=PredictOptions(device=args.device, overwrite=True),
+                options=PredictOptions(device=args.device, overwrite=True, polygons=True),
             )
             print_results(runner.run(store, spec, reporter, cancel).predictions, spec.output_dir)
     print(f"\nDone in {format_duration(time.monotonic() - started)}. Everything is in {workdir}:")
@@ -81,6 +81,7 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
     print(f"  test scene      {test.image} (true anomalies: {test.anomaly_mask})")
     print(f"  models          {unet}, {autoencoder}   (modelai models show FILE)")
     print(f"  predictions     {results}/unet, {results}/ae   (open the .tif files in QGIS; .qml = legend)")
+    print("  polygons        the .gpkg files there: one feature per region, styled for QGIS")
     print("  job history     modelai jobs list")
     return EXIT_OK
 

@@ -57,6 +57,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--threshold", type=float, help="anomaly threshold on the reconstruction error (default: the model's)"
     )
+    parser.add_argument(
+        "--polygons",
+        action="store_true",
+        help="also write the regions as polygons, styled for QGIS (<stem>_classes.gpkg or "
+        "<stem>_anomaly.gpkg)",
+    )
+    parser.add_argument(
+        "--min-area",
+        type=float,
+        default=DEFAULTS.min_area,
+        metavar="M2",
+        help="with --polygons: drop regions smaller than this many square metres (default none)",
+    )
+    parser.add_argument(
+        "--simplify",
+        type=float,
+        default=DEFAULTS.simplify,
+        metavar="PIXELS",
+        help="with --polygons: simplify edges by up to this many pixels, neighbours kept (default none)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_json_option(parser)
     parser.set_defaults(func=run)
@@ -73,6 +93,9 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
         probabilities=args.probabilities,
         threshold=args.threshold,
         overwrite=args.overwrite,
+        polygons=args.polygons,
+        min_area=args.min_area,
+        simplify=args.simplify,
     )
     spec = PredictSpec(args.model, find_rasters(args.rasters), args.output, options)
     with runner.open_store(args.home) as store:

@@ -1,4 +1,4 @@
-"""``modelai train segmentation IMAGES MASKS -o MODEL`` and ``modelai train anomaly IMAGES -o MODEL``.
+"""``modelai train segmentation IMAGES (MASKS | --labels FILE) -o MODEL``, ``modelai train anomaly``.
 
 A thin adapter: options become a `TrainConfig`, the job runner trains and records it as a job, a
 terminal reporter shows the device, a progress bar and one line per epoch, and the last line says
@@ -21,7 +21,7 @@ from engine.job_specs import TrainSpec
 from engine.normalize import METHODS
 from engine.progress import CancelToken
 from engine.training import TrainConfig, TrainResult, checkpoint_config
-from engine.training.config import RUNTIME_SETTINGS, SCHEDULES
+from engine.training.config import RUNTIME_SETTINGS, SCHEDULES, UNLABELLED
 
 DEFAULTS = {field.name: field.default for field in fields(TrainConfig)}
 # What is learnt (everything but the task, where things are and how they run), as option names.
@@ -44,7 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "0/255 masks are read as 0/1.",
     )
     segmentation.add_argument("images", type=Path, metavar="IMAGES", help="image file or folder")
-    segmentation.add_argument("masks", type=Path, metavar="MASKS", help="mask file or folder")
+    segmentation.add_argument(
+        "masks", type=Path, nargs="?", metavar="MASKS", help="mask file or folder (or give --labels)"
+    )
+    _add_label_options(segmentation)
     segmentation.add_argument("--depth", type=int, help="U-Net pooling levels (default 4)")
     segmentation.add_argument(
         "--class-names", type=_names, metavar="A,B,…", help="class names in id order (0, 1, …)"
@@ -74,6 +77,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for task_parser in (segmentation, anomaly):
         _add_common_options(task_parser)
         task_parser.set_defaults(func=run)
+
+
+def _add_label_options(parser: argparse.ArgumentParser) -> None:
+    """Training from polygons instead of masks (README "Train from polygons")."""
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        metavar="FILE",
+        help="polygons to train from instead of masks: GeoPackage, Shapefile (.shp or .zip), GeoJSON "
+        "or FlatGeobuf",
+    )
+    parser.add_argument(
+        "--label-field", metavar="NAME", help="field with class names or ids (default: one class)"
+    )
+    parser.add_argument("--label-layer", metavar="NAME", help="layer of a file with several layers")
+    parser.add_argument(
+        "--unlabelled",
+        choices=UNLABELLED,
+        help="pixels outside every polygon: background (class 0) or ignore (no label) "
+        f"(default {DEFAULTS['unlabelled']})",
+    )
+    parser.add_argument(
+        "--all-touched",
+        action="store_true",
+        default=None,
+        help="label every pixel a polygon touches (default: pixels whose centre is inside)",
+    )
 
 
 def _add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -150,7 +180,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     command = {
         "task": args.task,
         "images": [args.images],
-        "masks": [args.masks] if args.task == "segmentation" else None,
+        "masks": [args.masks] if args.task == "segmentation" and args.masks is not None else None,
+        "labels": getattr(args, "labels", None),
         "output": args.output,
         "device": args.device,
         "precision": args.precision,

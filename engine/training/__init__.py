@@ -24,6 +24,7 @@ from engine.datasets import (
 )
 from engine.device import describe_device, resolve_device
 from engine.errors import DatasetError, ModelFileError, OutputError
+from engine.labels.training import with_label_masks
 from engine.model_file import library_versions, load_checkpoint, save_model
 from engine.model_metadata import ModelMetadata
 from engine.models import build_model
@@ -90,6 +91,7 @@ def train(
         resume = (state, config.resume)
     _prepare_output(config)
     device = resolve_device(config.device)
+    config = with_label_masks(config, reporter)
     pairs = find_training_data(
         config.images, config.masks if config.task == "segmentation" else None, reporter
     )

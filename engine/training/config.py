@@ -20,7 +20,7 @@ from engine.normalize import METHODS
 TASKS = ("segmentation", "anomaly")
 SCHEDULES = ("onecycle", "cosine")
 DEFAULT_DEPTH = {"segmentation": 4, "anomaly": 3}
-_PATH_FIELDS = ("output", "resume", "checkpoint_dir")
+_PATH_FIELDS = ("output", "resume", "checkpoint_dir", "labels", "label_cache")
 CHECKPOINTS_SUFFIX = ".checkpoints"
 # Settings that may change when a run is resumed: where things are and how they run, not what is learnt.
 RUNTIME_SETTINGS = (
@@ -33,7 +33,10 @@ RUNTIME_SETTINGS = (
     "overwrite",
     "checkpoint_dir",
     "resume",
+    "labels",
+    "label_cache",
 )
+UNLABELLED = ("background", "ignore")
 _PATH_LIST_FIELDS = ("images", "masks")
 
 
@@ -71,6 +74,12 @@ class TrainConfig:
     class_colors: list[str] | None = None
     checkpoint_dir: Path | None = None
     overwrite: bool = False
+    labels: Path | None = None
+    label_layer: str | None = None
+    label_field: str | None = None
+    unlabelled: str = "background"
+    all_touched: bool = False
+    label_cache: Path | None = None
 
     @property
     def network_depth(self) -> int:
@@ -81,7 +90,12 @@ class TrainConfig:
         checks = [
             (self.task in TASKS, f"task must be one of {', '.join(TASKS)}, not {self.task!r}"),
             (bool(self.images), "give at least one image file or folder"),
-            (self.task != "segmentation" or bool(self.masks), "segmentation needs masks (a file or folder)"),
+            (
+                self.task != "segmentation" or bool(self.masks) or self.labels is not None,
+                "segmentation needs masks (a file or folder) or a label file (--labels)",
+            ),
+            (not (self.masks and self.labels), "give masks or a label file (--labels), not both"),
+            (self.unlabelled in UNLABELLED, f"--unlabelled must be one of {', '.join(UNLABELLED)}"),
             (self.patch >= 8, f"--patch must be at least 8, not {self.patch}"),
             (self.batch_size >= 1, f"--batch-size must be at least 1, not {self.batch_size}"),
             (self.epochs >= 1, f"--epochs must be at least 1, not {self.epochs}"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -31,12 +32,17 @@ from engine.datasets import select_bands
 from engine.errors import EngineError
 from engine.job_records import EpochRecord
 from engine.job_specs import TrainSpec
+from engine.labels.cache import label_cache_dir
+from engine.labels.preview import label_overlay
+from engine.labels.training import LabelSettings
+from engine.labels.vector_file import describe_label_file
 from engine.runner import JobOutcome
 from engine.training.config import TrainConfig
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.interrupted import plan_resume
 from modelai_desktop.training_data import EpochPlan, PairingReport, check_training_data, plan_epoch
 from modelai_desktop.widgets.file_drop_area import FileDropArea
+from modelai_desktop.widgets.label_options import LabelOptions, label_file_in
 from modelai_desktop.widgets.message_banner import MessageBanner
 from modelai_desktop.widgets.pairing_table import PROBLEM_COLOR, PairingTable
 from modelai_desktop.widgets.pinned_column import pinned_column
@@ -53,6 +59,9 @@ LEFT_PANEL_WIDTH = 500
 # The least the setup column may be given, so that the page fits a 1024 × 700 screen beside the
 # run's curves; its content wraps or scrolls vertically below that, never sideways.
 LEFT_PANEL_MIN_WIDTH = 370
+MASK_OR_LABEL_FILTER = (
+    "Masks or polygons (*.tif *.tiff *.gpkg *.shp *.zip *.geojson *.json *.fgb);;All files (*)"
+)
 
 
 def default_model_path(models_dir: Path, task: str, images: list[Path]) -> Path:
@@ -107,10 +116,16 @@ class TrainPage(QWidget):
         self.segmentation_button.toggled.connect(self._on_task_changed)
         self.images_area = FileDropArea("Images", "Drop training images or a folder of them here.")
         self.masks_area = FileDropArea(
-            "Masks", "Drop the masks here: one per image, named like it (or <name>_mask.tif)."
+            "Masks or labels",
+            "Drop the masks here: one per image, named like it (or <name>_mask.tif). Or one polygon "
+            "file: GeoPackage, Shapefile (.shp or .zip), GeoJSON or FlatGeobuf.",
+            file_filter=MASK_OR_LABEL_FILTER,
         )
         for area in (self.images_area, self.masks_area):
             area.paths_changed.connect(self._on_data_changed)
+        self.label_options = LabelOptions()
+        self.label_options.changed.connect(self._on_data_changed)
+        self.label_options.hide()
         self.pairing_table = PairingTable()
         self.pairing_table.setMinimumHeight(110)
         self.readiness_label = QLabel()
@@ -163,6 +178,7 @@ class TrainPage(QWidget):
         column.addLayout(task_row)
         column.addWidget(_title("Training data"))
         column.addLayout(areas)
+        column.addWidget(self.label_options)
         column.addWidget(self.pairing_table)
         column.addWidget(settings_box)
         column.addStretch(1)
@@ -199,17 +215,48 @@ class TrainPage(QWidget):
     async def _check(self) -> PairingReport:
         task, images, masks = self.task(), self.images_area.paths(), self.masks_area.paths()
         self._update_readiness()
+        labels = await self._read_label_file(task, masks)
         report = (
-            await self._tasks.run_blocking(check_training_data, task, images, masks)
+            await self._tasks.run_blocking(
+                check_training_data, task, images, masks, labels, label_cache_dir(self._home)
+            )
             if images
             else PairingReport([])
         )
+        if labels is not None:
+            await self._show_label_preview(report, labels)
         self._report = report
         self.pairing_table.set_rows(report.rows)
         if self._output_is_default():
             self._name_model_by_default()
         self._update_readiness()
         return report
+
+    async def _read_label_file(self, task: str, masks: list[Path]) -> LabelSettings | None:
+        """The label file's options once its layer is read; None for masks (or no readable file)."""
+        label_file = label_file_in(masks) if task == SEGMENTATION else None
+        self.label_options.setVisible(label_file is not None)
+        if label_file is None:
+            self.label_options.forget()
+            return None
+        try:
+            self.label_options.show_layer(await self._tasks.run_blocking(describe_label_file, label_file))
+        except EngineError as exc:
+            self.label_options.forget()
+            self.label_options.summary.setText(str(exc))
+            return None
+        return self.label_options.settings()
+
+    async def _show_label_preview(self, report: PairingReport, labels: LabelSettings) -> None:
+        if not report.usable or report.pairs[0].mask is None:
+            self.label_options.show_preview(None)
+            return
+        pair = report.pairs[0]
+        unpainted = (0, 255) if labels.unlabelled == "background" else (255,)
+        overlay = await self._tasks.run_blocking(
+            label_overlay, pair.image.path, pair.mask.raster.path, unpainted
+        )
+        self.label_options.show_preview(overlay)
 
     def blocking_problem(self) -> str:
         """Why Start is disabled now ("" when it is not); the engine's own checks decide."""
@@ -280,7 +327,19 @@ class TrainPage(QWidget):
             )
 
     def _config(self) -> TrainConfig:
-        return self.settings.make_config(self.task(), self.images_area.paths(), self.masks_area.paths())
+        config = self.settings.make_config(self.task(), self.images_area.paths(), self.masks_area.paths())
+        labels = self.label_options.settings() if self.label_options.isVisibleTo(self) else None
+        if config.task != SEGMENTATION or labels is None:
+            return config
+        return replace(
+            config,
+            masks=None,
+            labels=labels.path,
+            label_layer=labels.layer,
+            label_field=labels.field,
+            unlabelled=labels.unlabelled,
+            all_touched=labels.all_touched,
+        )
 
     def _output_is_default(self) -> bool:
         """True while "Save model as" holds a name the page chose (or nothing), not the user's."""
@@ -294,7 +353,7 @@ class TrainPage(QWidget):
         self.settings.output.setText(self._default_output)
 
     def _show_config(self, config: TrainConfig) -> None:
-        self.set_data(config.task, config.images, config.masks)
+        self.set_data(config.task, config.images, [config.labels] if config.labels else config.masks)
         self.settings.show_config(config)
 
     def _start_job(self, spec: TrainSpec, history: list[EpochRecord], parent_job_id: int | None) -> None:

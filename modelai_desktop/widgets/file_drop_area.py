@@ -46,8 +46,15 @@ class FileDropArea(QFrame):
 
     paths_changed = Signal(list)
 
-    def __init__(self, title: str, hint: str, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        title: str,
+        hint: str,
+        parent: QWidget | None = None,
+        file_filter: str = file_dialogs.RASTER_FILTER,
+    ) -> None:
         super().__init__(parent)
+        self._file_filter = file_filter
         self.setObjectName("dropArea")
         self.setStyleSheet(IDLE_STYLE)
         self.setAcceptDrops(True)
@@ -99,7 +106,7 @@ class FileDropArea(QFrame):
 
     def choose_files(self) -> None:
         """A file dialog opened from a plain slot (never inside a coroutine)."""
-        paths = file_dialogs.open_files(self, f"Choose {self._title.lower()}")
+        paths = file_dialogs.open_files(self, f"Choose {self._title.lower()}", self._file_filter)
         if paths:
             self.add_paths(paths)
 

@@ -1,4 +1,5 @@
-"""The pairing table: each training image, the mask it pairs with, and what is wrong with the pair.
+"""The pairing table: each training image, the mask it pairs with (or, for polygon labels, its
+labelled pixels per class), and what is wrong with the pair.
 
 Problems are flagged here, before anything runs, because a mask of the wrong size found after an
 hour of training is an hour lost. Blocking problems are red; warnings (a mask with a single
@@ -30,6 +31,15 @@ def check_text(row: PairRow) -> tuple[str, str]:
     return "✔ ready", OK_COLOR
 
 
+def _mask_cell(row: PairRow) -> tuple[str, str]:
+    """The mask's name, or for a mask rasterised from polygons its labelled pixels per class."""
+    if row.mask is None:
+        return "—", "no mask"
+    if row.labels:
+        return row.labels, f"Rasterised from the label file into {row.mask}: {row.labels}"
+    return row.mask.name, str(row.mask)
+
+
 class PairingTable(QTableWidget):
     """Read-only rows of `PairRow`; the full paths and messages are in the tooltips."""
 
@@ -48,7 +58,7 @@ class PairingTable(QTableWidget):
             text, color = check_text(row)
             cells = (
                 (row.image.name, str(row.image)),
-                (row.mask.name if row.mask else "—", str(row.mask) if row.mask else "no mask"),
+                _mask_cell(row),
                 (row.size, row.size),
                 (text, row.problem or row.warning or "The image and its mask line up."),
             )

@@ -1,4 +1,5 @@
-"""The prediction settings form: tile, overlap, precision, probabilities, anomaly threshold, overwrite.
+"""The prediction settings form: tile, overlap, precision, probabilities, anomaly threshold, polygons,
+overwrite.
 
 It edits an `engine.inference.PredictOptions` and nothing else, so what the window runs is exactly
 what ``modelai predict`` would run with the same flags. Settings that do not apply to the chosen
@@ -54,6 +55,25 @@ class PredictOptionsForm(QWidget):
         self.threshold.setSingleStep(0.01)
         self.threshold.setEnabled(False)
         self.custom_threshold.toggled.connect(self.threshold.setEnabled)
+        self.polygons = QCheckBox("Also write polygons (GeoPackage)")
+        self.polygons.setToolTip(
+            "One feature per region with its class (or mean anomaly score) and area, styled for QGIS"
+        )
+        self.min_area = QDoubleSpinBox()
+        self.min_area.setRange(0.0, 1e9)
+        self.min_area.setDecimals(1)
+        self.min_area.setSuffix(" m²")
+        self.min_area.setToolTip("Regions smaller than this are left out of the polygons (true areas)")
+        self.simplify = QDoubleSpinBox()
+        self.simplify.setRange(0.0, 100.0)
+        self.simplify.setDecimals(1)
+        self.simplify.setSuffix(" px")
+        self.simplify.setToolTip(
+            "Smooth the pixel staircase by up to this many pixels; neighbours keep sharing edges"
+        )
+        for dependent in (self.min_area, self.simplify):
+            dependent.setEnabled(False)
+            self.polygons.toggled.connect(dependent.setEnabled)
         self.overwrite = QCheckBox("Replace existing outputs")
         self.overwrite.setToolTip("Otherwise a folder that already holds these outputs is refused")
         self._anomaly = False
@@ -65,6 +85,9 @@ class PredictOptionsForm(QWidget):
         self._form.addRow(self.probabilities)
         self._form.addRow(self.custom_threshold)
         self._form.addRow("Threshold", self.threshold)
+        self._form.addRow(self.polygons)
+        self._form.addRow("Smallest region", self.min_area)
+        self._form.addRow("Simplify edges", self.simplify)
         self._form.addRow(self.overwrite)
         self.set_model(None)
 
@@ -88,4 +111,7 @@ class PredictOptionsForm(QWidget):
             probabilities=self.probabilities.isChecked() and not anomaly,
             threshold=self.threshold.value() if anomaly and self.custom_threshold.isChecked() else None,
             overwrite=self.overwrite.isChecked(),
+            polygons=self.polygons.isChecked(),
+            min_area=self.min_area.value() if self.polygons.isChecked() else 0.0,
+            simplify=self.simplify.value() if self.polygons.isChecked() else 0.0,
         )

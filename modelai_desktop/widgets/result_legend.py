@@ -23,8 +23,10 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWi
 from engine.outputs import hex_to_rgb
 from engine.preview import Preview, read_preview
 from engine.raster import read_info
+from engine.vectorize.prediction import polygon_outlines
 
 HEAT_COLORMAP = "inferno"
+OUTLINE_RGBA = (255, 255, 255, 255)
 HEAT_HEADROOM = 1.25
 COLOR_BAR_SIZE = (260, 14)
 SWATCH_SIZE = 14
@@ -87,7 +89,8 @@ class ResultLayer:
 
 
 def render_result(summary: Mapping[str, Any], outputs: Mapping[str, Path]) -> ResultLayer:
-    """Reads a prediction's main output at preview size and colours it (blocking: run it on a read thread).
+    """Reads a prediction's main output at preview size and colours it, with the outlines of its
+    polygons when it wrote them (blocking: run it on a read thread).
 
     The preview size follows `engine.preview.read_preview`, the same rule as the raster's own
     preview, so the overlay covers it pixel for pixel.
@@ -97,11 +100,13 @@ def render_result(summary: Mapping[str, Any], outputs: Mapping[str, Path]) -> Re
     """
     if summary["task"] == "segmentation":
         preview = read_preview(read_info(outputs["classes"]), [1], resampling="nearest")
-        return ResultLayer(
-            class_overlay(preview.data[0], preview.valid, summary["classes"]), preview, summary
-        )
-    preview = read_preview(read_info(outputs["anomaly"]), [1])
-    return ResultLayer(heat_overlay(preview.data[0], preview.valid, heat_limits(summary)), preview, summary)
+        overlay = class_overlay(preview.data[0], preview.valid, summary["classes"])
+    else:
+        preview = read_preview(read_info(outputs["anomaly"]), [1])
+        overlay = heat_overlay(preview.data[0], preview.valid, heat_limits(summary))
+    if "polygons" in outputs:
+        overlay[polygon_outlines(outputs["polygons"], preview.shape, preview.transform)] = OUTLINE_RGBA
+    return ResultLayer(overlay, preview, summary)
 
 
 AREA_UNITS = ((1e6, "km²"), (1e4, "ha"), (1.0, "m²"))
