@@ -156,7 +156,7 @@ def _validate_training(config: TrainConfig) -> list[str]:
     check_writable_folder(config.output.parent)
     reporter = RecordingReporter()
     masks = config.masks if config.task == "segmentation" else None
-    pairs = find_training_data(config.images, masks, reporter)
+    pairs = find_training_data(config.images, masks, reporter, config.mask_values)
     bands = select_bands(pairs, config.bands)
     if config.task == "segmentation":
         make_segmentation_task(config, pairs, len(bands))

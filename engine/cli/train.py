@@ -14,6 +14,7 @@ from pathlib import Path
 from engine import runner
 from engine.cli import EXIT_OK
 from engine.cli.terminal import TerminalReporter
+from engine.datasets import MASK_VALUES
 from engine.job_specs import TrainSpec
 from engine.normalize import METHODS
 from engine.progress import CancelToken
@@ -36,13 +37,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="per-pixel classes from images and masks",
         description="Train a U-Net on images and class masks (paired by file name: a.tif ↔ a.tif or "
         "a_mask.tif). Masks hold class ids 0–254; 255 or the mask's nodata value means unlabelled; "
-        "0/255 masks are read as 0/1.",
+        "a set whose masks hold only 0 and 255 is read as binary 0/1 (see --mask-values).",
     )
     segmentation.add_argument("images", type=Path, metavar="IMAGES", help="image file or folder")
     segmentation.add_argument("masks", type=Path, metavar="MASKS", help="mask file or folder")
     segmentation.add_argument("--depth", type=int, help="U-Net pooling levels (default 4)")
     segmentation.add_argument(
         "--class-names", type=_names, metavar="A,B,…", help="class names in id order (0, 1, …)"
+    )
+    segmentation.add_argument(
+        "--mask-values",
+        choices=MASK_VALUES,
+        default=DEFAULTS["mask_values"],
+        help="how 255 is read in every mask: binary (class 1), classes (unlabelled), or auto: binary "
+        "when all masks hold only 0 and 255 (default auto)",
     )
     segmentation.add_argument(
         "--class-colors", type=_names, metavar="#RRGGBB,…", help="class colours in id order"
@@ -172,6 +180,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         threshold_quantile=getattr(args, "threshold_quantile", DEFAULTS["threshold_quantile"]),
         class_names=getattr(args, "class_names", None),
         class_colors=getattr(args, "class_colors", None),
+        mask_values=getattr(args, "mask_values", DEFAULTS["mask_values"]),
         checkpoint_dir=args.checkpoint_dir,
         overwrite=args.overwrite,
     )

@@ -18,6 +18,7 @@ from engine.datasets import (
     DataSplit,
     ImagePair,
     describe_files,
+    describe_mask_values,
     find_training_data,
     select_bands,
     split_validation,
@@ -88,7 +89,7 @@ def train(
     _prepare_output(config)
     device = resolve_device(config.device)
     pairs = find_training_data(
-        config.images, config.masks if config.task == "segmentation" else None, reporter
+        config.images, config.masks if config.task == "segmentation" else None, reporter, config.mask_values
     )
     bands = select_bands(pairs, config.bands)
     split = split_validation(pairs, config.val_fraction, config.patch, config.seed)
@@ -116,7 +117,8 @@ def train(
         "info",
         f"Training on {len(pairs)} image(s), {split.description}; bands {', '.join(map(str, bands))}; "
         f"{patches_per_epoch} patches of {config.patch}×{config.patch} per epoch, "
-        f"{len(validation)} validation windows.",
+        f"{len(validation)} validation windows."
+        + (f" Masks read as {mask_reading}." if (mask_reading := describe_mask_values(pairs)) else ""),
     )
     pin = device.type == "cuda"
     run = FitInputs(
@@ -150,6 +152,7 @@ def train(
         "duration_s": sum(entry["duration_s"] for entry in result.history),
         "data": describe_files(pairs),
         "validation": split.description,
+        "mask_values": describe_mask_values(pairs),
         "patches_per_epoch": patches_per_epoch,
         "seed": config.seed,
         "config": config.to_dict(),

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from engine.datasets import MASK_VALUES
 from engine.device import PRECISIONS
 from engine.errors import DatasetError
 from engine.normalize import METHODS
@@ -54,6 +55,7 @@ class TrainConfig:
     threshold_quantile: float = 0.99
     class_names: list[str] | None = None
     class_colors: list[str] | None = None
+    mask_values: str = "auto"
     checkpoint_dir: Path | None = None
     overwrite: bool = False
 
@@ -78,6 +80,7 @@ class TrainConfig:
             (self.depth is None or 1 <= self.depth <= 6, f"--depth must be 1 to 6, not {self.depth}"),
             (self.num_workers >= 0, f"--num-workers must be 0 or more, not {self.num_workers}"),
             (self.normalization in METHODS, f"--normalization must be one of {', '.join(METHODS)}"),
+            (self.mask_values in MASK_VALUES, f"--mask-values must be one of {', '.join(MASK_VALUES)}"),
             (
                 self.patches_per_epoch is None or self.patches_per_epoch >= 1,
                 f"--patches-per-epoch must be at least 1, not {self.patches_per_epoch}",
