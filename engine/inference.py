@@ -189,10 +189,17 @@ def _check_options(options: PredictOptions) -> None:
 
 
 def _threshold(metadata: ModelMetadata, options: PredictOptions, reporter: Reporter) -> float | None:
+    """The anomaly threshold to apply; warns about each option the model's task ignores."""
     if metadata.task != "anomaly":
         if options.threshold is not None:
             reporter.on_message("warning", "--threshold only applies to anomaly models; it is ignored.")
         return None
+    if options.probabilities:
+        reporter.on_message(
+            "warning",
+            "--probabilities only applies to segmentation models; an anomaly model writes its heat map "
+            "and mask only, so it is ignored.",
+        )
     if options.threshold is not None:
         return float(options.threshold)
     return float(metadata.anomaly["threshold"]) if metadata.anomaly else None

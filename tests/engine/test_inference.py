@@ -522,3 +522,12 @@ def test_out_of_memory_halves_the_batch_once_and_keeps_every_tile():
     np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-6)
     assert forward.batch_size == 2
     assert len(reporter.warnings()) == 1 and "batch size 4" in reporter.warnings()[0]
+
+
+def test_probabilities_for_an_anomaly_model_warn_that_they_are_ignored(anomaly_model, holdout, tmp_path):
+    reporter = RecordingReporter()
+    options = PredictOptions(tile=64, overlap=16, probabilities=True)
+    result = predict_raster(anomaly_model, holdout, tmp_path / "out", options, reporter, CancelToken())
+    assert set(result.outputs) == {"anomaly", "anomaly_mask", "summary"}
+    (warning,) = reporter.warnings()
+    assert "--probabilities only applies to segmentation models" in warning
