@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,12 +122,15 @@ def predict_many(
     cancel: CancelToken,
     *,
     weight_mode: str = "hann",
+    on_raster_done: Callable[[PredictionResult], None] | None = None,
 ) -> list[PredictionResult]:
     """Predicts every raster with one model, loaded once, into ``output_dir``.
 
     Every input and output is checked before the first raster starts. Each raster's outputs appear
     together when it is complete; a cancel or an error removes the unfinished ones (finished
-    rasters keep theirs). ``weight_mode="flat"`` blends by plain averaging, for comparisons only.
+    rasters keep theirs, and ``on_raster_done`` hears of each as it finishes, so a caller can record
+    them even when a later raster fails). ``weight_mode="flat"`` blends by plain averaging, for
+    comparisons only.
 
     Raises:
         ModelFileError, RasterError, BandMismatchError, DeviceError, OutputError: bad input, with
@@ -172,7 +176,12 @@ def predict_many(
         reporter=reporter,
         cancel=cancel,
     )
-    return [_predict_one(session, path, names[path]) for path in raster_paths]
+    results = []
+    for path in raster_paths:
+        results.append(_predict_one(session, path, names[path]))
+        if on_raster_done is not None:
+            on_raster_done(results[-1])
+    return results
 
 
 def _check_options(options: PredictOptions) -> None:
