@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,11 @@ def _check_normalization(metadata: ModelMetadata, source: Path) -> None:
             f"its normalisation covers {len(normalization.offset)} band(s), "
             f"but the model reads {len(metadata.bands)}",
         )
+
+
+def repeated_class_names(names: Iterable[str]) -> list[str]:
+    """Names given to more than one class: metrics, curves and legends are keyed by class name."""
+    return sorted(name for name, count in Counter(names).items() if count > 1)
 
 
 def is_int(value: Any) -> bool:

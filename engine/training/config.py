@@ -14,6 +14,7 @@ from typing import Any
 from engine.datasets import MASK_VALUES
 from engine.device import PRECISIONS
 from engine.errors import DatasetError
+from engine.model_metadata import repeated_class_names
 from engine.normalize import METHODS
 
 TASKS = ("segmentation", "anomaly")
@@ -97,6 +98,12 @@ class TrainConfig:
             ),
         ]
         problems = [message for ok, message in checks if not ok]
+        repeated = repeated_class_names(self.class_names or [])
+        if repeated:
+            problems.append(
+                f"--class-names gives {', '.join(map(repr, repeated))} to more than one class; "
+                "give each class its own name"
+            )
         multiple = 2**self.network_depth
         if self.patch % multiple:
             problems.append(

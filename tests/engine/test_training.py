@@ -301,6 +301,8 @@ def test_config_round_trips_through_json(tmp_path: Path) -> None:
         ({"val_fraction": 1.0}, "--val-fraction"),
         ({"masks": None}, "needs masks"),
         ({"threshold_quantile": 1.5}, "--threshold-quantile"),
+        ({"class_names": ["soil", "road", "soil"]}, "--class-names gives 'soil' to more than one class"),
+        ({"mask_values": "maybe"}, "--mask-values must be one of auto, binary, classes"),
     ],
 )
 def test_invalid_settings_fail_before_any_file_is_read(tmp_path: Path, changes: dict, problem: str) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PySide6.QtGui import QColor
 
-from engine.model_file import load_model, read_metadata
+from engine.errors import ModelFileError
+from engine.model_file import load_model, read_metadata, update_metadata
 from engine.paths import app_home
 from engine.training import train
 from modelai_desktop.pages.models_page import ModelsPage
@@ -78,6 +80,25 @@ def test_editing_a_class_name_and_colour_writes_them_into_the_model_file(page, m
     assert classes[0].name == "class 0", "other classes are unchanged"
     assert table.item(1, COLOR_COLUMN).background().color() == QColor("#123456")
     load_model(model)  # the rewritten file still loads with its weights
+
+
+def test_a_class_name_taken_by_another_class_is_refused_and_the_file_kept(page, model, run, until):
+    run(page.reload())
+    table = page.details.class_table
+    before = model.read_bytes()
+
+    async def scenario():
+        table.item(1, NAME_COLUMN).setText("class 0")
+        await until(lambda: page.banner.text(), "the refusal message")
+
+    run(scenario())
+    assert "already named 'class 0'" in page.banner.text()
+    assert table.item(1, NAME_COLUMN).text() == "class 1" and table.classes()[1].name == "class 1"
+    assert model.read_bytes() == before
+    with pytest.raises(ModelFileError, match="'class 0' would name more than one class"):
+        same = [replace(info, name="class 0") for info in read_metadata(model).classes]
+        update_metadata(model, classes=same)
+    assert model.read_bytes() == before
 
 
 def test_predict_rename_and_delete_act_on_the_selected_model(page, model, run, qtbot):
