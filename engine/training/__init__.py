@@ -203,10 +203,21 @@ def _prepare_output(config: TrainConfig) -> None:
 def _normalization(
     config: TrainConfig, split: DataSplit, bands: list[int], reporter: Reporter
 ) -> Normalization:
-    """Statistics of the training images only, so validation stays unseen."""
+    """Statistics of the training images only, so validation stays unseen.
+
+    An autoencoder's percentile normalisation is not clipped: clipping to the training range would
+    make an extreme value look like the brightest normal one, hiding the anomalies it exists to find.
+    """
     images = list({region.pair.image.path: region.pair.image for region in split.train}.values())
     statistics = compute_statistics(images, bands, seed=config.seed)
     normalization = Normalization.from_statistics(statistics, config.normalization)
+    if config.task == "anomaly" and normalization.clip:
+        normalization = replace(normalization, clip=False)
+        reporter.on_message(
+            "info",
+            "Percentile normalisation without clipping, so values beyond the training range stay "
+            "visible to the autoencoder as anomalies.",
+        )
     warning = describe_constant_bands(normalization, bands, [info.path for info in images])
     if warning:
         reporter.on_message("warning", warning)
