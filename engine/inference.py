@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import rasterio
 import torch
-from rasterio.crs import CRS
 
 from engine.device import autocast_dtype, describe_device, resolve_device
 from engine.errors import EngineError, RasterError
+from engine.geodesy.pixel_areas import PixelAreas
 from engine.model_file import load_model, read_metadata
 from engine.model_metadata import ModelMetadata
 from engine.normalize import Normalization
@@ -224,14 +224,15 @@ def _predict_one(session: _Session, raster_path: Path, names: dict[str, str]) ->
     paths = {key: session.output_dir / name for key, name in names.items()}
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), OutputSet(session.output_dir) as outputs:
         head: PredictionHead
+        areas = PixelAreas(info)
         if session.metadata.task == "segmentation":
-            head = SegmentationHead(session.metadata, outputs, paths, info)
+            head = SegmentationHead(session.metadata, outputs, paths, info, areas)
         else:
-            head = AnomalyHead(float(session.threshold), outputs, paths, info)
+            head = AnomalyHead(float(session.threshold), outputs, paths, info, areas)
         valid_pixels = _stream(session, info, grid, head)
         if valid_pixels == 0:
             raise RasterError(f"{raster_path}: every pixel is nodata, so there is nothing to predict.")
-        summary = _summary(session, info, grid, head, names, time.perf_counter() - started)
+        summary = _summary(session, info, grid, head, areas, names, time.perf_counter() - started)
         outputs.text(paths["summary"], summary_json(summary))
         outputs.commit()
     return PredictionResult(raster_path, paths, summary, time.perf_counter() - started)
@@ -290,11 +291,10 @@ def _summary(
     info: RasterInfo,
     grid: TileGrid,
     head: PredictionHead,
+    areas: PixelAreas,
     names: dict[str, str],
     seconds: float,
 ) -> dict[str, Any]:
-    a, b, _, d, e, _ = info.transform
-    pixel_area = abs(a * e - b * d)
     return {
         "raster": str(info.path),
         "model": str(session.model_path),
@@ -303,9 +303,10 @@ def _summary(
         "height": info.height,
         "crs": info.crs,
         "pixel_size": list(info.pixel_size),
-        "pixel_area": pixel_area,
-        "area_unit": _area_unit(info),
-        **head.summary(pixel_area),
+        "pixel_area": areas.centre_pixel_area(),
+        "area_unit": areas.unit,
+        "area_method": areas.method,
+        **head.summary(),
         "tile": [grid.tile_height, grid.tile_width],
         "overlap": grid.overlap,
         "tiles": len(grid),
@@ -316,10 +317,3 @@ def _summary(
         "megapixels_per_second": info.width * info.height / 1e6 / max(seconds, 1e-9),
         "outputs": names,
     }
-
-
-def _area_unit(info: RasterInfo) -> str:
-    if info.crs_wkt is None:
-        return "square map units (no CRS)"
-    unit = CRS.from_wkt(info.crs_wkt).units_factor[0]
-    return f"square {unit}s" if unit in ("metre", "degree", "foot") else f"square {unit}"

@@ -16,6 +16,7 @@ import torch
 from rasterio.enums import Resampling
 
 from engine.errors import ModelFileError
+from engine.geodesy.pixel_areas import PixelAreas, hectares
 from engine.model_metadata import ModelMetadata
 from engine.outputs import CLASS_NODATA, OutputSet, RasterSpec, qgis_style
 from engine.raster import RasterInfo
@@ -33,7 +34,7 @@ class PredictionHead(Protocol):
 
     def write(self, row_off: int, values: np.ndarray, valid: np.ndarray) -> None: ...
 
-    def summary(self, pixel_area: float) -> dict[str, Any]: ...
+    def summary(self) -> dict[str, Any]: ...
 
 
 def output_names(metadata: ModelMetadata, stem: str, probabilities: bool) -> dict[str, str]:
@@ -100,12 +101,19 @@ class SegmentationHead:
     """Blends softmax probabilities; writes the class mask, its QGIS style and optional probabilities."""
 
     def __init__(
-        self, metadata: ModelMetadata, outputs: OutputSet, paths: dict[str, Path], info: RasterInfo
+        self,
+        metadata: ModelMetadata,
+        outputs: OutputSet,
+        paths: dict[str, Path],
+        info: RasterInfo,
+        areas: PixelAreas,
     ) -> None:
         self.classes = metadata.classes
         self.channels = len(self.classes)
         self._ids = np.array([c.id for c in self.classes], dtype=np.uint8)
         self._counts = np.zeros(self.channels, dtype=np.int64)
+        self._areas = areas
+        self._class_areas = np.zeros(self.channels, dtype=np.float64)
         self._nodata_pixels = 0
         colors = {c.id: c.color for c in self.classes}
         self._mask = outputs.raster(
@@ -121,6 +129,7 @@ class SegmentationHead:
     def write(self, row_off: int, values: np.ndarray, valid: np.ndarray) -> None:
         best = most_probable(values)
         self._counts += np.bincount(best[valid], minlength=self.channels)
+        self._class_areas += self._areas.sum_by_label(best, valid, row_off, self.channels)
         self._nodata_pixels += int(valid.size - np.count_nonzero(valid))
         classes = self._ids[best]
         classes[~valid] = CLASS_NODATA
@@ -128,8 +137,8 @@ class SegmentationHead:
         if self._probabilities is not None:
             self._probabilities.write_rows(row_off, np.where(valid, values, np.float32(np.nan)))
 
-    def summary(self, pixel_area: float) -> dict[str, Any]:
-        """Pixel counts and areas per class; call only after at least one valid pixel was written."""
+    def summary(self) -> dict[str, Any]:
+        """Pixel counts and ground areas per class; call only after a valid pixel was written."""
         valid = int(self._counts.sum())
         return {
             "valid_pixels": valid,
@@ -140,10 +149,10 @@ class SegmentationHead:
                     "name": info.name,
                     "color": info.color,
                     "pixels": int(count),
-                    "area": float(count) * pixel_area,
+                    **_area_fields("area", float(area), self._areas),
                     "fraction": float(count) / valid,
                 }
-                for info, count in zip(self.classes, self._counts, strict=True)
+                for info, count, area in zip(self.classes, self._counts, self._class_areas, strict=True)
             ],
         }
 
@@ -154,9 +163,16 @@ class AnomalyHead:
     channels = 1
 
     def __init__(
-        self, threshold: float, outputs: OutputSet, paths: dict[str, Path], info: RasterInfo
+        self,
+        threshold: float,
+        outputs: OutputSet,
+        paths: dict[str, Path],
+        info: RasterInfo,
+        areas: PixelAreas,
     ) -> None:
         self.threshold = threshold
+        self._areas = areas
+        self._anomalous_area = 0.0
         self._heatmap = outputs.raster(
             paths["anomaly"],
             info,
@@ -187,10 +203,11 @@ class AnomalyHead:
             self._sample.append(scores[:: self._sample_step])
         self._heatmap.write_rows(row_off, np.where(valid, error, np.float32(np.nan))[None])
         mask = (error > self.threshold).astype(np.uint8)
+        self._anomalous_area += float(self._areas.sum_by_label(mask, valid, row_off, 2)[1])
         mask[~valid] = CLASS_NODATA
         self._mask.write_rows(row_off, mask[None])
 
-    def summary(self, pixel_area: float) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         """Heat-map statistics; call only after at least one valid pixel was written."""
         sample = np.concatenate(self._sample)
         percentiles = np.percentile(sample, ANOMALY_PERCENTILES)
@@ -206,5 +223,10 @@ class AnomalyHead:
             },
             "anomalous_pixels": self._anomalous,
             "anomalous_fraction": self._anomalous / self._valid,
-            "anomalous_area": self._anomalous * pixel_area,
+            **_area_fields("anomalous_area", self._anomalous_area, self._areas),
         }
+
+
+def _area_fields(key: str, area: float, areas: PixelAreas) -> dict[str, float]:
+    """``key`` in the summary's area unit, and ``key_ha`` in hectares when that unit is m²."""
+    return {key: area, f"{key}_ha": hectares(area)} if areas.in_metres else {key: area}
