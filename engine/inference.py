@@ -26,8 +26,9 @@ from engine.geodesy.pixel_areas import PixelAreas
 from engine.model_file import load_model, read_metadata
 from engine.model_metadata import ModelMetadata
 from engine.normalize import Normalization
+from engine.output_metadata.provenance import file_sha256, provenance_tags
 from engine.outputs import OutputSet, summary_json
-from engine.prediction_checks import check_compatibility, check_outputs
+from engine.prediction_checks import check_compatibility, check_free_space, check_outputs
 from engine.prediction_heads import (
     TILE_VALUES,
     AnomalyHead,
@@ -83,6 +84,7 @@ class _Session:
     """What every raster of one `predict_many` call shares: the loaded model and the settings."""
 
     model_path: Path
+    model_sha256: str
     metadata: ModelMetadata
     normalization: Normalization
     forward: TileForward
@@ -152,6 +154,8 @@ def predict_many(
         for warning in check_compatibility(metadata, raster_path, f"model {model_path.name}"):
             reporter.on_message("warning", warning)
     names = check_outputs(metadata, raster_paths, output_dir, options.probabilities, options.overwrite)
+    for warning in check_free_space(metadata, raster_paths, output_dir, options.probabilities):
+        reporter.on_message("warning", warning)
     model, metadata = load_model(model_path, device)
     size_multiple = int(getattr(model, "size_multiple", 1))
     if options.tile % size_multiple:
@@ -163,6 +167,7 @@ def predict_many(
     info = describe_device(device)
     session = _Session(
         model_path=model_path,
+        model_sha256=file_sha256(model_path),
         metadata=metadata,
         normalization=Normalization.from_dict(metadata.normalization),
         forward=forward,
@@ -222,7 +227,10 @@ def _predict_one(session: _Session, raster_path: Path, names: dict[str, str]) ->
         info.height, info.width, options.tile, options.overlap, session.size_multiple, session.weight_mode
     )
     paths = {key: session.output_dir / name for key, name in names.items()}
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), OutputSet(session.output_dir) as outputs:
+    tags = provenance_tags(
+        session.model_path, session.model_sha256, session.metadata, raster_path, session.threshold
+    )
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), OutputSet(session.output_dir, tags) as outputs:
         head: PredictionHead
         areas = PixelAreas(info)
         if session.metadata.task == "segmentation":

@@ -20,7 +20,7 @@ from engine.errors import EngineError, JobStoreError, ModelFileError, OutputErro
 from engine.inference import PredictOptions
 from engine.model_file import check_model_file
 from engine.outputs import check_writable_folder
-from engine.prediction_checks import check_compatibility, check_outputs
+from engine.prediction_checks import check_compatibility, check_free_space, check_outputs
 from engine.prediction_heads import check_classes
 from engine.progress import RecordingReporter
 from engine.training.config import TASKS, TrainConfig
@@ -174,4 +174,5 @@ def _validate_prediction(spec: PredictSpec) -> list[str]:
     for raster in spec.rasters:
         warnings.extend(check_compatibility(metadata, raster, spec.model.name))
     check_outputs(metadata, spec.rasters, spec.output_dir, spec.options.probabilities, spec.options.overwrite)
+    warnings.extend(check_free_space(metadata, spec.rasters, spec.output_dir, spec.options.probabilities))
     return warnings

@@ -18,6 +18,7 @@ from rasterio.enums import Resampling
 from engine.errors import ModelFileError
 from engine.geodesy.pixel_areas import PixelAreas, hectares
 from engine.model_metadata import ModelMetadata
+from engine.output_metadata.qgis_styles import ANOMALY_COLOR, NORMAL_COLOR, anomaly_mask_style, heat_map_style
 from engine.outputs import CLASS_NODATA, OutputSet, RasterSpec, qgis_style
 from engine.raster import RasterInfo
 from engine.training.anomaly import pixel_errors
@@ -37,6 +38,13 @@ class PredictionHead(Protocol):
     def summary(self) -> dict[str, Any]: ...
 
 
+def staging_bytes_per_pixel(metadata: ModelMetadata, probabilities: bool) -> int:
+    """Uncompressed bytes per input pixel of all of a raster's output GeoTIFFs (their dtypes below)."""
+    if metadata.task == "segmentation":
+        return 1 + (4 * len(metadata.classes) if probabilities else 0)  # uint8 classes, float32 each
+    return 4 + 1  # float32 heat map, uint8 mask
+
+
 def output_names(metadata: ModelMetadata, stem: str, probabilities: bool) -> dict[str, str]:
     """File names of a raster's outputs by key, for the existence check and the result."""
     if metadata.task == "segmentation":
@@ -44,7 +52,12 @@ def output_names(metadata: ModelMetadata, stem: str, probabilities: bool) -> dic
         if probabilities:
             names["probabilities"] = f"{stem}_probabilities.tif"
     else:
-        names = {"anomaly": f"{stem}_anomaly.tif", "anomaly_mask": f"{stem}_anomaly_mask.tif"}
+        names = {
+            "anomaly": f"{stem}_anomaly.tif",
+            "anomaly_qml": f"{stem}_anomaly.qml",
+            "anomaly_mask": f"{stem}_anomaly_mask.tif",
+            "anomaly_mask_qml": f"{stem}_anomaly_mask.qml",
+        }
     names["summary"] = f"{stem}_summary.json"
     return names
 
@@ -181,8 +194,13 @@ class AnomalyHead:
         self._mask = outputs.raster(
             paths["anomaly_mask"],
             info,
-            RasterSpec("uint8", 1, CLASS_NODATA, Resampling.mode, ("anomaly",), {0: "#000000", 1: "#ff0000"}),
+            RasterSpec(
+                "uint8", 1, CLASS_NODATA, Resampling.mode, ("anomaly",), {0: NORMAL_COLOR, 1: ANOMALY_COLOR}
+            ),
         )
+        outputs.text(paths["anomaly_mask_qml"], anomaly_mask_style())
+        self._outputs = outputs
+        self._heat_style_path = paths["anomaly_qml"]
         self._sample_step = max(1, -(-info.width * info.height // HEATMAP_SAMPLE))
         self._sample: list[np.ndarray] = []
         self._valid = 0
@@ -208,9 +226,13 @@ class AnomalyHead:
         self._mask.write_rows(row_off, mask[None])
 
     def summary(self) -> dict[str, Any]:
-        """Heat-map statistics; call only after at least one valid pixel was written."""
+        """Heat-map statistics, and the heat map's QGIS style that needs them; call once, after at
+        least one valid pixel was written."""
         sample = np.concatenate(self._sample)
         percentiles = np.percentile(sample, ANOMALY_PERCENTILES)
+        self._outputs.text(
+            self._heat_style_path, heat_map_style(self._min, self.threshold, float(percentiles[-1]))
+        )
         return {
             "valid_pixels": self._valid,
             "threshold": self.threshold,

@@ -47,7 +47,9 @@ PREDICTION_ARTIFACTS = {
     "probabilities": ArtifactKind.PROBABILITIES,
     "qml": ArtifactKind.STYLE,
     "anomaly": ArtifactKind.ANOMALY,
+    "anomaly_qml": ArtifactKind.STYLE,
     "anomaly_mask": ArtifactKind.ANOMALY_MASK,
+    "anomaly_mask_qml": ArtifactKind.STYLE,
     "summary": ArtifactKind.SUMMARY,
 }
 

@@ -318,7 +318,7 @@ def test_anomaly_outputs_heat_map_and_mask_with_model_or_given_threshold(anomaly
     result = predict_raster(
         anomaly_model, holdout, tmp_path / "model", options, NullReporter(), CancelToken()
     )
-    assert set(result.outputs) == {"anomaly", "anomaly_mask", "summary"}
+    assert set(result.outputs) == {"anomaly", "anomaly_qml", "anomaly_mask", "anomaly_mask_qml", "summary"}
     with rasterio.open(result.outputs["anomaly"]) as heat_file:
         assert heat_file.dtypes[0] == "float32" and np.isnan(heat_file.nodata) and heat_file.overviews(1)
         heat = heat_file.read(1)
@@ -532,6 +532,6 @@ def test_probabilities_for_an_anomaly_model_warn_that_they_are_ignored(anomaly_m
     reporter = RecordingReporter()
     options = PredictOptions(tile=64, overlap=16, probabilities=True)
     result = predict_raster(anomaly_model, holdout, tmp_path / "out", options, reporter, CancelToken())
-    assert set(result.outputs) == {"anomaly", "anomaly_mask", "summary"}
+    assert set(result.outputs) == {"anomaly", "anomaly_qml", "anomaly_mask", "anomaly_mask_qml", "summary"}
     (warning,) = reporter.warnings()
     assert "--probabilities only applies to segmentation models" in warning
