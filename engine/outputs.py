@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.io import DatasetWriter
@@ -46,6 +47,9 @@ NEARLY_FULL_BYTES = 64 * 1024 * 1024
 # A temporary name keeps this many bytes of its final name, so it stays within the 255 bytes that
 # file systems allow a name even when the final name nearly fills them.
 TEMPORARY_NAME_BYTES = 120
+# Rasterio raises its own errors for most GDAL failures, but lets some through as GDAL's (CPLE_*),
+# e.g. reopening a staging file whose last write failed on a full disk.
+GDAL_ERRORS = (RasterioError, CPLE_BaseError)
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,7 @@ class RasterOutput:
                 self._dataset.set_band_description(band, description)
             if spec.colors is not None:
                 self._dataset.write_colormap(1, color_table(spec.colors, int(spec.nodata)))
-        except RasterioError as exc:
+        except GDAL_ERRORS as exc:
             raise write_failure(final, outputs.folder, exc) from exc
 
     def write_rows(self, row_off: int, data: np.ndarray) -> None:
@@ -200,7 +204,7 @@ class RasterOutput:
         self._statistics.add(data)
         try:
             self._dataset.write(data, window=window)
-        except RasterioError as exc:
+        except GDAL_ERRORS as exc:
             raise write_failure(self.final, self._outputs.folder, exc) from exc
 
     def close(self) -> None:
@@ -210,13 +214,13 @@ class RasterOutput:
 
     def finish(self) -> None:
         """Stores the band statistics, builds overviews and copies the staging file into a COG."""
-        if self._dataset is not None:
-            for band in range(self.spec.count):
-                self._dataset.update_tags(band + 1, **self._statistics.tags(band))
-        self.close()
         cog = self._outputs.temporary(self.final)
         predictor = "FLOATING_POINT" if np.dtype(self.spec.dtype).kind == "f" else "STANDARD"
         try:
+            if self._dataset is not None:
+                for band in range(self.spec.count):
+                    self._dataset.update_tags(band + 1, **self._statistics.tags(band))
+            self.close()
             with rasterio.open(self._staging, "r+") as staging:
                 factors = overview_factors(staging.width, staging.height)
                 if factors:
@@ -232,7 +236,7 @@ class RasterOutput:
                 BIGTIFF="IF_SAFER",
                 NUM_THREADS="ALL_CPUS",  # prediction is over by now: compress on every core
             )
-        except RasterioError as exc:
+        except GDAL_ERRORS as exc:
             raise write_failure(self.final, self._outputs.folder, exc) from exc
         self._staging.unlink(missing_ok=True)
         self._outputs.stage(cog, self.final)
