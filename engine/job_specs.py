@@ -23,6 +23,7 @@ from engine.outputs import check_writable_folder
 from engine.prediction_checks import check_compatibility, check_free_space, check_outputs
 from engine.prediction_heads import check_classes
 from engine.progress import RecordingReporter
+from engine.training import check_resumable
 from engine.training.config import TASKS, TrainConfig
 from engine.training.segmentation import make_segmentation_task
 
@@ -151,6 +152,7 @@ def _validate_training(config: TrainConfig) -> list[str]:
         raise ModelFileError(
             f"the checkpoint {config.resume} to resume from does not exist: check the path, or train anew"
         )
+    check_resumable(config)
     if config.output.exists() and not config.overwrite:
         raise OutputError(f"{config.output} already exists. Choose another name or pass --overwrite.")
     check_writable_folder(config.output.parent)

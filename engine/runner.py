@@ -37,7 +37,8 @@ from engine.jobs import JobStore
 from engine.model_file import library_versions
 from engine.paths import app_home, jobs_db_path
 from engine.progress import CancelToken, EpochEvent, ProgressEvent, Reporter
-from engine.training import TrainResult, checkpoint_path_for, train
+from engine.training import TrainResult, checkpoint_owner, checkpoint_path_for, train
+from engine.training.config import settings_hash
 
 TURN_POLL_S = 0.5
 CANCEL_POLL_S = 0.25
@@ -77,6 +78,12 @@ def open_store(home: str | Path | None = None) -> JobStore:
         store.close()
         raise
     return store
+
+
+def read_store(home: str | Path | None = None) -> JobStore:
+    """Open the job store of a data folder for reading only, for views that poll it (the Jobs page
+    reads it every second): no write transaction, and a newer ModelAI's store still reads."""
+    return JobStore.for_reading(jobs_db_path(app_home(home)))
 
 
 def submit(store: JobStore, spec: JobSpec, parent_job_id: int | None = None) -> int:
@@ -155,10 +162,16 @@ def rerun(store: JobStore, job_id: int) -> JobSpec:
 
 
 def resume_spec(store: JobStore, job_id: int) -> TrainSpec:
-    """A spec that continues an interrupted or cancelled training job from its last checkpoint.
+    """A spec that continues an interrupted or cancelled training job from its own last checkpoint.
+
+    A checkpoint continues only the job that wrote it (or, until the resumed run saves its first
+    one, the job it resumes): a checkpoint folder shared by name with another run is never taken
+    for this job's. A job stopped before its first checkpoint starts again from epoch 1, with the
+    same settings (the returned spec has no ``resume``).
 
     Raises:
-        JobStoreError: the job is not training, did not stop early, or has no checkpoint file.
+        JobStoreError: the job is not training, did not stop early, or its progress is lost (its
+            checkpoint is gone or now belongs to another job).
     """
     job = store.get_job(job_id)
     spec = spec_from_dict(job.kind, job.spec)
@@ -171,12 +184,29 @@ def resume_spec(store: JobStore, job_id: int) -> TrainSpec:
             f"job {job_id} is {job.status}; only an interrupted or cancelled training job resumes"
             f" (`modelai jobs rerun {job_id}` trains it again as a new job)"
         )
-    if job.checkpoint_path is None or not job.checkpoint_path.is_file():
-        raise JobStoreError(
-            f"job {job_id} left no checkpoint ({job.checkpoint_path or 'none recorded'}) to resume from:"
-            f" `modelai jobs rerun {job_id}` trains it again from the start"
-        )
-    return TrainSpec(replace(spec.config, resume=job.checkpoint_path))
+    checkpoint = job.checkpoint_path
+    owner, written_with = _checkpoint_owner(checkpoint)
+    if owner == job_id and written_with == settings_hash(spec.config) and checkpoint is not None:
+        return TrainSpec(replace(spec.config, resume=checkpoint))
+    if owner is not None and owner == job.parent_job_id and spec.config.resume == checkpoint:
+        return spec
+    if spec.config.resume is None and not store.epochs(job_id):
+        return spec
+    if owner is None:
+        lost = f"left no checkpoint ({checkpoint or 'none recorded'}) to resume from"
+    else:
+        lost = f"has no checkpoint of its own: {checkpoint} now belongs to job {owner}"
+    raise JobStoreError(f"job {job_id} {lost}: `modelai jobs rerun {job_id}` trains it again from the start")
+
+
+def _checkpoint_owner(path: Path | None) -> tuple[int | None, str | None]:
+    """The job and settings hash that wrote a checkpoint; Nones when it is missing or unreadable."""
+    if path is None or not path.is_file():
+        return None, None
+    try:
+        return checkpoint_owner(path)
+    except EngineError:
+        return None, None
 
 
 class _StoreReporter:
@@ -242,7 +272,7 @@ def _train(
     store: JobStore, job_id: int, spec: TrainSpec, reporter: _StoreReporter, cancel: CancelToken
 ) -> JobOutcome:
     store.set_checkpoint(job_id, checkpoint_path_for(spec.config))
-    result = train(spec.config, reporter, cancel)
+    result = train(spec.config, reporter, cancel, job_id=job_id)
     for entry in result.history:
         store.record_epoch(
             job_id,
@@ -265,6 +295,7 @@ def _train(
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
         "final_metrics": result.history[-1]["metrics"] if result.history else {},
+        "settings_hash": settings_hash(spec.config),
     }
     return JobOutcome(job_id, summary, training=result)
 

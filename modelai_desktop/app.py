@@ -1,9 +1,11 @@
 """``modelai-desktop``: the QApplication, the qasync event loop, settings, logging and error reporting.
 
 The window runs on a qasync loop so that short reads can be coroutines awaiting read threads. The
-whole session is one coroutine (`run_window`) that ends when the window closes, which lets the
-running tasks be cancelled and awaited before the loop closes. Any error that escapes is logged
-with its traceback and shown in a non-modal message; the window keeps running.
+whole session is one coroutine (`run_app`) that ends when the window closes, which lets the
+running tasks be cancelled and awaited before the loop closes. A starting window shows before the
+engine's heavy imports, which run on a thread (`modelai_desktop.startup`); the main window, whose
+pages import the engine, is built after them. Any error that escapes is logged with its traceback
+and shown in a non-modal message; the window keeps running.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import qasync
 from PySide6.QtCore import Qt
@@ -26,10 +29,14 @@ from engine import __version__
 from engine.errors import EngineError, JobStoreError
 from engine.host_memory import keep_freed_memory
 from engine.paths import app_home
+from modelai_desktop import STARTED_AT
 from modelai_desktop.logging_setup import configure_logging
-from modelai_desktop.main_window import APP_NAME, MainWindow
-from modelai_desktop.screenshot import capture_window
+from modelai_desktop.qt_platform import xcb_problem
 from modelai_desktop.settings import AppSettings
+from modelai_desktop.startup import APP_NAME, StartingWindow, StartupClock, load_engine_off_thread
+
+if TYPE_CHECKING:
+    from modelai_desktop.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +119,25 @@ class ErrorReporter:
         self._window.show_status(text.splitlines()[0])
 
 
-async def run_window(window: MainWindow, args: argparse.Namespace) -> int:
+async def run_app(
+    args: argparse.Namespace, home: Path, log_file: Path, clock: StartupClock, starting: StartingWindow
+) -> int:
+    """Loads the engine off the GUI thread while ``starting`` shows, then runs the main window."""
+    await load_engine_off_thread()
+    clock.mark("engine loaded")
+    from modelai_desktop.main_window import MainWindow
+
+    window = MainWindow(AppSettings.in_home(home), log_file.parent, home)
+    sys.excepthook = ErrorReporter(window, log_file)
+    starting.close()
+    return await run_window(window, args, clock)
+
+
+async def run_window(window: MainWindow, args: argparse.Namespace, clock: StartupClock | None = None) -> int:
     """The whole session: until the window closes, or until a screenshot is saved."""
-    window.train_page.start_background_reads()
+    from modelai_desktop.screenshot import capture_window
+
+    window.start_background_reads()
     if args.screenshot:
         code = await capture_window(window, args.screenshot, args.page, args.files, args.bands)
     else:
@@ -124,6 +147,9 @@ async def run_window(window: MainWindow, args: argparse.Namespace) -> int:
         window.show()
         window.show_page(args.page)
         window.open_paths(args.files)
+        if clock is not None:
+            clock.mark("main window")
+            log.info("Start-up: %s", clock.summary())
         await closed.wait()
         code = 0
     await window.tasks.aclose()
@@ -135,6 +161,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     multiprocessing.freeze_support()
     keep_freed_memory()
     args = build_parser().parse_args(argv)
+    clock = StartupClock(STARTED_AT)
+    if QApplication.instance() is None and not args.screenshot:
+        problem = xcb_problem()
+        if problem:
+            print(f"modelai-desktop: {problem}", file=sys.stderr)
+            return 2
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
@@ -149,11 +181,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.screenshot:
             QMessageBox.critical(None, APP_NAME, str(exc))
         return 2
+    starting = StartingWindow()
+    if not args.screenshot:
+        starting.show()
+    clock.mark("first window")
     log_file = configure_logging(home / "logs")
     log.info("%s %s starting; data folder %s", APP_NAME, __version__, home)
-    window = MainWindow(AppSettings.in_home(home), log_file.parent, home)
-    sys.excepthook = ErrorReporter(window, log_file)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     with loop:
-        return loop.run_until_complete(run_window(window, args))
+        return loop.run_until_complete(run_app(args, home, log_file, clock, starting))

@@ -3,7 +3,9 @@
 A crash, a power cut or a killed process leaves a job ``running`` in the store; opening the store
 (`engine.runner.open_store`) marks it ``interrupted``. The window then says so in a banner rather
 than a dialog, because a modal dialog would stop the user at start-up (and must never open inside
-a coroutine), and offers Resume for the training jobs whose checkpoint is still there.
+a coroutine), above every page, and offers Resume for the training jobs that can continue: from
+their own checkpoint, or from epoch 1 when they stopped before writing one. A job leaves the
+banner once it is resumed, from the banner or from the Jobs page.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QPushButton, QToolButton, QWidget
 
+from engine.errors import EngineError
 from engine.job_records import EpochRecord, JobRecord
 from engine.job_specs import TRAIN_KIND_PREFIX, TrainSpec
+from engine.jobs import JobStore
 from engine.runner import open_store, resume_spec
 
 MAX_JOBS_SHOWN = 4
@@ -27,11 +31,12 @@ BANNER_STYLE = (
 
 @dataclass(frozen=True)
 class InterruptedJob:
-    """A job a crash stopped, how far it got, and whether it can continue from its checkpoint."""
+    """A job a crash stopped, how far it got, and whether it can continue (``from_start``: from epoch 1)."""
 
     record: JobRecord
     last_epoch: int
     resumable: bool
+    from_start: bool = False
 
     def describe(self) -> str:
         """``Job 7, segmentation training: stopped after epoch 3 of 20``."""
@@ -67,11 +72,21 @@ def find_interrupted(home: Path) -> list[InterruptedJob]:
             if record.id in resumed:
                 continue
             epochs = store.epochs(record.id)
-            checkpoint = record.checkpoint_path
-            has_checkpoint = checkpoint is not None and checkpoint.is_file()
-            resumable = record.kind.startswith(TRAIN_KIND_PREFIX) and has_checkpoint
-            jobs.append(InterruptedJob(record, epochs[-1].epoch if epochs else 0, resumable))
+            spec = _resume_spec_or_none(store, record)
+            from_start = spec is not None and spec.config.resume is None
+            last_epoch = epochs[-1].epoch if epochs else 0
+            jobs.append(InterruptedJob(record, last_epoch, spec is not None, from_start))
         return jobs
+
+
+def _resume_spec_or_none(store: JobStore, record: JobRecord) -> TrainSpec | None:
+    """The spec that continues a training job, or None when it cannot continue (or is no training)."""
+    if not record.kind.startswith(TRAIN_KIND_PREFIX):
+        return None
+    try:
+        return resume_spec(store, record.id)
+    except EngineError:
+        return None
 
 
 def plan_resume(home: Path, job_id: int) -> ResumePlan:
@@ -98,6 +113,7 @@ class InterruptedBanner(QFrame):
         self.setObjectName("interruptedBanner")
         self.setStyleSheet(BANNER_STYLE)
         self.resume_buttons: dict[int, QPushButton] = {}
+        self._rows: dict[int, list[QWidget]] = {}
         self._layout = QGridLayout(self)
         self._layout.setContentsMargins(10, 6, 6, 6)
         self._layout.setHorizontalSpacing(12)
@@ -118,23 +134,27 @@ class InterruptedBanner(QFrame):
             if item.widget() is not None and item.widget() is not self.close_button:
                 item.widget().deleteLater()
         self.resume_buttons.clear()
+        self._rows.clear()
         plural = "s were" if len(jobs) != 1 else " was"
         heading = QLabel(f"<b>{len(jobs)} job{plural} interrupted when ModelAI last stopped.</b>")
         self._layout.addWidget(heading, 0, 0)
         self._layout.addWidget(self.close_button, 0, 2, Qt.AlignmentFlag.AlignRight)
         for row, job in enumerate(jobs[:MAX_JOBS_SHOWN], start=1):
+            label = QLabel(f"• {job.describe()}{_hint(job)}")
+            self._layout.addWidget(label, row, 0)
+            self._rows[job.record.id] = [label]
             if job.resumable:
-                hint = ""
-            elif job.record.kind.startswith(TRAIN_KIND_PREFIX):
-                hint = " (its checkpoint is gone: train it again)"
-            else:
-                hint = " (run it again from the Jobs page)"
-            self._layout.addWidget(QLabel(f"• {job.describe()}{hint}"), row, 0)
-            if job.resumable:
-                button = QPushButton("Resume")
-                button.setToolTip(f"Continue job {job.record.id} from its last checkpoint")
-                button.clicked.connect(lambda _checked=False, job_id=job.record.id: self._resume(job_id))
+                button = QPushButton("Start again" if job.from_start else "Resume")
+                button.setToolTip(
+                    f"Train job {job.record.id} again from epoch 1: it stopped before its first checkpoint"
+                    if job.from_start
+                    else f"Continue job {job.record.id} from its last checkpoint"
+                )
+                button.clicked.connect(
+                    lambda _checked=False, job_id=job.record.id: self.resume_requested.emit(job_id)
+                )
                 self.resume_buttons[job.record.id] = button
+                self._rows[job.record.id].append(button)
                 self._layout.addWidget(button, row, 1)
         if len(jobs) > MAX_JOBS_SHOWN:
             more = QLabel(f"… and {len(jobs) - MAX_JOBS_SHOWN} more: `modelai jobs list` shows them all.")
@@ -142,10 +162,20 @@ class InterruptedBanner(QFrame):
         self._layout.setColumnStretch(0, 1)
         self.show()
 
-    def _resume(self, job_id: int) -> None:
-        button = self.resume_buttons.pop(job_id)
-        button.setEnabled(False)
-        button.setText("Resumed")
-        if not self.resume_buttons:
+    def forget(self, job_id: int) -> None:
+        """Drops a job that was resumed (from here or elsewhere); hides the banner once none can resume."""
+        had_resumable = bool(self.resume_buttons)
+        for widget in self._rows.pop(job_id, []):
+            widget.hide()
+            widget.deleteLater()
+        self.resume_buttons.pop(job_id, None)
+        if had_resumable and not self.resume_buttons:
             self.hide()
-        self.resume_requested.emit(job_id)
+
+
+def _hint(job: InterruptedJob) -> str:
+    if job.resumable:
+        return " (stopped before its first checkpoint)" if job.from_start else ""
+    if job.record.kind.startswith(TRAIN_KIND_PREFIX):
+        return " (its checkpoint is gone: train it again)"
+    return " (run it again from the Jobs page)"

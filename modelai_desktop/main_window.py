@@ -30,30 +30,34 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QStackedWidget,
+    QVBoxLayout,
     QWidget,
 )
 
 from engine import __version__
+from engine.errors import EngineError
 from engine.paths import app_home
 from engine.selftest import SelfTestReport, run_self_test
 from modelai_desktop.async_tasks import BackgroundTasks
+from modelai_desktop.interrupted import InterruptedBanner, find_interrupted
 from modelai_desktop.pages.data_page import DataPage
 from modelai_desktop.pages.jobs_page import JobsPage
 from modelai_desktop.pages.models_page import ModelsPage
 from modelai_desktop.pages.predict_page import PredictPage
 from modelai_desktop.pages.train_page import TrainPage
 from modelai_desktop.settings import AppSettings
-from modelai_desktop.workers import JobRegistry
+from modelai_desktop.startup import APP_NAME
+from modelai_desktop.third_party import THIRD_PARTY_TEXT, components_summary
+from modelai_desktop.workers import JobRegistry, JobWorker
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "ModelAI Desktop"
 DEFAULT_SIZE = QSize(1280, 820)
 SCREEN_FRACTION = 0.9
 STATUS_TIMEOUT_MS = 15_000
 RASTER_FILTER = "GeoTIFF rasters (*.tif *.tiff *.TIF *.TIFF);;All files (*)"
 MODEL_SUFFIX = ".safetensors"
-JOB_STOP_MS = 10_000
+FINISHING_TEXT = "Finishing: stopping {jobs} after the current step; ModelAI closes then…"
 
 
 def local_paths(mime: QMimeData) -> list[Path]:
@@ -75,6 +79,9 @@ class MainWindow(QMainWindow):
         self.home = home or app_home()
         self.tasks = BackgroundTasks()
         self.jobs = JobRegistry(self)
+        self.jobs.changed.connect(self._close_when_finished)
+        self.quit_box: QMessageBox | None = None
+        self._finishing = False
         self.setWindowTitle(APP_NAME)
         self.resize(DEFAULT_SIZE)
         self.setAcceptDrops(True)
@@ -84,12 +91,18 @@ class MainWindow(QMainWindow):
         self.navigation.setFixedWidth(150)
         self.pages = QStackedWidget()
         self.navigation.currentRowChanged.connect(self.pages.setCurrentIndex)
+        self.interrupted_banner = InterruptedBanner()
+        self.interrupted_banner.resume_requested.connect(self._resume_training)
+        content = QVBoxLayout()
+        content.setContentsMargins(0, 0, 0, 0)
+        content.addWidget(self.interrupted_banner)
+        content.addWidget(self.pages, 1)
         central = QWidget()
         layout = QHBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.navigation)
-        layout.addWidget(self.pages, 1)
+        layout.addLayout(content, 1)
         self.setCentralWidget(central)
 
         self.data_page = DataPage(self.tasks)
@@ -115,7 +128,21 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self.show_status("Ready. Drop GeoTIFF files or a folder on the window to add them.")
 
+    def start_background_reads(self) -> asyncio.Task[None]:
+        """What the window reads once the loop runs: the Train page's devices and the interrupted jobs."""
+        self.train_page.start_background_reads()
+        return self.tasks.start(self._show_interrupted(), name="find-interrupted")
+
+    async def _show_interrupted(self) -> None:
+        try:
+            interrupted = await self.tasks.run_blocking(find_interrupted, self.home)
+        except EngineError as exc:
+            self.show_status(str(exc))
+            return
+        self.interrupted_banner.show_jobs(interrupted)
+
     def _resume_training(self, job_id: int) -> None:
+        self.interrupted_banner.forget(job_id)
         self.show_page("train")
         self.train_page.resume_job(job_id)
 
@@ -191,12 +218,54 @@ class MainWindow(QMainWindow):
         self.open_paths(paths)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if not self.jobs.stop_all(JOB_STOP_MS):
-            log.warning("A job did not stop within %d ms of the window closing.", JOB_STOP_MS)
+        """Closes at once when no job runs; otherwise asks, then lets the jobs stop before closing.
+
+        The window never closes with a job thread running: the jobs are cancelled, each ends (and is
+        recorded as cancelled) after its current step, and the window closes once the last is gone.
+        """
+        if self.jobs.workers():
+            event.ignore()
+            if not self._finishing:
+                self.ask_quit()
+            return
         self.settings.set_window_geometry(self.saveGeometry())
         self.settings.sync()
         event.accept()
         self.closed.emit()
+
+    def ask_quit(self) -> QMessageBox:
+        """Asks whether to cancel the running jobs and quit; a window-modal box, never a nested loop."""
+        workers = self.jobs.workers()
+        running = f"{_describe_jobs(workers)} {'is' if len(workers) == 1 else 'are'} running"
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Quit ModelAI",
+            f"{running[0].upper()}{running[1:]}. Cancel and quit?\n\nA cancelled training keeps its"
+            " last finished epoch: Resume on the Jobs page continues it.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            self,
+        )
+        box.button(QMessageBox.StandardButton.Yes).setText("Cancel and quit")
+        box.button(QMessageBox.StandardButton.No).setText("Keep running")
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.accepted.connect(self.finish_jobs_and_close)
+        self.quit_box = box
+        box.open()
+        return box
+
+    def finish_jobs_and_close(self) -> None:
+        """Cancels every job and shows that the window closes once they have stopped."""
+        self._finishing = True
+        self.centralWidget().setEnabled(False)
+        self.menuBar().setEnabled(False)
+        self.statusBar().showMessage(FINISHING_TEXT.format(jobs=_describe_jobs(self.jobs.workers())))
+        for worker in self.jobs.workers():
+            worker.cancel()
+        self._close_when_finished()
+
+    def _close_when_finished(self) -> None:
+        if self._finishing and not self.jobs.workers():
+            self.close()
 
     def _accept_local_files(self, event: QDragEnterEvent | QDragMoveEvent) -> None:
         if local_paths(event.mimeData()):
@@ -215,9 +284,9 @@ class MainWindow(QMainWindow):
         file_menu.addMenu(self.recent_menu)
         self._update_recent_menu_state()
         file_menu.addSeparator()
-        quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
-        file_menu.addAction(quit_action)
+        self.quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
+        self.quit_action.triggered.connect(self.close)
+        file_menu.addAction(self.quit_action)
 
         help_menu = self.menuBar().addMenu("&Help")
         log_action = QAction("Open &Log Folder", self)
@@ -280,10 +349,23 @@ class MainWindow(QMainWindow):
             self.show_status(f"Could not open the log folder; it is {self.log_dir}")
 
     def _show_about(self) -> None:
-        QMessageBox.about(
-            self,
+        self.about_box = QMessageBox(
+            QMessageBox.Icon.Information,
             f"About {APP_NAME}",
             f"<b>{APP_NAME}</b> {__version__}<br>Offline deep learning on multispectral rasters: "
             "U-Net segmentation, autoencoder anomaly detection, seamless tiled inference.<br><br>"
             f"Log folder: {self.log_dir}",
+            parent=self,
         )
+        self.about_box.setInformativeText(THIRD_PARTY_TEXT)
+        self.about_box.setDetailedText(components_summary())
+        self.about_box.open()
+
+
+def _describe_jobs(workers: Sequence[JobWorker]) -> str:
+    """``job 4 (train-segmentation)`` or ``2 jobs``: what is running, for a sentence."""
+    if len(workers) != 1:
+        return f"{len(workers)} jobs"
+    worker = workers[0]
+    number = f"job {worker.job_id}" if worker.job_id is not None else "a job"
+    return f"{number} ({worker.spec.kind})"

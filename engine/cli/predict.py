@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from engine import runner
+from engine.cli.commands import VERBS
+from engine.cli.results import add_json_option, outcome_json, print_json
 from engine.cli.terminal import TerminalReporter, format_duration
 from engine.device import PRECISIONS
 from engine.inference import PredictionResult, PredictOptions
@@ -20,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``predict`` verb."""
     parser = subparsers.add_parser(
         "predict",
-        help="apply a trained model to rasters (class map or anomaly heat map)",
+        help=VERBS["predict"].summary,
         description=(
             "Predict every raster with a trained model. The task (segmentation or anomaly) comes from "
             "the model file. Outputs are Cloud Optimized GeoTIFFs named after each input, with a JSON "
@@ -56,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threshold", type=float, help="anomaly threshold on the reconstruction error (default: the model's)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_json_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -73,8 +76,11 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
     )
     spec = PredictSpec(args.model, find_rasters(args.rasters), args.output, options)
     with runner.open_store(args.home) as store:
-        outcome = runner.run(store, spec, TerminalReporter(), cancel)
-    print_results(outcome.predictions, args.output)
+        outcome = runner.run(store, spec, TerminalReporter.for_args(args), cancel)
+    if args.json:
+        print_json(outcome_json(outcome))
+    else:
+        print_results(outcome.predictions, args.output)
     return 0
 
 

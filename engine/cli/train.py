@@ -8,27 +8,32 @@ where the model went.
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from engine import runner
 from engine.cli import EXIT_OK
+from engine.cli.commands import VERBS
+from engine.cli.results import add_json_option, outcome_json, print_json
 from engine.cli.terminal import TerminalReporter
 from engine.datasets import MASK_VALUES
+from engine.device import PRECISIONS
 from engine.job_specs import TrainSpec
 from engine.normalize import METHODS
 from engine.progress import CancelToken
-from engine.training import TrainConfig, TrainResult
-from engine.training.config import SCHEDULES
+from engine.training import TrainConfig, TrainResult, checkpoint_config
+from engine.training.config import RUNTIME_SETTINGS, SCHEDULES
 
 DEFAULTS = {field.name: field.default for field in fields(TrainConfig)}
+# What is learnt (everything but the task, where things are and how they run), as option names.
+LEARNING_OPTIONS = tuple(name for name in DEFAULTS if name not in (*RUNTIME_SETTINGS, "task", "augment"))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``train`` with its two tasks."""
     parser = subparsers.add_parser(
         "train",
-        help="train a segmentation U-Net or an anomaly autoencoder on GeoTIFFs",
+        help=VERBS["train"].summary,
         description="Train a model on GeoTIFF images and write it as one .safetensors file.",
     )
     tasks = parser.add_subparsers(dest="task", metavar="TASK", required=True)
@@ -48,7 +53,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     segmentation.add_argument(
         "--mask-values",
         choices=MASK_VALUES,
-        default=DEFAULTS["mask_values"],
         help="how 255 is read in every mask: binary (class 1), classes (unlabelled), or auto: binary "
         "when all masks hold only 0 and 255 (default auto)",
     )
@@ -66,14 +70,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     anomaly.add_argument(
         "--latent-channels",
         type=int,
-        default=DEFAULTS["latent_channels"],
-        help="bottleneck channels (default %(default)s)",
+        help=f"bottleneck channels (default {DEFAULTS['latent_channels']})",
     )
     anomaly.add_argument(
         "--threshold-quantile",
         type=float,
-        default=DEFAULTS["threshold_quantile"],
-        help="share of held-out normal pixels below the threshold (default %(default)s)",
+        help="share of held-out normal pixels below the threshold"
+        f" (default {DEFAULTS['threshold_quantile']})",
     )
     for task_parser in (segmentation, anomaly):
         _add_common_options(task_parser)
@@ -82,61 +85,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="model file to write (.safetensors)")
-    parser.add_argument(
-        "--patch", type=int, default=DEFAULTS["patch"], help="patch size in pixels (default %(default)s)"
-    )
+    parser.add_argument("--patch", type=int, help=f"patch size in pixels (default {DEFAULTS['patch']})")
     parser.add_argument(
         "--batch-size",
         type=int,
-        default=DEFAULTS["batch_size"],
-        help="patches per batch (default %(default)s)",
+        help=f"patches per batch (default {DEFAULTS['batch_size']})",
     )
-    parser.add_argument(
-        "--epochs", type=int, default=DEFAULTS["epochs"], help="number of epochs (default %(default)s)"
-    )
-    parser.add_argument(
-        "--lr", type=float, default=DEFAULTS["lr"], help="peak learning rate (default %(default)s)"
-    )
+    parser.add_argument("--epochs", type=int, help=f"number of epochs (default {DEFAULTS['epochs']})")
+    parser.add_argument("--lr", type=float, help=f"peak learning rate (default {DEFAULTS['lr']})")
     parser.add_argument(
         "--val-fraction",
         type=float,
-        default=DEFAULTS["val_fraction"],
-        help="share held out for validation (default %(default)s)",
+        help=f"share held out for validation (default {DEFAULTS['val_fraction']})",
     )
     parser.add_argument(
         "--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:N (default %(default)s)"
     )
     parser.add_argument(
-        "--precision", default=DEFAULTS["precision"], help="auto, fp32, bf16 or fp16 (default %(default)s)"
+        "--precision", choices=PRECISIONS, default=DEFAULTS["precision"], help="default %(default)s"
     )
     parser.add_argument("--bands", type=_bands, metavar="1,2,…", help="1-based bands to use (default all)")
     parser.add_argument(
         "--base-width",
         type=int,
-        default=DEFAULTS["base_width"],
-        help="channels of the first level (default %(default)s)",
+        help=f"channels of the first level (default {DEFAULTS['base_width']})",
     )
+    parser.add_argument("--seed", type=int, help=f"random seed (default {DEFAULTS['seed']})")
     parser.add_argument(
-        "--seed", type=int, default=DEFAULTS["seed"], help="random seed (default %(default)s)"
+        "--resume",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="continue from a last.ckpt with its settings: options left out take the checkpoint's"
+        " values, a different value is refused (only --epochs may grow)",
     )
-    parser.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="continue from a last.ckpt")
     parser.add_argument(
         "--num-workers",
         type=int,
         default=DEFAULTS["num_workers"],
         help="data loading processes (default %(default)s)",
     )
-    parser.add_argument(
-        "--normalization", choices=METHODS, default=DEFAULTS["normalization"], help="default %(default)s"
-    )
+    parser.add_argument("--normalization", choices=METHODS, help=f"default {DEFAULTS['normalization']}")
     parser.add_argument("--patches-per-epoch", type=int, help="default: from the data area")
-    parser.add_argument(
-        "--schedule", choices=SCHEDULES, default=DEFAULTS["schedule"], help="default %(default)s"
-    )
+    parser.add_argument("--schedule", choices=SCHEDULES, help=f"default {DEFAULTS['schedule']}")
     parser.add_argument("--patience", type=int, help="stop after this many epochs without improvement")
     parser.add_argument("--no-augment", action="store_true", help="no random flips and rotations")
     parser.add_argument("--checkpoint-dir", type=Path, help="default: <output stem>.checkpoints/")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    add_json_option(parser)
 
 
 def _bands(text: str) -> list[int]:
@@ -151,46 +146,41 @@ def _names(text: str) -> list[str]:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The `TrainConfig` that the parsed options describe."""
-    segmentation = args.task == "segmentation"
-    return TrainConfig(
-        task=args.task,
-        images=[args.images],
-        masks=[args.masks] if segmentation else None,
-        output=args.output,
-        patch=args.patch,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        lr=args.lr,
-        val_fraction=args.val_fraction,
-        device=args.device,
-        precision=args.precision,
-        bands=args.bands,
-        base_width=args.base_width,
-        depth=args.depth,
-        latent_channels=getattr(args, "latent_channels", DEFAULTS["latent_channels"]),
-        seed=args.seed,
-        resume=args.resume,
-        num_workers=args.num_workers,
-        normalization=args.normalization,
-        patches_per_epoch=args.patches_per_epoch,
-        schedule=args.schedule,
-        patience=args.patience,
-        augment=not args.no_augment,
-        threshold_quantile=getattr(args, "threshold_quantile", DEFAULTS["threshold_quantile"]),
-        class_names=getattr(args, "class_names", None),
-        class_colors=getattr(args, "class_colors", None),
-        mask_values=getattr(args, "mask_values", DEFAULTS["mask_values"]),
-        checkpoint_dir=args.checkpoint_dir,
-        overwrite=args.overwrite,
-    )
+    """The `TrainConfig` that the parsed options describe.
+
+    Options that decide what is learnt are None unless given: a fresh run takes the defaults for
+    them, a resumed one (``--resume``) the checkpoint's values, so the job records what really runs.
+    """
+    given = {name: getattr(args, name) for name in LEARNING_OPTIONS if getattr(args, name, None) is not None}
+    if args.no_augment:
+        given["augment"] = False
+    command = {
+        "task": args.task,
+        "images": [args.images],
+        "masks": [args.masks] if args.task == "segmentation" else None,
+        "output": args.output,
+        "device": args.device,
+        "precision": args.precision,
+        "resume": args.resume,
+        "num_workers": args.num_workers,
+        "checkpoint_dir": args.checkpoint_dir,
+        "overwrite": args.overwrite,
+    }
+    if args.resume is None:
+        return TrainConfig(**command, **given)
+    return replace(checkpoint_config(args.resume), **command, **given)
 
 
 def run(args: argparse.Namespace, cancel: CancelToken) -> int:
-    """Trains as a recorded job, then prints the best epoch and the model's path on stdout."""
+    """Trains as a recorded job, then prints the best epoch and the model's path (or JSON) on stdout."""
     with runner.open_store(args.home) as store:
-        outcome = runner.run(store, TrainSpec(config_from_args(args)), TerminalReporter(), cancel)
-    print_result(outcome.training)
+        outcome = runner.run(
+            store, TrainSpec(config_from_args(args)), TerminalReporter.for_args(args), cancel
+        )
+    if args.json:
+        print_json(outcome_json(outcome))
+    else:
+        print_result(outcome.training)
     return EXIT_OK
 
 

@@ -32,23 +32,19 @@ from engine.normalize import Normalization, compute_statistics, describe_constan
 from engine.patches import GridPatches, PatchReader, RandomPatches, default_patches_per_epoch, make_loader
 from engine.progress import CancelToken, NullReporter, Reporter
 from engine.training.anomaly import make_anomaly_task
-from engine.training.config import TrainConfig, checkpoint_path_for
+from engine.training.config import TrainConfig, checkpoint_path_for, resume_differences, settings_hash
 from engine.training.fit import CHECKPOINT_FORMAT, FitInputs, FitResult, TrainingTask, fit
 from engine.training.segmentation import make_segmentation_task
 
-__all__ = ["TrainConfig", "TrainResult", "checkpoint_path_for", "train"]
-
-# Settings that may change when a run is resumed: where things are and how they run, not what is learnt.
-_RUNTIME_SETTINGS = (
-    "images",
-    "masks",
-    "output",
-    "device",
-    "num_workers",
-    "overwrite",
-    "checkpoint_dir",
-    "resume",
-)
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "check_resumable",
+    "checkpoint_config",
+    "checkpoint_owner",
+    "checkpoint_path_for",
+    "train",
+]
 
 
 @dataclass(frozen=True)
@@ -65,9 +61,15 @@ class TrainResult:
 
 
 def train(
-    config: TrainConfig, reporter: Reporter | None = None, cancel: CancelToken | None = None
+    config: TrainConfig,
+    reporter: Reporter | None = None,
+    cancel: CancelToken | None = None,
+    job_id: int | None = None,
 ) -> TrainResult:
     """Trains a segmentation U-Net or an anomaly autoencoder and writes the model file.
+
+    Every checkpoint records ``job_id`` (the job store's id of this run) and the settings' hash, so
+    a checkpoint is only ever continued by its own job with its own settings (:func:`checkpoint_owner`).
 
     Raises:
         DatasetError: invalid settings, or images and masks that do not form a training set.
@@ -75,7 +77,8 @@ def train(
         BandMismatchError: ``bands`` names a band some image lacks.
         DeviceError: the device is not available or runs out of memory.
         OutputError: the model file exists (without ``overwrite``) or cannot be written.
-        ModelFileError: the checkpoint to resume from is damaged or from another kind of run.
+        ModelFileError: the checkpoint to resume from is damaged, from another kind of run, or
+            from a run with other settings than ``config`` (more epochs excepted).
         JobCancelled: the token was set; ``checkpoint_path_for(config)`` holds the last epoch.
     """
     reporter = reporter or NullReporter()
@@ -84,7 +87,7 @@ def train(
     resume = None
     if config.resume is not None:
         state = load_checkpoint(config.resume)
-        config = _resumed_config(config, state)
+        check_resumable(config, state)
         resume = (state, config.resume)
     _prepare_output(config)
     device = resolve_device(config.device)
@@ -134,6 +137,8 @@ def train(
             "bands": bands,
             "normalization": normalization.to_dict(),
             "data": _data_names(pairs),
+            "job_id": job_id,
+            "settings_hash": settings_hash(config),
         },
     )
     try:
@@ -172,19 +177,56 @@ def train(
     )
 
 
-def _resumed_config(config: TrainConfig, state: dict[str, Any]) -> TrainConfig:
-    """The checkpoint's settings (what is learnt and how), with this call's paths and device."""
-    if state.get("format") != CHECKPOINT_FORMAT or "config" not in state:
-        raise ModelFileError(
-            f"{config.resume} is not a ModelAI training checkpoint (last.ckpt). Check the path."
-        )
+def checkpoint_config(path: Path) -> TrainConfig:
+    """The settings a training checkpoint was written with (to resume it with the same ones).
+
+    Raises:
+        ModelFileError: the file is missing, damaged or not a training checkpoint.
+    """
+    return TrainConfig.from_dict(_training_state(path, load_checkpoint(path))["config"])
+
+
+def check_resumable(config: TrainConfig, state: dict[str, Any] | None = None) -> None:
+    """A checkpoint continues only with its own settings: a difference is refused, never replaced.
+
+    Args:
+        state: the loaded ``config.resume``, when the caller has it already.
+
+    Raises:
+        ModelFileError: the checkpoint is not a training checkpoint, or holds another task or other
+            settings than ``config`` (growing the epochs is allowed).
+    """
+    if config.resume is None:
+        return
+    state = _training_state(config.resume, state if state is not None else load_checkpoint(config.resume))
     stored = TrainConfig.from_dict(state["config"])
     if stored.task != config.task:
         raise ModelFileError(
             f"{config.resume} is a checkpoint of {stored.task} training, not {config.task}. "
             f"Resume it with 'modelai train {stored.task}'."
         )
-    return replace(stored, **{name: getattr(config, name) for name in _RUNTIME_SETTINGS})
+    differences = resume_differences(config, stored)
+    if differences:
+        raise ModelFileError(
+            f"{config.resume} was trained with other settings: {'; '.join(differences)}. Resume with the"
+            " checkpoint's settings (leave those options out; only --epochs may grow), or train anew."
+        )
+
+
+def _training_state(path: Path, state: dict[str, Any]) -> dict[str, Any]:
+    if state.get("format") != CHECKPOINT_FORMAT or "config" not in state:
+        raise ModelFileError(f"{path} is not a ModelAI training checkpoint (last.ckpt). Check the path.")
+    return state
+
+
+def checkpoint_owner(path: Path) -> tuple[int | None, str | None]:
+    """The job id and settings hash a training checkpoint records (None where it records none).
+
+    Raises:
+        ModelFileError: the file is missing, damaged or not a training checkpoint.
+    """
+    state = _training_state(path, load_checkpoint(path))
+    return state.get("job_id"), state.get("settings_hash")
 
 
 def _prepare_output(config: TrainConfig) -> None:

@@ -7,6 +7,8 @@ typo fails in a second with a message naming the option.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,19 @@ TASKS = ("segmentation", "anomaly")
 SCHEDULES = ("onecycle", "cosine")
 DEFAULT_DEPTH = {"segmentation": 4, "anomaly": 3}
 _PATH_FIELDS = ("output", "resume", "checkpoint_dir")
+CHECKPOINTS_SUFFIX = ".checkpoints"
+# Settings that may change when a run is resumed: where things are and how they run, not what is learnt.
+RUNTIME_SETTINGS = (
+    "images",
+    "masks",
+    "output",
+    "device",
+    "precision",
+    "num_workers",
+    "overwrite",
+    "checkpoint_dir",
+    "resume",
+)
 _PATH_LIST_FIELDS = ("images", "masks")
 
 
@@ -141,11 +156,52 @@ class TrainConfig:
         return cls(**values)
 
 
+def settings_hash(config: TrainConfig) -> str:
+    """A short fingerprint of what a run learns (every setting but the runtime ones and the epochs).
+
+    A checkpoint and its job carry it, so a checkpoint is never continued with other settings; the
+    epochs are left out because a resumed run may be given more of them.
+    """
+    learning = {name: value for name, value in config.to_dict().items() if name not in RUNTIME_SETTINGS}
+    learning.pop("epochs")
+    text = json.dumps(learning, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def resume_differences(given: TrainConfig, stored: TrainConfig) -> list[str]:
+    """The learning settings in which ``given`` departs from a checkpoint's ``stored`` ones.
+
+    Runtime settings may differ, and the epochs may grow (the schedule is stretched over them); any
+    other difference would silently train something else than what was asked.
+    """
+    problems = []
+    for name in (f.name for f in fields(TrainConfig)):
+        mine, theirs = getattr(given, name), getattr(stored, name)
+        if name in RUNTIME_SETTINGS or mine == theirs:
+            continue
+        if name == "epochs" and mine > theirs:
+            continue
+        option = "--" + name.replace("_", "-")
+        problems.append(f"{option} is {_shown(mine)} here but {_shown(theirs)} in the checkpoint")
+    return problems
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return "not set" if value is None else str(value)
+
+
+def checkpoint_dir_of_model(model: Path) -> Path:
+    """``<model folder>/<model stem>.checkpoints``: the default checkpoint folder of a model file."""
+    return model.parent / f"{model.stem}{CHECKPOINTS_SUFFIX}"
+
+
 def checkpoint_dir_for(config: TrainConfig) -> Path:
-    """Where checkpoints go: the configured folder, else ``<output folder>/<output stem>.checkpoints``."""
+    """Where checkpoints go: the configured folder, else the model's (:func:`checkpoint_dir_of_model`)."""
     if config.checkpoint_dir is not None:
         return config.checkpoint_dir
-    return config.output.parent / f"{config.output.stem}.checkpoints"
+    return checkpoint_dir_of_model(config.output)
 
 
 def checkpoint_path_for(config: TrainConfig) -> Path:

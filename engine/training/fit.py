@@ -30,6 +30,8 @@ from engine.progress import CancelToken, EpochEvent, ProgressEvent, Reporter
 from engine.training.config import TrainConfig, best_checkpoint_path_for, checkpoint_path_for
 
 CHECKPOINT_FORMAT = "modelai-checkpoint"
+# What a schedule's state says about how far it got; the rest (its plan) follows the current epochs.
+SCHEDULE_PROGRESS = ("last_epoch", "_step_count", "_last_lr")
 LOSS_SMOOTHING = 0.9
 COSINE_FLOOR = 0.01
 
@@ -153,10 +155,15 @@ class _Loop:
         self.best_path = best_checkpoint_path_for(self.config)
 
     def restore(self, state: dict[str, Any], source: Path) -> None:
-        """Continues from a ``last.ckpt`` and the ``best.ckpt`` beside it."""
+        """Continues from a ``last.ckpt`` and the ``best.ckpt`` beside it.
+
+        The learning-rate schedule keeps its progress but is planned over this run's epochs, so a
+        run resumed with more epochs stretches its schedule instead of running past its end.
+        """
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        progress = {name: state["scheduler"][name] for name in SCHEDULE_PROGRESS}
+        self.scheduler.load_state_dict({**self.scheduler.state_dict(), **progress})
         if self.scaler.is_enabled() and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
@@ -379,10 +386,10 @@ def fit(
         raise OutputError(
             f"Cannot create the checkpoint folder {checkpoint_dir}: {exc.strerror}. Choose a writable folder."
         ) from exc
-    if resume is None:
-        loop.save_last()
-    else:
+    if resume is not None:
         loop.restore(*resume)
+    # At once, resumed or not: from here on last.ckpt belongs to this run (its job id and settings).
+    loop.save_last()
     while loop.epoch < run.config.epochs and not _patience_exhausted(loop, run.config.patience):
         loop.run_epoch()
     return FitResult(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from PySide6.QtWidgets import (
 from engine.errors import EngineError, OutputError
 from engine.model_file import read_metadata, update_metadata
 from engine.model_metadata import ClassInfo, ModelMetadata
+from engine.training.config import checkpoint_dir_of_model
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.message_banner import MessageBanner
 from modelai_desktop.widgets.model_details import TASK_NAMES, ModelDetails
@@ -224,35 +226,48 @@ class ModelsPage(QWidget):
         return self._save_classes(classes)
 
     def rename_model(self, path: Path, new_name: str) -> Path:
-        """Renames a model file within its folder; returns the new path.
+        """Renames a model file within its folder, with its checkpoints folder; returns the new path.
+
+        The checkpoints move too, so a later run that takes the old name never finds them.
 
         Raises:
-            OutputError: the name is empty or holds a folder, or a file of that name exists.
+            OutputError: the name is empty or holds a folder, or a file (or checkpoints folder) of
+                that name exists.
         """
         stem = new_name.strip().removesuffix(MODEL_SUFFIX)
         if not stem or Path(stem).name != stem:
             raise OutputError(f"{new_name!r} is not a file name; give a name without folders.")
         target = path.with_name(stem + MODEL_SUFFIX)
-        if target.exists():
-            raise OutputError(f"{target} already exists; choose another name.")
+        checkpoints, target_checkpoints = checkpoint_dir_of_model(path), checkpoint_dir_of_model(target)
+        for taken in (target, target_checkpoints):
+            if taken.exists():
+                raise OutputError(f"{taken} already exists; choose another name.")
         try:
             path.rename(target)
+            if checkpoints.is_dir():
+                checkpoints.rename(target_checkpoints)
         except OSError as exc:
             raise OutputError(f"Cannot rename {path}: {exc.strerror}.") from exc
         self._opened = [target if item == path else item for item in self._opened]
         return target
 
     def delete_model(self, path: Path) -> None:
-        """Moves a model file to the trash where the system has one, else deletes it.
+        """Moves a model file and its checkpoints folder to the trash where the system has one, else
+        deletes them.
 
         Raises:
-            OutputError: the file cannot be removed.
+            OutputError: the file or folder cannot be removed.
         """
-        if not QFile.moveToTrash(str(path)):
-            try:
-                path.unlink()
-            except OSError as exc:
-                raise OutputError(f"Cannot delete {path}: {exc.strerror}.") from exc
+        checkpoints = checkpoint_dir_of_model(path)
+        for item in (path, checkpoints):
+            if item.exists() and not QFile.moveToTrash(str(item)):
+                try:
+                    if item.is_dir():
+                        shutil.rmtree(item)
+                    else:
+                        item.unlink()
+                except OSError as exc:
+                    raise OutputError(f"Cannot delete {item}: {exc.strerror}.") from exc
         self._opened = [item for item in self._opened if item != path]
 
     def ask_rename(self) -> None:
@@ -277,8 +292,8 @@ class ModelsPage(QWidget):
         answer = QMessageBox.question(
             self,
             "Delete model",
-            f"Delete the model {entry.path.name}?\n\nIt goes to the trash where the system has one; "
-            "predictions made with it are kept.",
+            f"Delete the model {entry.path.name} and its training checkpoints?\n\nThey go to the trash"
+            " where the system has one; predictions made with the model are kept.",
         )
         if answer != QMessageBox.StandardButton.Yes:
             return

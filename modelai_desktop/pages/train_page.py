@@ -35,7 +35,7 @@ from engine.job_specs import TrainSpec
 from engine.runner import JobOutcome
 from engine.training.config import TrainConfig
 from modelai_desktop.async_tasks import BackgroundTasks
-from modelai_desktop.interrupted import InterruptedBanner, find_interrupted, plan_resume
+from modelai_desktop.interrupted import plan_resume
 from modelai_desktop.training_data import EpochPlan, PairingReport, check_training_data, plan_epoch
 from modelai_desktop.widgets.file_drop_area import FileDropArea
 from modelai_desktop.widgets.message_banner import MessageBanner
@@ -87,8 +87,6 @@ class TrainPage(QWidget):
         self._resumable_job: int | None = None
         self._output_is_default = True
 
-        self.interrupted_banner = InterruptedBanner()
-        self.interrupted_banner.resume_requested.connect(self.resume_job)
         self.banner = MessageBanner()
         self.segmentation_button = QRadioButton("Segmentation (images + masks)")
         self.segmentation_button.setToolTip("Learn to label every pixel with a class from masks you made.")
@@ -128,7 +126,6 @@ class TrainPage(QWidget):
         self.run_view.stop_requested.connect(self.stop_training)
 
         layout = QVBoxLayout(self)
-        layout.addWidget(self.interrupted_banner)
         layout.addWidget(self.banner)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self._build_setup_panel())
@@ -181,17 +178,11 @@ class TrainPage(QWidget):
         return self._worker is not None
 
     def start_background_reads(self) -> asyncio.Task[None]:
-        """The reads the page needs once the loop runs: the devices, then the interrupted jobs."""
+        """The read the page needs once the loop runs: the devices to train on."""
         return self._tasks.start(self._startup_reads(), name="train-page-startup")
 
     async def _startup_reads(self) -> None:
         self.settings.set_devices(await self._tasks.run_blocking(device_choices))
-        try:
-            interrupted = await self._tasks.run_blocking(find_interrupted, self._home)
-        except EngineError as exc:
-            self.banner.show_message(str(exc))
-            return
-        self.interrupted_banner.show_jobs(interrupted)
 
     def set_data(self, task: str, images: list[Path], masks: list[Path] | None = None) -> None:
         """Chooses the task and the training files, as drops on the page would."""
@@ -272,6 +263,10 @@ class TrainPage(QWidget):
             return
         self._show_config(plan.spec.config)
         self._start_job(plan.spec, plan.epochs, parent_job_id=job_id)
+        if plan.spec.config.resume is None:
+            self.run_view.show_status(
+                f"Job {job_id} stopped before its first checkpoint: training it again from epoch 1…"
+            )
 
     def _config(self) -> TrainConfig:
         return self.settings.make_config(self.task(), self.images_area.paths(), self.masks_area.paths())

@@ -8,6 +8,7 @@ show progress the same way the terminal does. It only displays; the page that ow
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QWidget
@@ -16,6 +17,14 @@ from engine.progress import ProgressEvent
 
 BAR_RESOLUTION = 1000
 STAGE_UNITS = {"predict": "tile", "train": "training batch", "validate": "validation batch"}
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """How far a whole run is (0 to 1) and the time it has left, where one step is part of it."""
+
+    fraction: float
+    eta_s: float | None
 
 
 def format_duration(seconds: float | None) -> str:
@@ -100,18 +109,22 @@ class ProgressPanel(QWidget):
         self.cancel_button.setEnabled(True)
         self.cancel_button.show()
 
-    def show_progress(self, event: ProgressEvent) -> None:
-        """Draws one (already throttled) progress event."""
+    def show_progress(self, event: ProgressEvent, run: RunProgress | None = None) -> None:
+        """Draws one (already throttled) progress event; ``run`` replaces the step's fraction and time
+        left by the whole run's (an epoch's batches are a small part of a training run)."""
         if not self._running:
             return
         fraction = event.done / event.total if event.total > 0 else 0.0
+        eta_s = event.eta_s
+        if run is not None:
+            fraction, eta_s = run.fraction, run.eta_s
         self.bar.setRange(0, BAR_RESOLUTION)
         self.bar.setValue(round(min(max(fraction, 0.0), 1.0) * BAR_RESOLUTION))
         self.bar.setFormat(f"{fraction:.0%}")
         if self.cancel_button.isEnabled():
             self.status_label.setText(describe_step(event))
         self.rate_label.setText(format_rate(event))
-        self.eta_label.setText(f"{format_duration(event.eta_s)} left" if event.eta_s is not None else "")
+        self.eta_label.setText(f"{format_duration(eta_s)} left" if eta_s is not None else "")
 
     def show_message(self, text: str) -> None:
         """A line from the job (``Waiting for job 3…``) in place of the step."""

@@ -1,11 +1,14 @@
 """A training run as it happens: its job, progress with Stop, time estimates, curves and sample.
 
 The Train page feeds it the worker's events; it only displays them (a worker never touches a
-widget). The overall estimate comes from the run itself: the first batches' rate, then the
-measured length of each finished epoch.
+widget). The bar and its one "left" time are the whole run's: epochs done plus the share of the
+current epoch, and the time left at the pace of this run so far. The time per epoch comes from the
+first batches' rate, then from each finished epoch.
 """
 
 from __future__ import annotations
+
+import time
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
@@ -13,7 +16,7 @@ from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 from engine.progress import EpochEvent, ProgressEvent
 from modelai_desktop.widgets.loss_plot import EpochValues, LossPlot
 from modelai_desktop.widgets.model_details import metric_lines
-from modelai_desktop.widgets.progress_panel import ProgressPanel, format_duration
+from modelai_desktop.widgets.progress_panel import ProgressPanel, RunProgress, format_duration
 from modelai_desktop.widgets.sample_view import SampleView
 
 STOP_TOOLTIP = (
@@ -21,6 +24,8 @@ STOP_TOOLTIP = (
     "continues from it."
 )
 IDLE_TEXT = "No training has run yet in this session."
+TRAIN_SHARE = 0.8  # of an epoch spent training rather than validating, until an epoch shows the real one
+MIN_ETA_FRACTION = 0.002  # of the run done in this session before its pace says anything
 
 
 class TrainingRunView(QWidget):
@@ -35,6 +40,9 @@ class TrainingRunView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._epochs_total = 0
+        self._batches = {"train": 0, "validate": 0}
+        self._started_at = 0.0
+        self._start_fraction: float | None = None
         self.measured = ""
         self.job_label = QLabel(IDLE_TEXT)
         self.job_label.setObjectName("sectionTitle")
@@ -63,6 +71,9 @@ class TrainingRunView(QWidget):
     def start(self, text: str, epochs: int, history: list[EpochValues]) -> None:
         """A run begins (``history``: the epochs a resumed run has already done)."""
         self._epochs_total = epochs
+        self._batches = {"train": 0, "validate": 0}
+        self._started_at = time.monotonic()
+        self._start_fraction = None
         self.job_label.setText(text)
         self.loss_plot.show_history(history)
         self.sample_view.clear()
@@ -81,11 +92,11 @@ class TrainingRunView(QWidget):
         self.progress_panel.show_message(text)
 
     def show_progress(self, event: ProgressEvent) -> None:
-        self.progress_panel.show_progress(event)
+        self.progress_panel.show_progress(event, self.run_progress(event))
         if event.stage == "train" and event.epoch and event.loss is not None:
             self.loss_plot.add_batch_loss(event.epoch, event.done, event.total, event.loss)
             if event.epoch == 1 and event.rate:
-                self._show_estimate(event.total / event.rate, event.epoch, "from the first batches")
+                self._show_estimate(event.total / event.rate, "from the first batches")
 
     def show_epoch(self, event: EpochEvent) -> None:
         self.loss_plot.add_epoch(event)
@@ -97,15 +108,30 @@ class TrainingRunView(QWidget):
             losses += f", validation loss {event.val_loss:.4f}"
         lines = [f"<b>Epoch {event.epoch} of {event.epochs}</b>{best}", losses, *metric_lines(event.metrics)]
         self.metrics_label.setText("<br>".join(lines))
-        self._show_estimate(event.duration_s, event.epoch, "measured")
+        self._show_estimate(event.duration_s, "measured")
 
     def finish(self, status: str, outcome: str) -> None:
         """The run ended: ``status`` for the job line, ``outcome`` (Done, Cancelled…) for the bar."""
         self.job_label.setText(status)
         self.progress_panel.finish(outcome)
 
-    def _show_estimate(self, epoch_seconds: float, epoch: int, how: str) -> None:
-        remaining = max(0, self._epochs_total - epoch) * epoch_seconds
-        left = f", {format_duration(remaining)} left" if remaining else ""
-        self.measured = f"About {format_duration(epoch_seconds)} per epoch ({how}{left})."
+    def run_progress(self, event: ProgressEvent) -> RunProgress | None:
+        """The whole run's share done and time left, from a training or validation step's progress."""
+        if event.stage not in self._batches or not event.epoch or not self._epochs_total or event.total <= 0:
+            return None
+        self._batches[event.stage] = event.total
+        train, validate = self._batches["train"], self._batches["validate"]
+        train_share = train / (train + validate) if train and validate else TRAIN_SHARE
+        step = min(event.done / event.total, 1.0)
+        within = train_share * step if event.stage == "train" else train_share + (1 - train_share) * step
+        fraction = min((event.epoch - 1 + within) / self._epochs_total, 1.0)
+        if self._start_fraction is None:
+            self._start_fraction = fraction
+        gained = fraction - self._start_fraction
+        elapsed = time.monotonic() - self._started_at
+        eta_s = elapsed * (1 - fraction) / gained if gained >= MIN_ETA_FRACTION else None
+        return RunProgress(fraction, eta_s)
+
+    def _show_estimate(self, epoch_seconds: float, how: str) -> None:
+        self.measured = f"About {format_duration(epoch_seconds)} per epoch ({how})."
         self.estimate_label.setText(self.measured)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from engine.cli import main
+from engine.runner import open_store
 from tests.engine.test_datasets import classes, image_from, truncated_geotiff
 from tests.rasters import write_raster
 
@@ -172,3 +173,31 @@ def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path: Path) -> None
     assert process.returncode == 2
     assert "Traceback" not in process.stderr
     assert process.stderr.strip().startswith("modelai: error:") and process.stderr.count("\n") == 1
+
+
+def test_resume_runs_the_checkpoints_settings_and_records_them(
+    scene_dir: Path, tmp_path: Path, isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 16: ``--resume`` used to replace the given options with the checkpoint's without a word,
+    and the job record kept the options that never ran."""
+    output = tmp_path / "unet.safetensors"
+    train = scene_dir / "train"
+    command = ["train", "segmentation", str(train / "images"), str(train / "masks"), "-o", str(output)]
+    chosen = ["--bands", "1,2,3", "--patience", "5", "--class-names", "a,b,c,d"]
+    assert main([*command, *TINY, *chosen]) == 0
+    checkpoint = str(tmp_path / "unet.checkpoints" / "last.ckpt")
+    resume = [*command, "--resume", checkpoint, "--overwrite"]
+    capsys.readouterr()
+
+    assert main([*resume, "--lr", "0.5", "--patch", "32"]) == 2
+    refusal = capsys.readouterr().err
+    assert "--patch is 32 here but 64 in the checkpoint; --lr is 0.5 here but 0.01" in refusal
+    assert main([*resume, "--epochs", "3"]) == 0
+    assert "after epoch 2 of 3" in capsys.readouterr().err
+    with open_store(isolated_home) as store:
+        [resumed, first] = store.list_jobs()
+        assert len(store.epochs(resumed.id)) == 3, "the third epoch asked for ran"
+    ran = {name: resumed.spec[name] for name in ("epochs", "lr", "patch", "batch_size", "patience")}
+    assert ran == {"epochs": 3, "lr": 0.01, "patch": 64, "batch_size": 8, "patience": 5}
+    assert (resumed.spec["bands"], resumed.spec["class_names"]) == ([1, 2, 3], ["a", "b", "c", "d"])
+    assert first.spec["epochs"] == 2

@@ -34,6 +34,7 @@ from engine.model_file import library_versions
 from engine.progress import CancelToken, EpochEvent, NullReporter, ProgressEvent, RecordingReporter
 from engine.runner import open_store, rerun, resume_spec, run, run_job, submit
 from engine.training import checkpoint_path_for
+from engine.training.config import settings_hash
 from tests.engine.runner_child import tiny_config, tiny_predict_spec, write_training_data
 from tests.rasters import write_raster
 
@@ -366,10 +367,42 @@ def test_resume_refuses_jobs_that_cannot_continue(store, model, data, tmp_path):
     store.mark_succeeded(succeeded, {})
     with pytest.raises(JobStoreError, match=f"job {succeeded} is succeeded.*rerun {succeeded}"):
         resume_spec(store, succeeded)
-    no_checkpoint = store.create_job("train-segmentation", json.dumps(config), status="running")
-    store.mark_cancelled(no_checkpoint)
-    with pytest.raises(JobStoreError, match=f"left no checkpoint.*rerun {no_checkpoint}"):
-        resume_spec(store, no_checkpoint)
+    lost = store.create_job("train-segmentation", json.dumps(config), status="running")
+    store.record_epoch(lost, 1, 0.5, 0.5, {}, 1e-3, 1.0)
+    store.mark_cancelled(lost)
+    with pytest.raises(JobStoreError, match=f"left no checkpoint.*rerun {lost}"):
+        resume_spec(store, lost)
+
+
+def interrupted_before_first_checkpoint(store: JobStore, spec: TrainSpec) -> int:
+    """What a job killed while it scanned its data leaves: its checkpoint path noted, no epoch, no file."""
+    job_id = submit(store, spec)
+    store.mark_running(job_id, "cpu", {})
+    store.set_checkpoint(job_id, checkpoint_path_for(spec.config))
+    store.mark_interrupted(job_id, "ModelAI was stopped while the job ran")
+    return job_id
+
+
+def test_a_job_never_resumes_from_another_runs_checkpoint(store, data, tmp_path):
+    """Issue 18: a new run under a reused model name, killed before its first checkpoint, resumed from
+    the old run's ``last.ckpt`` and ended at once as "succeeded" with the old run's epochs."""
+    model = tmp_path / "m.safetensors"
+    old = run(store, TrainSpec(tiny_config(data, model, epochs=1)), NullReporter(), CancelToken())
+    model.rename(tmp_path / "renamed.safetensors")
+    config = tiny_config(data, model, epochs=3)
+    new = interrupted_before_first_checkpoint(store, TrainSpec(config))
+    assert store.get_job(new).checkpoint_path == store.get_job(old.job_id).checkpoint_path
+
+    spec = resume_spec(store, new)
+    assert spec.config == config, "a job stopped before its first checkpoint starts again, as itself"
+    outcome = run(store, spec, RecordingReporter(), CancelToken(), parent_job_id=new)
+    assert outcome.training.epochs_run == 3 and len(outcome.training.history) == 3
+    assert store.get_job(outcome.job_id).result["settings_hash"] == settings_hash(config)
+
+    earlier = interrupted_before_first_checkpoint(store, TrainSpec(replace(config, lr=0.5, overwrite=True)))
+    store.record_epoch(earlier, 1, 0.5, 0.5, {}, 1e-3, 1.0)
+    with pytest.raises(JobStoreError, match=f"now belongs to job {outcome.job_id}.*rerun {earlier}"):
+        resume_spec(store, earlier)
 
 
 def test_running_a_job_that_another_process_runs_leaves_it_alone(store):

@@ -14,7 +14,7 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from engine.errors import DatasetError, JobCancelled, OutputError
+from engine.errors import DatasetError, JobCancelled, ModelFileError, OutputError
 from engine.model_file import load_checkpoint, load_model
 from engine.models import build_model
 from engine.normalize import Normalization
@@ -189,8 +189,12 @@ def test_cancelled_run_resumes_where_it_stopped(scene_dir: Path, tmp_path: Path)
     checkpoint = load_checkpoint(checkpoint_path_for(config))
     assert checkpoint["epoch"] == 2 and len(checkpoint["history"]) == 2
 
+    resume = replace(config, resume=checkpoint_path_for(config))
+    for changed, option in [({"lr": 1e-2}, "--lr is 0.01 here but 0.003"), ({"epochs": 3}, "--epochs is 3")]:
+        with pytest.raises(ModelFileError, match=f"other settings: {option}"):
+            train(replace(resume, **changed))
     resumed_reporter = RecordingReporter()
-    resumed = train(replace(config, resume=checkpoint_path_for(config), epochs=99), resumed_reporter)
+    resumed = train(resume, resumed_reporter)
     assert resumed.epochs_run == 4
     assert [entry["epoch"] for entry in resumed.history] == [1, 2, 3, 4]
     assert [event.epoch for event in resumed_reporter.epochs] == [3, 4]
@@ -200,6 +204,11 @@ def test_cancelled_run_resumes_where_it_stopped(scene_dir: Path, tmp_path: Path)
     resumed_losses = [entry["train_loss"] for entry in resumed.history]
     np.testing.assert_allclose(resumed_losses, straight_losses, rtol=1e-4)
     assert resumed.metadata.training["epochs_run"] == 4
+
+    longer = train(replace(resume, epochs=6, overwrite=True))
+    assert [entry["epoch"] for entry in longer.history] == [1, 2, 3, 4, 5, 6], "more epochs were asked for"
+    assert longer.metadata.training["config"]["epochs"] == 6
+    assert longer.history[4]["lr"] > resumed.history[3]["lr"], "the schedule was stretched, not run past"
 
 
 def test_cancel_during_an_epoch_leaves_a_loadable_checkpoint(scene_dir: Path, tmp_path: Path) -> None:

@@ -107,14 +107,20 @@ def test_predict_rename_and_delete_act_on_the_selected_model(page, model, run, q
         page.predict_button.click()
     assert request.args == [model]
 
+    checkpoints = model.with_suffix(".checkpoints")
+    checkpoints.mkdir()
+    (checkpoints / "last.ckpt").write_bytes(b"state")
     renamed = page.rename_model(model, "roads and fields")
     run(page.reload(select=renamed))
     assert renamed.name == "roads and fields.safetensors" and not model.exists()
     assert page.current_entry().path == renamed
+    moved = renamed.with_suffix(".checkpoints")
+    assert (moved / "last.ckpt").read_bytes() == b"state" and not checkpoints.exists(), "checkpoints follow"
 
     page.delete_model(renamed)
     run(page.reload())
     assert not renamed.exists() and page.entries() == []
+    assert not moved.exists(), "a deleted model's checkpoints go with it"
     assert not page.rename_button.isEnabled()
 
 

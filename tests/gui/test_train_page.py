@@ -8,16 +8,18 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QLabel
 
 from engine.job_records import JobStatus
 from engine.paths import app_home
+from engine.progress import ProgressEvent
 from engine.runner import open_store
 from engine.synthetic import write_scene
 from modelai_desktop.pages.models_page import ModelsPage
 from modelai_desktop.pages.train_page import TrainPage
 from modelai_desktop.widgets.loss_plot import EpochPoint, LossPlot
 from modelai_desktop.widgets.sample_view import SampleView
+from modelai_desktop.widgets.training_run_view import TrainingRunView
 from modelai_desktop.workers import JobRegistry
 from tests.rasters import write_raster
 
@@ -228,3 +230,23 @@ def test_an_anomaly_run_plots_its_error_and_threshold_and_shows_the_error_map(qt
     error_map = view.shown_image(2)
     hot, cold = error_map.pixelColor(40, 40), error_map.pixelColor(100, 100)
     assert hot.lightness() > cold.lightness(), "high errors are drawn brighter"
+
+
+def test_the_run_shows_one_whole_run_progress_and_one_time_left_until_it_ends(qtbot):
+    """Issue 18: 'Epoch 12/30' sat beside a 50 % bar (the epoch's), two 'left' times showed at once,
+    and '0:47 left' stayed after a cancel."""
+    view = TrainingRunView()
+    qtbot.addWidget(view)
+    view.show()
+    view.start("Starting segmentation training…", 30, [])
+    view.show_progress(ProgressEvent("train", 10, 10, epoch=1, epochs=30, loss=0.5, rate=5.0, eta_s=0.0))
+    view.show_progress(ProgressEvent("validate", 2, 2, epoch=1, epochs=30, rate=9.0, eta_s=0.0))
+    view.show_progress(ProgressEvent("train", 5, 10, epoch=12, epochs=30, loss=0.3, rate=5.0, eta_s=1.0))
+
+    def times_left() -> list[str]:
+        return [label.text() for label in view.findChildren(QLabel) if "left" in label.text()]
+
+    assert view.progress_panel.bar.format() == "38%", "11 epochs and 5/12 of the 12th of 30"
+    assert len(times_left()) == 1 and view.progress_panel.eta_label.text().endswith(" left")
+    view.finish("Job 1 cancelled.", "Cancelled")
+    assert times_left() == []
