@@ -29,11 +29,25 @@ WINDOW_TRIES = 8
 MAX_VALIDATION_WINDOWS = 256
 MASK_SCAN_ROWS = 512
 MASK_SUFFIX = "_mask"
+MASK_VALUES = ("auto", "binary", "classes")
+
+
+@dataclass(frozen=True)
+class _ScannedMask:
+    """A mask that lines up with its image, and its distinct valid values with their pixel counts."""
+
+    raster: RasterInfo
+    values: np.ndarray
+    counts: np.ndarray
 
 
 @dataclass(frozen=True)
 class MaskInfo:
-    """A checked mask: its raster, whether 0/255 is read as 0/1, and labelled pixels per class id."""
+    """A checked mask: its raster, whether 0/255 is read as 0/1, and labelled pixels per class id.
+
+    ``binary`` is decided once for the whole training set (see `find_training_data`), never per
+    file, so one mask cannot mean "255 is class 1" while its neighbour means "255 is unlabelled".
+    """
 
     raster: RasterInfo
     binary: bool
@@ -73,28 +87,65 @@ class DataSplit:
 
 
 def find_training_data(
-    images: Sequence[Path], masks: Sequence[Path] | None, reporter: Reporter
+    images: Sequence[Path],
+    masks: Sequence[Path] | None,
+    reporter: Reporter,
+    mask_values: str = "auto",
 ) -> list[ImagePair]:
     """Finds, opens and checks the training rasters; pairs each image with its mask by file stem.
 
     ``a.tif`` pairs with ``a.tif`` or ``a_mask.tif`` among the masks; images and masks may share a
-    folder. Images must all have the same band count.
+    folder. Images must all have the same band count. ``mask_values`` says how 255 is read, for the
+    whole set at once: ``binary`` (0/255 masks, 255 is class 1), ``classes`` (255 is unlabelled) or
+    ``auto`` (binary when every mask holds only 0 and 255 and the set holds both).
 
     Raises:
         RasterError: a path is missing, a folder holds no raster, a file is not a readable GeoTIFF.
         DatasetError: an image has no mask, a mask does not line up with its image, band counts
-            differ, or a mask holds values that are no class id.
+            differ, a mask holds values that are no class id, or ``binary`` meets other values.
     """
+    if mask_values not in MASK_VALUES:
+        raise DatasetError(f"--mask-values must be one of {', '.join(MASK_VALUES)}, not {mask_values!r}.")
     image_paths = find_rasters(images)
     if masks is None:
         pairs = [ImagePair(read_info(path), None) for path in image_paths]
     else:
-        pairs = [
-            ImagePair(read_info(image), _check_mask(read_info(image), read_info(mask), reporter))
+        matched = [
+            (read_info(image), _check_mask(read_info(image), read_info(mask)))
             for image, mask in _match_masks(image_paths, find_rasters(masks))
         ]
+        binary = _binary_set([scanned for _, scanned in matched], mask_values)
+        pairs = [ImagePair(image, _classify(scanned, binary, reporter)) for image, scanned in matched]
     _check_band_counts([pair.image for pair in pairs])
     return pairs
+
+
+def describe_mask_values(pairs: Sequence[ImagePair]) -> str | None:
+    """How the set's masks were read, for the training summary (None without masks)."""
+    masks = [pair.mask for pair in pairs if pair.mask is not None]
+    if not masks:
+        return None
+    if masks[0].binary:
+        return f"binary: 0 is class 0 and {IGNORE_INDEX} is class 1 in every mask"
+    return f"class ids: {IGNORE_INDEX} or the mask's nodata value is unlabelled in every mask"
+
+
+def _binary_set(masks: list[_ScannedMask], mask_values: str) -> bool:
+    """One reading of 0/255 for the whole set, so no mask is read differently from the others."""
+    binary_values = {0.0, float(IGNORE_INDEX)}
+    if mask_values == "binary":
+        odd = next((m for m in masks if not set(m.values.tolist()) <= binary_values), None)
+        if odd is not None:
+            other = next(v for v in odd.values.tolist() if v not in binary_values)
+            raise DatasetError(
+                f"Mask {odd.raster.path} holds the value {other:g}, but binary masks hold only 0 and "
+                f"{IGNORE_INDEX}. Use --mask-values classes (or auto) for class-id masks."
+            )
+        return True
+    if mask_values == "classes":
+        return False
+    seen = {value for m in masks for value in m.values.tolist()}
+    return seen == binary_values
 
 
 def _match_masks(images: list[Path], masks: list[Path]) -> list[tuple[Path, Path]]:
@@ -125,7 +176,7 @@ def _match_masks(images: list[Path], masks: list[Path]) -> list[tuple[Path, Path
     return pairs
 
 
-def _check_mask(image: RasterInfo, mask: RasterInfo, reporter: Reporter) -> MaskInfo:
+def _check_mask(image: RasterInfo, mask: RasterInfo) -> _ScannedMask:
     problems = []
     if (image.width, image.height) != (mask.width, mask.height):
         problems.append(f"size {mask.width}×{mask.height} instead of {image.width}×{image.height}")
@@ -156,16 +207,26 @@ def _check_mask(image: RasterInfo, mask: RasterInfo, reporter: Reporter) -> Mask
             f"Mask {mask.path} holds the value {bad:g}, which is no class id. Masks hold whole class "
             f"ids 0–254 ({IGNORE_INDEX} or the mask's nodata value means unlabelled)."
         )
-    binary = set(values.tolist()) == {0.0, float(IGNORE_INDEX)}
+    return _ScannedMask(mask, values, counts)
+
+
+def _classify(scanned: _ScannedMask, binary: bool, reporter: Reporter) -> MaskInfo:
+    """Pixels per class id under the set's reading of 255; refuses a mask with no labelled pixel."""
+    mask = scanned.raster
     class_pixels = {
         (1 if binary and value == IGNORE_INDEX else int(value)): int(count)
-        for value, count in zip(values, counts, strict=True)
+        for value, count in zip(scanned.values, scanned.counts, strict=True)
         if binary or value != IGNORE_INDEX
     }
     if not class_pixels:
+        hint = (
+            ""
+            if binary
+            else f" If {IGNORE_INDEX} marks the foreground of binary masks, pass --mask-values binary."
+        )
         raise DatasetError(
             f"Mask {mask.path} has no labelled pixel (all nodata or {IGNORE_INDEX}). Label some pixels "
-            "or leave this image out."
+            f"or leave this image out.{hint}"
         )
     if len(class_pixels) == 1:
         only = next(iter(class_pixels))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,15 +19,16 @@ from typing import Any
 import numpy as np
 import rasterio
 import torch
-from rasterio.crs import CRS
 
 from engine.device import autocast_dtype, describe_device, resolve_device
 from engine.errors import EngineError, RasterError
+from engine.geodesy.pixel_areas import PixelAreas
 from engine.model_file import load_model, read_metadata
 from engine.model_metadata import ModelMetadata
 from engine.normalize import Normalization
+from engine.output_metadata.provenance import file_sha256, provenance_tags
 from engine.outputs import OutputSet, summary_json
-from engine.prediction_checks import check_compatibility, check_outputs
+from engine.prediction_checks import check_compatibility, check_free_space, check_outputs
 from engine.prediction_heads import (
     TILE_VALUES,
     AnomalyHead,
@@ -90,6 +92,7 @@ class _Session:
     """What every raster of one `predict_many` call shares: the loaded model and the settings."""
 
     model_path: Path
+    model_sha256: str
     metadata: ModelMetadata
     normalization: Normalization
     forward: TileForward
@@ -129,12 +132,15 @@ def predict_many(
     cancel: CancelToken,
     *,
     weight_mode: str = "hann",
+    on_raster_done: Callable[[PredictionResult], None] | None = None,
 ) -> list[PredictionResult]:
     """Predicts every raster with one model, loaded once, into ``output_dir``.
 
     Every input and output is checked before the first raster starts. Each raster's outputs appear
     together when it is complete; a cancel or an error removes the unfinished ones (finished
-    rasters keep theirs). ``weight_mode="flat"`` blends by plain averaging, for comparisons only.
+    rasters keep theirs, and ``on_raster_done`` hears of each as it finishes, so a caller can record
+    them even when a later raster fails). ``weight_mode="flat"`` blends by plain averaging, for
+    comparisons only.
 
     Raises:
         ModelFileError, RasterError, BandMismatchError, DeviceError, OutputError: bad input, with
@@ -160,6 +166,8 @@ def predict_many(
         polygon_names = check_polygon_outputs(metadata, raster_paths, output_dir, options.overwrite)
         for path, name in polygon_names.items():
             names[path]["polygons"] = name
+    for warning in check_free_space(metadata, raster_paths, output_dir, options.probabilities):
+        reporter.on_message("warning", warning)
     model, metadata = load_model(model_path, device)
     size_multiple = int(getattr(model, "size_multiple", 1))
     if options.tile % size_multiple:
@@ -171,6 +179,7 @@ def predict_many(
     info = describe_device(device)
     session = _Session(
         model_path=model_path,
+        model_sha256=file_sha256(model_path),
         metadata=metadata,
         normalization=Normalization.from_dict(metadata.normalization),
         forward=forward,
@@ -184,7 +193,12 @@ def predict_many(
         reporter=reporter,
         cancel=cancel,
     )
-    return [_predict_one(session, path, names[path]) for path in raster_paths]
+    results = []
+    for path in raster_paths:
+        results.append(_predict_one(session, path, names[path]))
+        if on_raster_done is not None:
+            on_raster_done(results[-1])
+    return results
 
 
 def _check_options(options: PredictOptions) -> None:
@@ -202,10 +216,17 @@ def _check_options(options: PredictOptions) -> None:
 
 
 def _threshold(metadata: ModelMetadata, options: PredictOptions, reporter: Reporter) -> float | None:
+    """The anomaly threshold to apply; warns about each option the model's task ignores."""
     if metadata.task != "anomaly":
         if options.threshold is not None:
             reporter.on_message("warning", "--threshold only applies to anomaly models; it is ignored.")
         return None
+    if options.probabilities:
+        reporter.on_message(
+            "warning",
+            "--probabilities only applies to segmentation models; an anomaly model writes its heat map "
+            "and mask only, so it is ignored.",
+        )
     if options.threshold is not None:
         return float(options.threshold)
     return float(metadata.anomaly["threshold"]) if metadata.anomaly else None
@@ -219,16 +240,20 @@ def _predict_one(session: _Session, raster_path: Path, names: dict[str, str]) ->
         info.height, info.width, options.tile, options.overlap, session.size_multiple, session.weight_mode
     )
     paths = {key: session.output_dir / name for key, name in names.items()}
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), OutputSet(session.output_dir) as outputs:
+    tags = provenance_tags(
+        session.model_path, session.model_sha256, session.metadata, raster_path, session.threshold
+    )
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), OutputSet(session.output_dir, tags) as outputs:
         head: PredictionHead
+        areas = PixelAreas(info)
         if session.metadata.task == "segmentation":
-            head = SegmentationHead(session.metadata, outputs, paths, info)
+            head = SegmentationHead(session.metadata, outputs, paths, info, areas)
         else:
-            head = AnomalyHead(float(session.threshold), outputs, paths, info)
+            head = AnomalyHead(float(session.threshold), outputs, paths, info, areas)
         valid_pixels = _stream(session, info, grid, head)
         if valid_pixels == 0:
             raise RasterError(f"{raster_path}: every pixel is nodata, so there is nothing to predict.")
-        summary = _summary(session, info, grid, head, names, time.perf_counter() - started)
+        summary = _summary(session, info, grid, head, areas, names, time.perf_counter() - started)
         outputs.text(paths["summary"], summary_json(summary))
         outputs.commit()
         if options.polygons:
@@ -292,11 +317,10 @@ def _summary(
     info: RasterInfo,
     grid: TileGrid,
     head: PredictionHead,
+    areas: PixelAreas,
     names: dict[str, str],
     seconds: float,
 ) -> dict[str, Any]:
-    a, b, _, d, e, _ = info.transform
-    pixel_area = abs(a * e - b * d)
     return {
         "raster": str(info.path),
         "model": str(session.model_path),
@@ -305,9 +329,10 @@ def _summary(
         "height": info.height,
         "crs": info.crs,
         "pixel_size": list(info.pixel_size),
-        "pixel_area": pixel_area,
-        "area_unit": _area_unit(info),
-        **head.summary(pixel_area),
+        "pixel_area": areas.centre_pixel_area(),
+        "area_unit": areas.unit,
+        "area_method": areas.method,
+        **head.summary(),
         "tile": [grid.tile_height, grid.tile_width],
         "overlap": grid.overlap,
         "tiles": len(grid),
@@ -318,10 +343,3 @@ def _summary(
         "megapixels_per_second": info.width * info.height / 1e6 / max(seconds, 1e-9),
         "outputs": names,
     }
-
-
-def _area_unit(info: RasterInfo) -> str:
-    if info.crs_wkt is None:
-        return "square map units (no CRS)"
-    unit = CRS.from_wkt(info.crs_wkt).units_factor[0]
-    return f"square {unit}s" if unit in ("metre", "degree", "foot") else f"square {unit}"

@@ -21,7 +21,7 @@ from engine.inference import PredictOptions
 from engine.labels.training import with_label_masks
 from engine.model_file import check_model_file
 from engine.outputs import check_writable_folder
-from engine.prediction_checks import check_compatibility, check_outputs
+from engine.prediction_checks import check_compatibility, check_free_space, check_outputs
 from engine.prediction_heads import check_classes
 from engine.progress import RecordingReporter
 from engine.training import check_resumable
@@ -162,7 +162,7 @@ def _validate_training(config: TrainConfig) -> list[str]:
     reporter = RecordingReporter()
     config = with_label_masks(config, reporter)
     masks = config.masks if config.task == "segmentation" else None
-    pairs = find_training_data(config.images, masks, reporter)
+    pairs = find_training_data(config.images, masks, reporter, config.mask_values)
     bands = select_bands(pairs, config.bands)
     if config.task == "segmentation":
         make_segmentation_task(config, pairs, len(bands))
@@ -182,4 +182,5 @@ def _validate_prediction(spec: PredictSpec) -> list[str]:
     check_outputs(metadata, spec.rasters, spec.output_dir, spec.options.probabilities, spec.options.overwrite)
     if spec.options.polygons:
         check_polygon_outputs(metadata, spec.rasters, spec.output_dir, spec.options.overwrite)
+    warnings.extend(check_free_space(metadata, spec.rasters, spec.output_dir, spec.options.probabilities))
     return warnings

@@ -32,7 +32,13 @@ from torch import nn
 
 import engine
 from engine.errors import ModelFileError, OutputError
-from engine.model_metadata import FORMAT_VERSION, ModelMetadata, invalid_model, is_int
+from engine.model_metadata import (
+    FORMAT_VERSION,
+    ModelMetadata,
+    invalid_model,
+    is_int,
+    repeated_class_names,
+)
 from engine.models import build_model
 
 METADATA_KEY = "modelai"
@@ -115,12 +121,18 @@ def update_metadata(path: str | os.PathLike[str], **changes: Any) -> ModelMetada
 
     Raises:
         TypeError: a change names no metadata field.
-        ModelFileError: the file cannot be loaded, or the changed metadata is invalid or no longer
-            fits the weights; the file is then left as it was.
+        ModelFileError: the file cannot be loaded, two classes would share a name, or the changed
+            metadata is invalid or no longer fits the weights; the file is then left as it was.
     """
     unknown = set(changes) - {f.name for f in fields(ModelMetadata)}
     if unknown:
         raise TypeError(f"ModelMetadata has no field(s) {', '.join(sorted(unknown))}")
+    repeated = repeated_class_names(info.name for info in changes.get("classes", []))
+    if repeated:
+        raise ModelFileError(
+            f"{path}: {', '.join(map(repr, repeated))} would name more than one class; "
+            "give each class its own name. The file is unchanged."
+        )
     model, metadata = load_model(path)
     save_model(path, model, replace(metadata, **changes))
     return read_metadata(path)

@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.errors import ModelFileError
 from engine.models import ARCHITECTURES
+from engine.normalize import Normalization
 
 FORMAT_VERSION = 1
 TASKS = ("segmentation", "anomaly")
@@ -144,6 +146,7 @@ def _check_consistency(metadata: ModelMetadata, source: Path) -> None:
         raise invalid_model(
             source, f"it reads band {max(metadata.bands)} of {metadata.band_count}-band rasters"
         )
+    _check_normalization(metadata, source)
     if metadata.task == "segmentation" and not metadata.classes:
         raise invalid_model(source, "a segmentation model needs at least one class")
     if len({c.id for c in metadata.classes}) != len(metadata.classes):
@@ -152,6 +155,25 @@ def _check_consistency(metadata: ModelMetadata, source: Path) -> None:
         isinstance(metadata.anomaly, dict) and _is_number(metadata.anomaly.get("threshold"))
     ):
         raise invalid_model(source, "an anomaly model needs anomaly.threshold, a finite number")
+
+
+def _check_normalization(metadata: ModelMetadata, source: Path) -> None:
+    """The normalisation must rebuild and cover each input band, or prediction would fail later."""
+    try:
+        normalization = Normalization.from_dict(metadata.normalization)
+    except ValueError as exc:
+        raise invalid_model(source, f"its normalisation block is unusable ({exc})") from exc
+    if len(normalization.offset) != len(metadata.bands):
+        raise invalid_model(
+            source,
+            f"its normalisation covers {len(normalization.offset)} band(s), "
+            f"but the model reads {len(metadata.bands)}",
+        )
+
+
+def repeated_class_names(names: Iterable[str]) -> list[str]:
+    """Names given to more than one class: metrics, curves and legends are keyed by class name."""
+    return sorted(name for name, count in Counter(names).items() if count > 1)
 
 
 def is_int(value: Any) -> bool:

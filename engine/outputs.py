@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import uuid
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.io import DatasetWriter
@@ -34,6 +35,7 @@ from rasterio.windows import Window
 
 from engine.errors import OutputError
 from engine.job_records import process_alive
+from engine.output_metadata.band_statistics import RunningBandStatistics
 from engine.raster import RasterInfo, first_line
 
 COG_BLOCK_SIZE = 512
@@ -46,6 +48,9 @@ NEARLY_FULL_BYTES = 64 * 1024 * 1024
 # A temporary name keeps this many bytes of its final name, so it stays within the 255 bytes that
 # file systems allow a name even when the final name nearly fills them.
 TEMPORARY_NAME_BYTES = 120
+# Rasterio raises its own errors for most GDAL failures, but lets some through as GDAL's (CPLE_*),
+# e.g. reopening a staging file whose last write failed on a full disk.
+GDAL_ERRORS = (RasterioError, CPLE_BaseError)
 
 
 @dataclass(frozen=True)
@@ -79,11 +84,12 @@ class OutputSet:
 
     Use as a context manager: leaving it by an exception (including `JobCancelled`) removes every
     temporary file, and turns a system error met while writing (a full disk) into an `OutputError`;
-    `commit` renames them all to their final names.
+    `commit` renames them all to their final names. ``tags`` go into every raster's metadata.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, tags: dict[str, str] | None = None) -> None:
         self.folder = folder
+        self.tags = dict(tags or {})
         self._pending: list[tuple[Path, Path]] = []
         self._temporaries: list[Path] = []
         self._rasters: list[RasterOutput] = []
@@ -164,6 +170,7 @@ class RasterOutput:
         self.final = final
         self.spec = spec
         self._staging = outputs.temporary(final)
+        self._statistics = RunningBandStatistics(spec.count, spec.nodata)
         profile: dict[str, Any] = {
             "driver": "GTiff",
             "width": info.width,
@@ -173,6 +180,9 @@ class RasterOutput:
             "nodata": spec.nodata,
             "tiled": False,
             "blockysize": 1,
+            # GDAL's default (IF_NEEDED) judges by the pixels alone, not the overviews added later,
+            # so a 3-4 GB staging file would overflow classic TIFF's 4 GB at the overview step.
+            "BIGTIFF": "IF_SAFER",
         }
         if info.crs_wkt:
             profile["crs"] = rasterio.crs.CRS.from_wkt(info.crs_wkt)
@@ -180,20 +190,23 @@ class RasterOutput:
             profile["transform"] = rasterio.Affine(*info.transform)
         try:
             self._dataset: DatasetWriter | None = rasterio.open(self._staging, "w", **profile)
+            self._dataset.update_tags(**outputs.tags)
             for band, description in enumerate(spec.descriptions, start=1):
                 self._dataset.set_band_description(band, description)
             if spec.colors is not None:
                 self._dataset.write_colormap(1, color_table(spec.colors, int(spec.nodata)))
-        except RasterioError as exc:
+        except GDAL_ERRORS as exc:
             raise write_failure(final, outputs.folder, exc) from exc
 
     def write_rows(self, row_off: int, data: np.ndarray) -> None:
         """Writes ``(count, rows, width)`` starting at ``row_off``."""
         assert self._dataset is not None, "write_rows after finish"
         window = Window(0, row_off, data.shape[2], data.shape[1])
+        data = data.astype(self.spec.dtype, copy=False)
+        self._statistics.add(data)
         try:
-            self._dataset.write(data.astype(self.spec.dtype, copy=False), window=window)
-        except RasterioError as exc:
+            self._dataset.write(data, window=window)
+        except GDAL_ERRORS as exc:
             raise write_failure(self.final, self._outputs.folder, exc) from exc
 
     def close(self) -> None:
@@ -202,11 +215,14 @@ class RasterOutput:
             self._dataset = None
 
     def finish(self) -> None:
-        """Builds overviews on the staging file and copies it into a COG beside the final name."""
-        self.close()
+        """Stores the band statistics, builds overviews and copies the staging file into a COG."""
         cog = self._outputs.temporary(self.final)
         predictor = "FLOATING_POINT" if np.dtype(self.spec.dtype).kind == "f" else "STANDARD"
         try:
+            if self._dataset is not None:
+                for band in range(self.spec.count):
+                    self._dataset.update_tags(band + 1, **self._statistics.tags(band))
+            self.close()
             with rasterio.open(self._staging, "r+") as staging:
                 factors = overview_factors(staging.width, staging.height)
                 if factors:
@@ -222,7 +238,7 @@ class RasterOutput:
                 BIGTIFF="IF_SAFER",
                 NUM_THREADS="ALL_CPUS",  # prediction is over by now: compress on every core
             )
-        except RasterioError as exc:
+        except GDAL_ERRORS as exc:
             raise write_failure(self.final, self._outputs.folder, exc) from exc
         self._staging.unlink(missing_ok=True)
         self._outputs.stage(cog, self.final)
@@ -299,27 +315,46 @@ def color_table(colors: dict[int, str], nodata: int) -> dict[int, tuple[int, int
     return table
 
 
-def qgis_style(classes: Sequence[tuple[int, str, str]]) -> str:
-    """A QGIS ``.qml`` style with a paletted renderer: each ``(id, name, #rrggbb)`` a legend entry.
+@dataclass(frozen=True)
+class QgisDocument:
+    """A QGIS ``.qml`` style being built: its root element and its one raster renderer."""
 
-    QGIS applies a ``.qml`` named like the raster when it opens it, so the class names show in the
-    legend, which a colour table alone cannot carry.
-    """
+    root: ElementTree.Element
+    renderer: ElementTree.Element
+
+    def text(self) -> str:
+        ElementTree.indent(self.root)
+        body = ElementTree.tostring(self.root, encoding="unicode")
+        return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + body + "\n"
+
+
+def qgis_document(renderer_type: str) -> QgisDocument:
+    """An empty style for band 1 with a renderer of ``renderer_type`` (paletted, pseudocolour...)."""
     root = ElementTree.Element("qgis", version="3.28.0", styleCategories="Symbology")
     pipe = ElementTree.SubElement(root, "pipe")
     renderer = ElementTree.SubElement(
-        pipe, "rasterrenderer", type="paletted", band="1", opacity="1", alphaBand="-1", nodataColor=""
+        pipe, "rasterrenderer", type=renderer_type, band="1", opacity="1", alphaBand="-1", nodataColor=""
     )
     ElementTree.SubElement(renderer, "rasterTransparency")
     ElementTree.SubElement(renderer, "minMaxOrigin")
-    palette = ElementTree.SubElement(renderer, "colorPalette")
+    return QgisDocument(root, renderer)
+
+
+def qgis_style(classes: Sequence[tuple[int, str, str]], transparent: Collection[int] = ()) -> str:
+    """A QGIS ``.qml`` style with a paletted renderer: each ``(id, name, #rrggbb)`` a legend entry.
+
+    QGIS applies a ``.qml`` named like the raster when it opens it, so the class names show in the
+    legend, which a colour table alone cannot carry; neither can it carry transparency, so values
+    in ``transparent`` are see-through only through the style.
+    """
+    style = qgis_document("paletted")
+    palette = ElementTree.SubElement(style.renderer, "colorPalette")
     for value, name, color in classes:
+        alpha = "0" if value in transparent else "255"
         ElementTree.SubElement(
-            palette, "paletteEntry", value=str(value), color=color.lower(), alpha="255", label=name
+            palette, "paletteEntry", value=str(value), color=color.lower(), alpha=alpha, label=name
         )
-    ElementTree.indent(root)
-    body = ElementTree.tostring(root, encoding="unicode")
-    return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + body + "\n"
+    return style.text()
 
 
 def summary_json(summary: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ there anything to predict, and can the outputs be written."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,8 @@ from rasterio.windows import Window
 from engine.errors import BandMismatchError, OutputError, RasterError
 from engine.model_metadata import ModelMetadata
 from engine.normalize import sample_windows
-from engine.outputs import check_writable_folder
-from engine.prediction_heads import output_names
+from engine.outputs import check_writable_folder, overview_factors
+from engine.prediction_heads import output_names, staging_bytes_per_pixel
 from engine.raster import RasterInfo, open_raster, read_block, read_info
 
 PIXEL_SIZE_TOLERANCE = 2.0
@@ -126,3 +127,45 @@ def check_outputs(
             "Use --overwrite to replace them, or choose another folder."
         )
     return names
+
+
+def check_free_space(
+    metadata: ModelMetadata, raster_paths: list[Path], output_dir: Path, probabilities: bool
+) -> list[str]:
+    """Refuses a prediction whose working files cannot fit on the output folder's disk; warns when
+    the outputs fit only if they compress.
+
+    Each raster's outputs are first written uncompressed (with overviews), then copied into
+    compressed COGs. The largest raster's uncompressed files must fit, or the job fails for sure;
+    with every COG as large as its uncompressed data (the worst case), all of it must fit too.
+
+    Raises:
+        OutputError: the uncompressed working files of one raster are larger than the free space.
+    """
+    per_pixel = staging_bytes_per_pixel(metadata, probabilities)
+    infos = [read_info(path) for path in raster_paths]
+    sizes = {info.path: _pixels_with_overviews(info.width, info.height) * per_pixel for info in infos}
+    largest = max(sizes, key=sizes.__getitem__)
+    free = shutil.disk_usage(output_dir).free
+    if sizes[largest] > free:
+        raise OutputError(
+            f"Not enough free space in {output_dir}: the outputs of {largest.name} need about "
+            f"{_size_text(sizes[largest])} while they are written (uncompressed, before the COG copy), "
+            f"and {_size_text(free)} is free. Free some space, or choose an output folder on another disk."
+        )
+    worst = sizes[largest] + sum(sizes.values())
+    if worst > free:
+        return [
+            f"{output_dir} has {_size_text(free)} free; the outputs need up to {_size_text(worst)} if "
+            "they compress poorly. The job may run out of space: free some to be safe."
+        ]
+    return []
+
+
+def _pixels_with_overviews(width: int, height: int) -> int:
+    """The pixels of a raster and of the overviews that `engine.outputs` builds for it."""
+    return width * height + sum(-(-width // f) * -(-height // f) for f in overview_factors(width, height))
+
+
+def _size_text(size: float) -> str:
+    return f"{size / 1e9:,.1f} GB" if size >= 1e9 else f"{size / 1e6:,.1f} MB"

@@ -16,7 +16,9 @@ import torch
 from rasterio.enums import Resampling
 
 from engine.errors import ModelFileError
+from engine.geodesy.pixel_areas import PixelAreas, hectares
 from engine.model_metadata import ModelMetadata
+from engine.output_metadata.qgis_styles import ANOMALY_COLOR, NORMAL_COLOR, anomaly_mask_style, heat_map_style
 from engine.outputs import CLASS_NODATA, OutputSet, RasterSpec, qgis_style
 from engine.raster import RasterInfo
 from engine.training.anomaly import pixel_errors
@@ -33,7 +35,14 @@ class PredictionHead(Protocol):
 
     def write(self, row_off: int, values: np.ndarray, valid: np.ndarray) -> None: ...
 
-    def summary(self, pixel_area: float) -> dict[str, Any]: ...
+    def summary(self) -> dict[str, Any]: ...
+
+
+def staging_bytes_per_pixel(metadata: ModelMetadata, probabilities: bool) -> int:
+    """Uncompressed bytes per input pixel of all of a raster's output GeoTIFFs (their dtypes below)."""
+    if metadata.task == "segmentation":
+        return 1 + (4 * len(metadata.classes) if probabilities else 0)  # uint8 classes, float32 each
+    return 4 + 1  # float32 heat map, uint8 mask
 
 
 def output_names(metadata: ModelMetadata, stem: str, probabilities: bool) -> dict[str, str]:
@@ -43,7 +52,12 @@ def output_names(metadata: ModelMetadata, stem: str, probabilities: bool) -> dic
         if probabilities:
             names["probabilities"] = f"{stem}_probabilities.tif"
     else:
-        names = {"anomaly": f"{stem}_anomaly.tif", "anomaly_mask": f"{stem}_anomaly_mask.tif"}
+        names = {
+            "anomaly": f"{stem}_anomaly.tif",
+            "anomaly_qml": f"{stem}_anomaly.qml",
+            "anomaly_mask": f"{stem}_anomaly_mask.tif",
+            "anomaly_mask_qml": f"{stem}_anomaly_mask.qml",
+        }
     names["summary"] = f"{stem}_summary.json"
     return names
 
@@ -100,12 +114,19 @@ class SegmentationHead:
     """Blends softmax probabilities; writes the class mask, its QGIS style and optional probabilities."""
 
     def __init__(
-        self, metadata: ModelMetadata, outputs: OutputSet, paths: dict[str, Path], info: RasterInfo
+        self,
+        metadata: ModelMetadata,
+        outputs: OutputSet,
+        paths: dict[str, Path],
+        info: RasterInfo,
+        areas: PixelAreas,
     ) -> None:
         self.classes = metadata.classes
         self.channels = len(self.classes)
         self._ids = np.array([c.id for c in self.classes], dtype=np.uint8)
         self._counts = np.zeros(self.channels, dtype=np.int64)
+        self._areas = areas
+        self._class_areas = np.zeros(self.channels, dtype=np.float64)
         self._nodata_pixels = 0
         colors = {c.id: c.color for c in self.classes}
         self._mask = outputs.raster(
@@ -121,6 +142,7 @@ class SegmentationHead:
     def write(self, row_off: int, values: np.ndarray, valid: np.ndarray) -> None:
         best = most_probable(values)
         self._counts += np.bincount(best[valid], minlength=self.channels)
+        self._class_areas += self._areas.sum_by_label(best, valid, row_off, self.channels)
         self._nodata_pixels += int(valid.size - np.count_nonzero(valid))
         classes = self._ids[best]
         classes[~valid] = CLASS_NODATA
@@ -128,8 +150,8 @@ class SegmentationHead:
         if self._probabilities is not None:
             self._probabilities.write_rows(row_off, np.where(valid, values, np.float32(np.nan)))
 
-    def summary(self, pixel_area: float) -> dict[str, Any]:
-        """Pixel counts and areas per class; call only after at least one valid pixel was written."""
+    def summary(self) -> dict[str, Any]:
+        """Pixel counts and ground areas per class; call only after a valid pixel was written."""
         valid = int(self._counts.sum())
         return {
             "valid_pixels": valid,
@@ -140,10 +162,10 @@ class SegmentationHead:
                     "name": info.name,
                     "color": info.color,
                     "pixels": int(count),
-                    "area": float(count) * pixel_area,
+                    **_area_fields("area", float(area), self._areas),
                     "fraction": float(count) / valid,
                 }
-                for info, count in zip(self.classes, self._counts, strict=True)
+                for info, count, area in zip(self.classes, self._counts, self._class_areas, strict=True)
             ],
         }
 
@@ -154,9 +176,16 @@ class AnomalyHead:
     channels = 1
 
     def __init__(
-        self, threshold: float, outputs: OutputSet, paths: dict[str, Path], info: RasterInfo
+        self,
+        threshold: float,
+        outputs: OutputSet,
+        paths: dict[str, Path],
+        info: RasterInfo,
+        areas: PixelAreas,
     ) -> None:
         self.threshold = threshold
+        self._areas = areas
+        self._anomalous_area = 0.0
         self._heatmap = outputs.raster(
             paths["anomaly"],
             info,
@@ -165,8 +194,13 @@ class AnomalyHead:
         self._mask = outputs.raster(
             paths["anomaly_mask"],
             info,
-            RasterSpec("uint8", 1, CLASS_NODATA, Resampling.mode, ("anomaly",), {0: "#000000", 1: "#ff0000"}),
+            RasterSpec(
+                "uint8", 1, CLASS_NODATA, Resampling.mode, ("anomaly",), {0: NORMAL_COLOR, 1: ANOMALY_COLOR}
+            ),
         )
+        outputs.text(paths["anomaly_mask_qml"], anomaly_mask_style())
+        self._outputs = outputs
+        self._heat_style_path = paths["anomaly_qml"]
         self._sample_step = max(1, -(-info.width * info.height // HEATMAP_SAMPLE))
         self._sample: list[np.ndarray] = []
         self._valid = 0
@@ -187,13 +221,18 @@ class AnomalyHead:
             self._sample.append(scores[:: self._sample_step])
         self._heatmap.write_rows(row_off, np.where(valid, error, np.float32(np.nan))[None])
         mask = (error > self.threshold).astype(np.uint8)
+        self._anomalous_area += float(self._areas.sum_by_label(mask, valid, row_off, 2)[1])
         mask[~valid] = CLASS_NODATA
         self._mask.write_rows(row_off, mask[None])
 
-    def summary(self, pixel_area: float) -> dict[str, Any]:
-        """Heat-map statistics; call only after at least one valid pixel was written."""
+    def summary(self) -> dict[str, Any]:
+        """Heat-map statistics, and the heat map's QGIS style that needs them; call once, after at
+        least one valid pixel was written."""
         sample = np.concatenate(self._sample)
         percentiles = np.percentile(sample, ANOMALY_PERCENTILES)
+        self._outputs.text(
+            self._heat_style_path, heat_map_style(self._min, self.threshold, float(percentiles[-1]))
+        )
         return {
             "valid_pixels": self._valid,
             "threshold": self.threshold,
@@ -206,5 +245,10 @@ class AnomalyHead:
             },
             "anomalous_pixels": self._anomalous,
             "anomalous_fraction": self._anomalous / self._valid,
-            "anomalous_area": self._anomalous * pixel_area,
+            **_area_fields("anomalous_area", self._anomalous_area, self._areas),
         }
+
+
+def _area_fields(key: str, area: float, areas: PixelAreas) -> dict[str, float]:
+    """``key`` in the summary's area unit, and ``key_ha`` in hectares when that unit is m²."""
+    return {key: area, f"{key}_ha": hectares(area)} if areas.in_metres else {key: area}

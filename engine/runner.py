@@ -49,7 +49,9 @@ PREDICTION_ARTIFACTS = {
     "probabilities": ArtifactKind.PROBABILITIES,
     "qml": ArtifactKind.STYLE,
     "anomaly": ArtifactKind.ANOMALY,
+    "anomaly_qml": ArtifactKind.STYLE,
     "anomaly_mask": ArtifactKind.ANOMALY_MASK,
+    "anomaly_mask_qml": ArtifactKind.STYLE,
     "summary": ArtifactKind.SUMMARY,
     "polygons": ArtifactKind.POLYGONS,
 }
@@ -305,10 +307,14 @@ def _train(
 def _predict(
     store: JobStore, job_id: int, spec: PredictSpec, reporter: _StoreReporter, cancel: CancelToken
 ) -> JobOutcome:
-    results = predict_many(spec.model, spec.rasters, spec.output_dir, spec.options, reporter, cancel)
-    for prediction in results:
+    def record(prediction: PredictionResult) -> None:
+        """Records a raster's outputs as soon as they are complete: a later failure keeps them."""
         for key, path in prediction.outputs.items():
             store.add_artifact(job_id, PREDICTION_ARTIFACTS[key], path)
+
+    results = predict_many(
+        spec.model, spec.rasters, spec.output_dir, spec.options, reporter, cancel, on_raster_done=record
+    )
     summary = {
         "output_dir": str(spec.output_dir),
         "rasters": [{"raster": str(p.raster), "seconds": p.seconds, "summary": p.summary} for p in results],

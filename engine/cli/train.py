@@ -16,6 +16,7 @@ from engine.cli import EXIT_OK
 from engine.cli.commands import VERBS
 from engine.cli.results import add_json_option, outcome_json, print_json
 from engine.cli.terminal import TerminalReporter
+from engine.datasets import MASK_VALUES
 from engine.device import PRECISIONS
 from engine.job_specs import TrainSpec
 from engine.normalize import METHODS
@@ -41,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="per-pixel classes from images and masks",
         description="Train a U-Net on images and class masks (paired by file name: a.tif ↔ a.tif or "
         "a_mask.tif). Masks hold class ids 0–254; 255 or the mask's nodata value means unlabelled; "
-        "0/255 masks are read as 0/1.",
+        "a set whose masks hold only 0 and 255 is read as binary 0/1 (see --mask-values).",
     )
     segmentation.add_argument("images", type=Path, metavar="IMAGES", help="image file or folder")
     segmentation.add_argument(
@@ -51,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     segmentation.add_argument("--depth", type=int, help="U-Net pooling levels (default 4)")
     segmentation.add_argument(
         "--class-names", type=_names, metavar="A,B,…", help="class names in id order (0, 1, …)"
+    )
+    segmentation.add_argument(
+        "--mask-values",
+        choices=MASK_VALUES,
+        help="how 255 is read in every mask: binary (class 1), classes (unlabelled), or auto: binary "
+        "when all masks hold only 0 and 255 (default auto)",
     )
     segmentation.add_argument(
         "--class-colors", type=_names, metavar="#RRGGBB,…", help="class colours in id order"

@@ -8,7 +8,7 @@ metadata that inference needs (bands, normalisation, classes, threshold, trainin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from engine.datasets import (
     DataSplit,
     ImagePair,
     describe_files,
+    describe_mask_values,
     find_training_data,
     select_bands,
     split_validation,
@@ -93,7 +94,7 @@ def train(
     device = resolve_device(config.device)
     config = with_label_masks(config, reporter)
     pairs = find_training_data(
-        config.images, config.masks if config.task == "segmentation" else None, reporter
+        config.images, config.masks if config.task == "segmentation" else None, reporter, config.mask_values
     )
     bands = select_bands(pairs, config.bands)
     split = split_validation(pairs, config.val_fraction, config.patch, config.seed)
@@ -121,7 +122,8 @@ def train(
         "info",
         f"Training on {len(pairs)} image(s), {split.description}; bands {', '.join(map(str, bands))}; "
         f"{patches_per_epoch} patches of {config.patch}×{config.patch} per epoch, "
-        f"{len(validation)} validation windows.",
+        f"{len(validation)} validation windows."
+        + (f" Masks read as {mask_reading}." if (mask_reading := describe_mask_values(pairs)) else ""),
     )
     pin = device.type == "cuda"
     run = FitInputs(
@@ -157,6 +159,7 @@ def train(
         "duration_s": sum(entry["duration_s"] for entry in result.history),
         "data": describe_files(pairs),
         "validation": split.description,
+        "mask_values": describe_mask_values(pairs),
         "patches_per_epoch": patches_per_epoch,
         "seed": config.seed,
         "config": config.to_dict(),
@@ -244,10 +247,21 @@ def _prepare_output(config: TrainConfig) -> None:
 def _normalization(
     config: TrainConfig, split: DataSplit, bands: list[int], reporter: Reporter
 ) -> Normalization:
-    """Statistics of the training images only, so validation stays unseen."""
+    """Statistics of the training images only, so validation stays unseen.
+
+    An autoencoder's percentile normalisation is not clipped: clipping to the training range would
+    make an extreme value look like the brightest normal one, hiding the anomalies it exists to find.
+    """
     images = list({region.pair.image.path: region.pair.image for region in split.train}.values())
     statistics = compute_statistics(images, bands, seed=config.seed)
     normalization = Normalization.from_statistics(statistics, config.normalization)
+    if config.task == "anomaly" and normalization.clip:
+        normalization = replace(normalization, clip=False)
+        reporter.on_message(
+            "info",
+            "Percentile normalisation without clipping, so values beyond the training range stay "
+            "visible to the autoencoder as anomalies.",
+        )
     warning = describe_constant_bands(normalization, bands, [info.path for info in images])
     if warning:
         reporter.on_message("warning", warning)

@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from engine.datasets import MASK_VALUES
 from engine.device import PRECISIONS
 from engine.errors import DatasetError
+from engine.model_metadata import repeated_class_names
 from engine.normalize import METHODS
 
 TASKS = ("segmentation", "anomaly")
@@ -72,6 +74,7 @@ class TrainConfig:
     threshold_quantile: float = 0.99
     class_names: list[str] | None = None
     class_colors: list[str] | None = None
+    mask_values: str = "auto"
     checkpoint_dir: Path | None = None
     overwrite: bool = False
     labels: Path | None = None
@@ -107,6 +110,7 @@ class TrainConfig:
             (self.depth is None or 1 <= self.depth <= 6, f"--depth must be 1 to 6, not {self.depth}"),
             (self.num_workers >= 0, f"--num-workers must be 0 or more, not {self.num_workers}"),
             (self.normalization in METHODS, f"--normalization must be one of {', '.join(METHODS)}"),
+            (self.mask_values in MASK_VALUES, f"--mask-values must be one of {', '.join(MASK_VALUES)}"),
             (
                 self.patches_per_epoch is None or self.patches_per_epoch >= 1,
                 f"--patches-per-epoch must be at least 1, not {self.patches_per_epoch}",
@@ -123,6 +127,12 @@ class TrainConfig:
             ),
         ]
         problems = [message for ok, message in checks if not ok]
+        repeated = repeated_class_names(self.class_names or [])
+        if repeated:
+            problems.append(
+                f"--class-names gives {', '.join(map(repr, repeated))} to more than one class; "
+                "give each class its own name"
+            )
         multiple = 2**self.network_depth
         if self.patch % multiple:
             problems.append(

@@ -118,6 +118,7 @@ class ModelsPage(QWidget):
         self.table.currentCellChanged.connect(lambda row, *_: self._show_row(row))
         self.details = ModelDetails()
         self.details.class_table.name_edited.connect(self._on_name_edited)
+        self.details.class_table.name_refused.connect(self.banner.show_message)
         self.details.class_table.color_requested.connect(self.choose_class_color)
 
         title = QLabel("Models")

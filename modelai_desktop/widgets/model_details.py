@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.model_metadata import ClassInfo, ModelMetadata
+from engine.model_metadata import ClassInfo, ModelMetadata, repeated_class_names
 from modelai_desktop.widgets.loss_plot import CLASS_IOU_PREFIX, EpochPoint, LossPlot, class_label
 from modelai_desktop.widgets.progress_panel import format_duration
 
@@ -66,10 +66,12 @@ class ClassTable(QTableWidget):
 
     Signals:
         name_edited(int, str): the user renamed a class (its id and the new name).
+        name_refused(str): a new name was taken by another class, so the edit was undone; says why.
         color_requested(int): the user double-clicked a class's colour swatch.
     """
 
     name_edited = Signal(int, str)
+    name_refused = Signal(str)
     color_requested = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -121,10 +123,16 @@ class ClassTable(QTableWidget):
             return
         info = self._classes[item.row()]
         name = item.text().strip()
-        if not name or name == info.name:
+        taken = repeated_class_names([other.name for other in self._classes if other is not info] + [name])
+        if not name or name == info.name or taken:
             self.blockSignals(True)
             item.setText(info.name)
             self.blockSignals(False)
+            if taken:
+                self.name_refused.emit(
+                    f"Another class is already named {name!r}; give each class its own name "
+                    "(curves, metrics and legends tell classes apart by name)."
+                )
             return
         info.name = name
         self.name_edited.emit(info.id, name)

@@ -70,29 +70,58 @@ def user_namespaces_work() -> bool:
     return subprocess.run(probe, capture_output=True, check=False).returncode == 0
 
 
-@pytest.mark.skipif(not user_namespaces_work(), reason="needs unprivileged user namespaces to mount a tmpfs")
-def test_a_really_full_disk_is_reported_as_full(four_band_model, four_band_raster, isolated_home, tmp_path):
-    """GDAL on a 256 kB tmpfs: it reports the write failure without the reason, the engine says why."""
-    raster, disk = four_band_raster("big.tif", height=400, width=400), tmp_path / "small-disk"
-    disk.mkdir()
+def predict_on_a_small_disk(disk: Path, model: Path, rasters: list[Path]) -> subprocess.CompletedProcess:
+    """``modelai predict`` into ``disk/out`` on a 256 kB tmpfs of its own; prints the exit code and
+    what is left in the output folder."""
     script = (
-        'mount -t tmpfs -o size=256k tmpfs "$1" || exit 99; '
-        '"$2" -m engine predict "$3" "$4" -o "$1/out" --tile 128 --overlap 16 --probabilities; '
-        'echo "exit $?"; ls -A "$1/out"'
+        'mount -t tmpfs -o size=256k tmpfs "$1" || exit 99; out="$1/out"; shift; '
+        '"$@" -o "$out" --tile 128 --overlap 16 --probabilities; echo "exit $?"; ls -A "$out"'
     )
     command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh"]
-    done = subprocess.run(
-        [*command, str(disk), sys.executable, str(four_band_model), str(raster)],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    arguments = [str(disk), sys.executable, "-m", "engine", "predict", str(model), *map(str, rasters)]
+    disk.mkdir()
+    return subprocess.run([*command, *arguments], capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.skipif(not user_namespaces_work(), reason="needs unprivileged user namespaces to mount a tmpfs")
+def test_outputs_too_large_for_the_disk_are_refused_before_any_job(
+    four_band_model, four_band_raster, isolated_home, tmp_path
+):
+    """400x400 pixels with probabilities need 1.9 MB uncompressed: more than the whole disk."""
+    disk = tmp_path / "small-disk"
+    done = predict_on_a_small_disk(
+        disk, four_band_model, [four_band_raster("big.tif", height=400, width=400)]
     )
     assert done.stdout.splitlines() == ["exit 2"], done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith(
+        f"modelai: error: Not enough free space in {disk}/out: the outputs of big.tif need"
+    )
+    assert recorded_jobs(isolated_home) == []
+
+
+@pytest.mark.skipif(not user_namespaces_work(), reason="needs unprivileged user namespaces to mount a tmpfs")
+def test_a_really_full_disk_is_reported_as_full(four_band_model, four_band_raster, isolated_home, tmp_path):
+    """GDAL on a 256 kB tmpfs: it reports the write failure without the reason, the engine says why.
+
+    Each raster's 147 kB of uncompressed outputs fits the disk (so the check before the job lets it
+    run), but the finished rasters' compressed outputs stay, and soon the next one no longer fits.
+    """
+    rasters = [four_band_raster(f"big{index}.tif", height=128, width=128) for index in range(4)]
+    disk = tmp_path / "small-disk"
+    done = predict_on_a_small_disk(disk, four_band_model, rasters)
+    lines = done.stdout.splitlines()
+    assert lines[0] == "exit 2", done.stderr
     assert "Traceback" not in done.stderr
     error = done.stderr.strip().splitlines()[-1]
-    assert re.fullmatch(rf"modelai: error: Cannot write {disk}/out/big_\w+\.tif: the disk is full\..*", error)
+    assert re.fullmatch(
+        rf"modelai: error: Cannot write {disk}/out/big\d_\w+\.tif: the disk is full\..*", error
+    )
     [job] = recorded_jobs(isolated_home)
     assert job.status is JobStatus.FAILED and "the disk is full" in job.error_message
+    finished = {line.split("_")[0] for line in lines[1:]}
+    assert len(finished) < len(rasters) and not any(line.endswith(".tmp") for line in lines[1:])
+    assert all(len([line for line in lines[1:] if line.startswith(f"{stem}_")]) == 4 for stem in finished)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")

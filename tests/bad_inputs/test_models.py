@@ -54,6 +54,19 @@ def _wrong_shapes(source: Path, target: Path) -> None:
     safetensors.torch.save_file(three_band.state_dict(), target, metadata={"modelai": metadata.to_json()})
 
 
+def _normalization_method_edited(source: Path, target: Path) -> None:
+    edited_metadata(source, target, lambda metadata: metadata["normalization"].update(method="zscore"))
+
+
+def _normalization_shortened(source: Path, target: Path) -> None:
+    def shorten(metadata: dict) -> None:
+        metadata["normalization"].update(
+            offset=metadata["normalization"]["offset"][:2], scale=metadata["normalization"]["scale"][:2]
+        )
+
+    edited_metadata(source, target, shorten)
+
+
 def _pickle(source: Path, target: Path) -> None:
     target.write_bytes(file_creating_pickle(target.with_name("created-by-payload.txt")))
 
@@ -68,6 +81,14 @@ BAD_MODELS = {
     "future format version": (
         _future_version,
         ["made by a newer ModelAI (model format 99", "Update the app"],
+    ),
+    "unknown normalisation method": (
+        _normalization_method_edited,
+        ["its normalisation block is unusable", "train a new model"],
+    ),
+    "normalisation for fewer bands": (
+        _normalization_shortened,
+        ["its normalisation covers 2 band(s), but the model reads 4", "train a new model"],
     ),
     "pickle with a payload": (_pickle, ["is a Python pickle", "never opens pickles"]),
 }

@@ -204,7 +204,7 @@ def test_awkward_rasters_predict_with_their_geography_and_nodata_intact(
     if crs_wkt is None:
         assert summary["area_unit"] == "square map units (no CRS)"
     elif case == "geographic CRS":
-        assert summary["area_unit"] == "square degrees" and summary["crs"] == "EPSG:4326"
+        assert summary["area_unit"] == "square metres" and summary["crs"] == "EPSG:4326"
     elif case == "ESRI WKT CRS":
         assert summary["crs"] == "ESRI:102039"
     if case == "rotated transform, no CRS":

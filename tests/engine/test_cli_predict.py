@@ -73,7 +73,8 @@ def test_glob_and_anomaly_threshold(models, scenes, tmp_path, capsys, monkeypatc
     )
     assert code == 0, capsys.readouterr().err
     assert sorted(p.name for p in output.iterdir()) == [
-        "scene1_anomaly.tif", "scene1_anomaly_mask.tif", "scene1_summary.json",
+        "scene1_anomaly.qml", "scene1_anomaly.tif", "scene1_anomaly_mask.qml", "scene1_anomaly_mask.tif",
+        "scene1_summary.json",
     ]  # fmt: skip
     summary = json.loads((output / "scene1_summary.json").read_text())
     assert summary["threshold"] == 0.0 and summary["anomalous_fraction"] == 1.0

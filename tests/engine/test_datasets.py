@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from engine.datasets import IGNORE_INDEX, find_training_data, select_bands, split_validation
+from engine.datasets import (
+    IGNORE_INDEX,
+    describe_mask_values,
+    find_training_data,
+    select_bands,
+    split_validation,
+)
 from engine.errors import BandMismatchError, DatasetError, RasterError
 from engine.normalize import Normalization
 from engine.patches import GridPatches, PatchReader, RandomPatches, default_patches_per_epoch, make_loader
@@ -275,3 +281,32 @@ def test_default_patches_per_epoch_scales_with_area_within_bounds(scene_dir: Pat
     assert default_patches_per_epoch(regions, 64, 4) == 2 * 2 * 256 * 256 // (64 * 64)
     assert default_patches_per_epoch(regions[:1], 256, 16) == 8 * 16
     assert default_patches_per_epoch(regions * 100, 16, 4) == 64 * 4
+
+
+def test_a_0_255_mask_in_a_class_set_keeps_255_unlabelled(tmp_path: Path) -> None:
+    """The 0/255 reading is decided for the set: one 0/255 mask among class masks is not binary."""
+    write_pair(tmp_path, "a", classes())
+    partial = np.where(classes() == 3, 255, 0).astype(np.uint8)
+    write_pair(tmp_path, "b", partial)
+    pairs = find_training_data([tmp_path / "images"], [tmp_path / "masks"], RecordingReporter())
+    assert not any(pair.mask.binary for pair in pairs)
+    assert pairs[1].mask.class_pixels == {0: int((partial == 0).sum())}
+    assert describe_mask_values(pairs).startswith("class ids")
+
+
+def test_an_all_foreground_mask_in_a_binary_set_is_class_one(tmp_path: Path) -> None:
+    write_pair(tmp_path, "a", np.where(classes() == 3, 255, 0).astype(np.uint8))
+    write_pair(tmp_path, "b", np.full((64, 64), 255, np.uint8))
+    pairs = find_training_data([tmp_path / "images"], [tmp_path / "masks"], RecordingReporter())
+    assert all(pair.mask.binary for pair in pairs)
+    assert pairs[1].mask.class_pixels == {1: 64 * 64}
+    assert describe_mask_values(pairs).startswith("binary")
+
+
+def test_mask_values_option_overrides_the_set_rule(tmp_path: Path) -> None:
+    write_pair(tmp_path, "a", np.where(classes() == 3, 255, 0).astype(np.uint8))
+    (pair,) = find_training_data([tmp_path / "images"], [tmp_path / "masks"], RecordingReporter(), "classes")
+    assert not pair.mask.binary and set(pair.mask.class_pixels) == {0}
+    write_pair(tmp_path, "b", classes())
+    with pytest.raises(DatasetError, match=r"b\.tif holds the value 1, but binary masks hold only 0 and 255"):
+        find_training_data([tmp_path / "images"], [tmp_path / "masks"], RecordingReporter(), "binary")

@@ -247,7 +247,11 @@ def test_segmentation_outputs_are_georeferenced_cogs_with_legend_and_summary(
     assert summary == result.summary | {"outputs": summary["outputs"]}
     counts = {c["id"]: c["pixels"] for c in summary["classes"]}
     assert counts == {i: int((mask == i).sum()) for i in range(4)}
-    assert summary["classes"][0]["area"] == counts[0] * 100.0 and summary["area_unit"] == "square metres"
+    # Ground areas: UTM's scale factor makes them differ from the grid's 100 m² per pixel by < 0.2 %.
+    area = summary["classes"][0]
+    assert summary["area_unit"] == "square metres"
+    assert area["area"] == pytest.approx(counts[0] * 100.0, rel=2e-3)
+    assert area["area_ha"] == pytest.approx(area["area"] / 1e4)
     assert (summary["tile"], summary["overlap"], summary["precision"]) == ([112, 112], 32, "fp32")
     assert summary["device"]["kind"] == "cpu" and summary["model"] == str(segmentation_model)
     events = [e for e in reporter.progress if isinstance(e, ProgressEvent)]
@@ -368,7 +372,7 @@ def test_anomaly_outputs_heat_map_and_mask_with_model_or_given_threshold(anomaly
     result = predict_raster(
         anomaly_model, holdout, tmp_path / "model", options, NullReporter(), CancelToken()
     )
-    assert set(result.outputs) == {"anomaly", "anomaly_mask", "summary"}
+    assert set(result.outputs) == {"anomaly", "anomaly_qml", "anomaly_mask", "anomaly_mask_qml", "summary"}
     with rasterio.open(result.outputs["anomaly"]) as heat_file:
         assert heat_file.dtypes[0] == "float32" and np.isnan(heat_file.nodata) and heat_file.overviews(1)
         heat = heat_file.read(1)
@@ -588,3 +592,12 @@ def test_outputs_are_written_with_the_users_umask_not_private(segmentation_model
         os.umask(previous)
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in result.outputs.values()}
     assert set(modes.values()) == {0o644}, modes
+
+
+def test_probabilities_for_an_anomaly_model_warn_that_they_are_ignored(anomaly_model, holdout, tmp_path):
+    reporter = RecordingReporter()
+    options = PredictOptions(tile=64, overlap=16, probabilities=True)
+    result = predict_raster(anomaly_model, holdout, tmp_path / "out", options, reporter, CancelToken())
+    assert set(result.outputs) == {"anomaly", "anomaly_qml", "anomaly_mask", "anomaly_mask_qml", "summary"}
+    (warning,) = reporter.warnings()
+    assert "--probabilities only applies to segmentation models" in warning

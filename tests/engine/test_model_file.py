@@ -40,7 +40,7 @@ def segmentation_metadata(**changes: object) -> ModelMetadata:
         hyperparameters={"in_channels": 2, "num_classes": 2, "base_width": 4, "depth": 1},
         bands=[3, 1],
         input_dtype="uint16",
-        normalization={"method": "zscore", "mean": [120.5, 80.0], "std": [10.0, 7.5]},
+        normalization={"method": "standard", "offset": [120.5, 80.0], "scale": [10.0, 7.5], "clip": False},
         patch_size=32,
         pixel_size=[10.0, 10.0],
         crs="EPSG:32618",

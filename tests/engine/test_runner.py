@@ -417,3 +417,28 @@ def test_running_a_job_that_another_process_runs_leaves_it_alone(store):
         run_job(store, job_id, NullReporter(), CancelToken())
     job = store.get_job(job_id)
     assert (job.status, job.pid, job.error_message) == (JobStatus.RUNNING, os.getppid(), None)
+
+
+def test_a_prediction_cancelled_on_its_second_raster_records_the_first_rasters_outputs(
+    store, model, data, tmp_path
+):
+    class CancelOnSecondRaster(RecordingReporter):
+        def on_progress(self, event: ProgressEvent) -> None:
+            super().on_progress(event)
+            if event.label == "scene1.tif":
+                cancel.cancel()
+
+    cancel = CancelToken()
+    first, second = data / "images" / "scene0.tif", data / "images" / "scene1.tif"
+    spec = tiny_predict_spec(model, first, tmp_path / "out")
+    with pytest.raises(JobCancelled):
+        run(store, replace(spec, rasters=[first, second]), CancelOnSecondRaster(), cancel)
+    [job] = store.list_jobs()
+    assert job.status is JobStatus.CANCELLED
+    recorded = {(a.kind, a.path.name) for a in store.artifacts(job.id)}
+    assert recorded == {
+        (ArtifactKind.CLASSES, "scene0_classes.tif"),
+        (ArtifactKind.STYLE, "scene0_classes.qml"),
+        (ArtifactKind.SUMMARY, "scene0_summary.json"),
+    }
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(name for _, name in recorded)

@@ -159,6 +159,23 @@ def test_autoencoder_separates_inserted_anomalies(
     assert result.history[-1]["calibration"]["pixels"] > 0
 
 
+def test_percentile_normalisation_of_an_anomaly_model_keeps_extreme_values(scene_dir: Path, tmp_path: Path):
+    """Clipping to [-1, 1] would make a value ten times the training range look like a normal one."""
+    config = TrainConfig(
+        task="anomaly",
+        images=[scene_dir / "train" / "images"],
+        output=tmp_path / "ae.safetensors",
+        epochs=1,
+        normalization="percentile",
+        **{**FAST, "patches_per_epoch": 8},
+    )
+    metadata = train(config, RecordingReporter()).metadata
+    normalization = Normalization.from_dict(metadata.normalization)
+    assert normalization.method == "percentile" and not normalization.clip
+    high = np.array(normalization.offset) + 10 * np.array(normalization.scale)
+    assert (normalization.apply(high.reshape(-1, 1, 1).astype(np.float32)) > 5).all()
+
+
 def test_cancelled_run_resumes_where_it_stopped(scene_dir: Path, tmp_path: Path) -> None:
     fast = {"epochs": 4, "patches_per_epoch": 32, "lr": 3e-3}
     straight = train(segmentation_config(scene_dir, tmp_path / "straight.safetensors", **fast))
@@ -310,6 +327,8 @@ def test_config_round_trips_through_json(tmp_path: Path) -> None:
         ({"val_fraction": 1.0}, "--val-fraction"),
         ({"masks": None}, "needs masks"),
         ({"threshold_quantile": 1.5}, "--threshold-quantile"),
+        ({"class_names": ["soil", "road", "soil"]}, "--class-names gives 'soil' to more than one class"),
+        ({"mask_values": "maybe"}, "--mask-values must be one of auto, binary, classes"),
     ],
 )
 def test_invalid_settings_fail_before_any_file_is_read(tmp_path: Path, changes: dict, problem: str) -> None:

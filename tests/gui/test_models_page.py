@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
-from engine.model_file import load_model, read_metadata
+from engine.errors import ModelFileError
+from engine.model_file import load_model, read_metadata, update_metadata
 from engine.model_metadata import ClassInfo
 from engine.paths import app_home
 from engine.training import train
@@ -83,6 +85,25 @@ def test_editing_a_class_name_and_colour_writes_them_into_the_model_file(page, m
     legend = [label.text for _sample, label in page.details.loss_plot.metric_plot.legend.items]
     assert "road" in legend and "class 1" not in legend, "curves name the class as the model does now"
     assert "road" in page.details.training_label.text()
+
+
+def test_a_class_name_taken_by_another_class_is_refused_and_the_file_kept(page, model, run, until):
+    run(page.reload())
+    table = page.details.class_table
+    before = model.read_bytes()
+
+    async def scenario():
+        table.item(1, NAME_COLUMN).setText("class 0")
+        await until(lambda: page.banner.text(), "the refusal message")
+
+    run(scenario())
+    assert "already named 'class 0'" in page.banner.text()
+    assert table.item(1, NAME_COLUMN).text() == "class 1" and table.classes()[1].name == "class 1"
+    assert model.read_bytes() == before
+    with pytest.raises(ModelFileError, match="'class 0' would name more than one class"):
+        same = [replace(info, name="class 0") for info in read_metadata(model).classes]
+        update_metadata(model, classes=same)
+    assert model.read_bytes() == before
 
 
 def test_predict_rename_and_delete_act_on_the_selected_model(page, model, run, qtbot):

@@ -1,0 +1,1 @@
+"""Measuring on the ground: true areas of pixels, whatever the raster's CRS."""
