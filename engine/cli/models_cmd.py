@@ -2,7 +2,8 @@
 
 Before predicting with a model received from someone, a user wants to see which bands in which
 order it expects, how it normalises them, its classes and colours, its anomaly threshold and how
-well it trained; ``--json`` gives the same metadata to scripts.
+well it trained; ``--json`` gives the same metadata to scripts. ``models export-onnx`` lives in
+`engine.cli.export_onnx_cmd`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.cli import EXIT_OK
+from engine.cli import EXIT_OK, export_onnx_cmd
 from engine.model_file import check_model_file
 from engine.model_metadata import ModelMetadata
 from engine.progress import CancelToken
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("file", type=Path, metavar="FILE", help="model file (.safetensors)")
     show.add_argument("--json", action="store_true", help="print the metadata as JSON")
     show.set_defaults(func=run)
+    export_onnx_cmd.register(actions)
 
 
 def run(args: argparse.Namespace, cancel: CancelToken) -> int:
