@@ -20,6 +20,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from engine.errors import DatasetError
+from engine.profiles.checks import check_training_rasters
 from engine.progress import Reporter
 from engine.raster import RasterInfo, check_bands, find_rasters, open_raster, read_block, read_info
 
@@ -94,6 +95,7 @@ def find_training_data(
             for image, mask in _match_masks(image_paths, find_rasters(masks))
         ]
     _check_band_counts([pair.image for pair in pairs])
+    check_training_rasters([pair.image for pair in pairs])
     return pairs
 
 

@@ -64,6 +64,10 @@ class PredictOptions:
     probabilities: bool = False
     threshold: float | None = None
     overwrite: bool = False
+    # The raster's bands to read in place of the model's (``--bands``), one per model band.
+    bands: list[int] | None = None
+    # Read rasters at the model's pixel size (GDAL's resampling) instead of refusing very different ones.
+    resample: bool = False
 
 
 @dataclass
@@ -145,7 +149,8 @@ def predict_many(
     device = resolve_device(options.device)
     autocast = autocast_dtype(device, options.precision)
     for raster_path in raster_paths:
-        for warning in check_compatibility(metadata, raster_path, f"model {model_path.name}"):
+        name = f"model {model_path.name}"
+        for warning in check_compatibility(metadata, raster_path, name, options.bands, options.resample):
             reporter.on_message("warning", warning)
     names = check_outputs(metadata, raster_paths, output_dir, options.probabilities, options.overwrite)
     model, metadata = load_model(model_path, device)
@@ -226,7 +231,7 @@ def _stream(session: _Session, info: RasterInfo, grid: TileGrid, head: Predictio
     blender = StripBlender(grid, head.channels)
     started = time.perf_counter()
     done = valid_pixels = 0
-    bands, normalization = session.metadata.bands, session.normalization
+    bands, normalization = session.options.bands or session.metadata.bands, session.normalization
     forward = session.forward
     batch_size = forward.tiles_per_pass(grid.tile_height * grid.tile_width)
     prefetch = forward.device.type != "cpu"  # see engine.tile_reader: on a CPU the thread slows it

@@ -171,7 +171,9 @@ def _validate_prediction(spec: PredictSpec) -> list[str]:
         check_classes(metadata, spec.model)
     autocast_dtype(resolve_device(spec.options.device), spec.options.precision)
     warnings = []
+    options = spec.options
     for raster in spec.rasters:
-        warnings.extend(check_compatibility(metadata, raster, spec.model.name))
+        found = check_compatibility(metadata, raster, spec.model.name, options.bands, options.resample)
+        warnings.extend(found)
     check_outputs(metadata, spec.rasters, spec.output_dir, spec.options.probabilities, spec.options.overwrite)
     return warnings

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from engine import runner
 from engine.cli.terminal import TerminalReporter, format_duration
+from engine.cli.train import _bands as band_list  # the same "1,2,3" syntax as train --bands
 from engine.device import PRECISIONS
 from engine.inference import PredictionResult, PredictOptions
 from engine.job_specs import PredictSpec
@@ -56,6 +57,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threshold", type=float, help="anomaly threshold on the reconstruction error (default: the model's)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--bands",
+        type=band_list,
+        metavar="1,2,...",
+        help="raster bands to read for the model's bands, in its order (default: the model's band numbers)",
+    )
+    parser.add_argument(
+        "--resample",
+        action="store_true",
+        help="read rasters at the model's pixel size, outputs on that grid (else >4x apart is refused)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -70,6 +82,8 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
         probabilities=args.probabilities,
         threshold=args.threshold,
         overwrite=args.overwrite,
+        bands=args.bands,
+        resample=args.resample,
     )
     spec = PredictSpec(args.model, find_rasters(args.rasters), args.output, options)
     with runner.open_store(args.home) as store:

@@ -29,6 +29,7 @@ from engine.model_metadata import ModelMetadata
 from engine.models import build_model
 from engine.normalize import Normalization, compute_statistics, describe_constant_bands
 from engine.patches import GridPatches, PatchReader, RandomPatches, default_patches_per_epoch, make_loader
+from engine.profiles.profile import describe_rasters
 from engine.progress import CancelToken, NullReporter, Reporter
 from engine.training.anomaly import make_anomaly_task
 from engine.training.config import TrainConfig, checkpoint_path_for
@@ -257,4 +258,5 @@ def _metadata(
         classes=task.classes,
         anomaly=task.anomaly_section(best_entry),
         training=summary,
+        raster_profile=describe_rasters(first, bands),
     )

@@ -79,6 +79,7 @@ def test_segmentation_export_is_what_deepness_reads(
     assert isinstance(batch, str) and (bands, height, width) == (4, 512, 512)
 
     metadata = read_metadata(segmentation_model)
+    assert metadata.raster_profile["ground_pixel_size_m"] == [5.0, 5.0]  # stored by training
     values = metadata_values(exported.path)
     assert values["model_type"] == "Segmentor"
     assert values["class_names"] == {str(i): c.name for i, c in enumerate(metadata.classes)}
