@@ -74,12 +74,14 @@ class DataSplit:
 
 
 def find_training_data(
-    images: Sequence[Path], masks: Sequence[Path] | None, reporter: Reporter
+    images: Sequence[Path], masks: Sequence[Path] | None, reporter: Reporter, nodata: float | None = None
 ) -> list[ImagePair]:
     """Finds, opens and checks the training rasters; pairs each image with its mask by file stem.
 
     ``a.tif`` pairs with ``a.tif`` or ``a_mask.tif`` among the masks; images and masks may share a
     folder. Images must all have the same band count.
+
+    ``nodata`` applies to images that declare no nodata value (``--nodata``), not to masks.
 
     Raises:
         RasterError: a path is missing, a folder holds no raster, a file is not a readable GeoTIFF.
@@ -88,10 +90,12 @@ def find_training_data(
     """
     image_paths = find_rasters(images)
     if masks is None:
-        pairs = [ImagePair(read_info(path), None) for path in image_paths]
+        pairs = [ImagePair(read_info(path, nodata), None) for path in image_paths]
     else:
         pairs = [
-            ImagePair(read_info(image), _check_mask(read_info(image), read_info(mask), reporter))
+            ImagePair(
+                read_info(image, nodata), _check_mask(read_info(image, nodata), read_info(mask), reporter)
+            )
             for image, mask in _match_masks(image_paths, find_rasters(masks))
         ]
     _check_band_counts([pair.image for pair in pairs])

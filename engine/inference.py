@@ -68,6 +68,8 @@ class PredictOptions:
     bands: list[int] | None = None
     # Read rasters at the model's pixel size (GDAL's resampling) instead of refusing very different ones.
     resample: bool = False
+    # The nodata value of rasters that declare none (``--nodata``).
+    nodata: float | None = None
 
 
 @dataclass
@@ -150,7 +152,10 @@ def predict_many(
     autocast = autocast_dtype(device, options.precision)
     for raster_path in raster_paths:
         name = f"model {model_path.name}"
-        for warning in check_compatibility(metadata, raster_path, name, options.bands, options.resample):
+        found = check_compatibility(
+            metadata, raster_path, name, options.bands, options.resample, options.nodata
+        )
+        for warning in found:
             reporter.on_message("warning", warning)
     names = check_outputs(metadata, raster_paths, output_dir, options.probabilities, options.overwrite)
     model, metadata = load_model(model_path, device)
@@ -205,8 +210,8 @@ def _threshold(metadata: ModelMetadata, options: PredictOptions, reporter: Repor
 
 def _predict_one(session: _Session, raster_path: Path, names: dict[str, str]) -> PredictionResult:
     started = time.perf_counter()
-    info = read_info(raster_path)
     options = session.options
+    info = read_info(raster_path, options.nodata)
     grid = TileGrid(
         info.height, info.width, options.tile, options.overlap, session.size_multiple, session.weight_mode
     )

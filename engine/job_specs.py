@@ -156,7 +156,7 @@ def _validate_training(config: TrainConfig) -> list[str]:
     check_writable_folder(config.output.parent)
     reporter = RecordingReporter()
     masks = config.masks if config.task == "segmentation" else None
-    pairs = find_training_data(config.images, masks, reporter)
+    pairs = find_training_data(config.images, masks, reporter, config.nodata)
     bands = select_bands(pairs, config.bands)
     if config.task == "segmentation":
         make_segmentation_task(config, pairs, len(bands))
@@ -173,7 +173,9 @@ def _validate_prediction(spec: PredictSpec) -> list[str]:
     warnings = []
     options = spec.options
     for raster in spec.rasters:
-        found = check_compatibility(metadata, raster, spec.model.name, options.bands, options.resample)
+        found = check_compatibility(
+            metadata, raster, spec.model.name, options.bands, options.resample, options.nodata
+        )
         warnings.extend(found)
     check_outputs(metadata, spec.rasters, spec.output_dir, spec.options.probabilities, spec.options.overwrite)
     return warnings

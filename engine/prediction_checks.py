@@ -27,11 +27,13 @@ def check_compatibility(
     model_name: str = "the model",
     bands: list[int] | None = None,
     resample: bool = False,
+    nodata: float | None = None,
 ) -> list[str]:
     """Checks that a model can be applied to a raster; returns warnings the user should read.
 
     ``bands`` are the raster's bands to read in place of the model's own (``--bands``); ``resample``
-    accepts any pixel size (the raster is read at the model's).
+    accepts any pixel size (the raster is read at the model's); ``nodata`` is the nodata value of a
+    raster that declares none.
 
     Raises:
         RasterError: the raster cannot be read, every pixel of it is nodata, or its pixels are more
@@ -39,7 +41,7 @@ def check_compatibility(
         BandMismatchError: the raster lacks a band the model needs, has another number of bands than
             the training rasters, has another data type, or has the model's named bands in another order.
     """
-    info = read_info(raster_path)
+    info = read_info(raster_path, nodata)
     bands = check_band_choice(metadata, bands)
     count = metadata.band_count if bands == metadata.bands else None
     if max(bands) > info.count or count not in (None, info.count) or info.dtype != metadata.input_dtype:

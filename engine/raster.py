@@ -30,6 +30,7 @@ GEOTIFF_SUFFIXES = frozenset({".tif", ".tiff"})
 # What a folder or glob lists: GeoTIFF, VRT, JPEG2000, ERDAS Imagine and ENVI files. Any other file
 # GDAL reads can still be given by name.
 RASTER_SUFFIXES = GEOTIFF_SUFFIXES | {".vrt", ".jp2", ".img", ".envi", ".bsq", ".bil", ".bip"}
+NODATA_HELP = "nodata value of rasters that declare none (a declared one wins)"
 SUPPORTED_DTYPES = frozenset({"uint8", "uint16", "int16", "uint32", "int32", "float32", "float64"})
 
 
@@ -150,16 +151,19 @@ def _check_file(path: Path) -> None:
         raise RasterError(f"{path}: the file is empty (0 bytes). Copy or export it again.")
 
 
-def read_info(path: str | Path) -> RasterInfo:
-    """Opens, validates and describes a raster; reads one pixel at each end to catch truncation."""
+def read_info(path: str | Path, nodata: float | None = None) -> RasterInfo:
+    """Opens, validates and describes a raster; reads one pixel at each end to catch truncation.
+
+    ``nodata`` (``--nodata``) is the nodata value of a raster that declares none; a declared one wins.
+    """
     path = Path(path)
     with open_raster(path) as dataset:
-        info = _describe(path, dataset)
+        info = _describe(path, dataset, nodata)
         _check_readable(path, dataset)
     return info
 
 
-def _describe(path: Path, dataset: DatasetReader) -> RasterInfo:
+def _describe(path: Path, dataset: DatasetReader, nodata: float | None = None) -> RasterInfo:
     dtypes = set(dataset.dtypes)
     if len(dtypes) != 1:
         raise RasterError(
@@ -186,7 +190,7 @@ def _describe(path: Path, dataset: DatasetReader) -> RasterInfo:
         crs_wkt=crs.to_wkt() if crs else None,
         is_geographic=bool(crs and crs.is_geographic),
         transform=tuple(dataset.transform)[:6],
-        nodata=dataset.nodata,
+        nodata=dataset.nodata if dataset.nodata is not None else nodata,
         alpha_band=alpha,
         band_descriptions=tuple(dataset.descriptions),
         overview_levels=tuple(dataset.overviews(1)),

@@ -12,7 +12,7 @@ from engine.device import PRECISIONS
 from engine.inference import PredictionResult, PredictOptions
 from engine.job_specs import PredictSpec
 from engine.progress import CancelToken
-from engine.raster import find_rasters
+from engine.raster import NODATA_HELP, find_rasters
 
 DEFAULTS = PredictOptions()
 
@@ -68,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="read rasters at the model's pixel size, outputs on that grid (else >4x apart is refused)",
     )
+    parser.add_argument("--nodata", type=float, metavar="VALUE", help=NODATA_HELP)
     parser.set_defaults(func=run)
 
 
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
         overwrite=args.overwrite,
         bands=args.bands,
         resample=args.resample,
+        nodata=args.nodata,
     )
     spec = PredictSpec(args.model, find_rasters(args.rasters), args.output, options)
     with runner.open_store(args.home) as store:

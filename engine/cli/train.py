@@ -17,6 +17,7 @@ from engine.cli.terminal import TerminalReporter
 from engine.job_specs import TrainSpec
 from engine.normalize import METHODS
 from engine.progress import CancelToken
+from engine.raster import NODATA_HELP
 from engine.training import TrainConfig, TrainResult
 from engine.training.config import SCHEDULES
 
@@ -129,6 +130,7 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-augment", action="store_true", help="no random flips and rotations")
     parser.add_argument("--checkpoint-dir", type=Path, help="default: <output stem>.checkpoints/")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    parser.add_argument("--nodata", type=float, metavar="VALUE", help=NODATA_HELP)
 
 
 def _bands(text: str) -> list[int]:
@@ -174,6 +176,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         class_colors=getattr(args, "class_colors", None),
         checkpoint_dir=args.checkpoint_dir,
         overwrite=args.overwrite,
+        nodata=args.nodata,
     )
 
 

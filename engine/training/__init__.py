@@ -89,7 +89,7 @@ def train(
     _prepare_output(config)
     device = resolve_device(config.device)
     pairs = find_training_data(
-        config.images, config.masks if config.task == "segmentation" else None, reporter
+        config.images, config.masks if config.task == "segmentation" else None, reporter, config.nodata
     )
     bands = select_bands(pairs, config.bands)
     split = split_validation(pairs, config.val_fraction, config.patch, config.seed)

@@ -56,6 +56,8 @@ class TrainConfig:
     class_colors: list[str] | None = None
     checkpoint_dir: Path | None = None
     overwrite: bool = False
+    # The nodata value of images that declare none (``--nodata``).
+    nodata: float | None = None
 
     @property
     def network_depth(self) -> int:
