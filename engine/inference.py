@@ -10,6 +10,7 @@ work is checked first, for every input (`engine.prediction_checks`).
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +35,10 @@ from engine.prediction_heads import (
     SegmentationHead,
     check_classes,
 )
+from engine.profiles.checks import model_ground_pixel_size
 from engine.progress import CancelToken, ProgressEvent, Reporter
 from engine.raster import RasterInfo, read_info
+from engine.sources.resampled import resampled_shape, write_resampled_vrt
 from engine.tile_forward import TileForward
 from engine.tile_reader import TileReader
 from engine.tiling import WEIGHT_MODES, StripBlender, TileGrid
@@ -211,12 +214,16 @@ def _threshold(metadata: ModelMetadata, options: PredictOptions, reporter: Repor
 def _predict_one(session: _Session, raster_path: Path, names: dict[str, str]) -> PredictionResult:
     started = time.perf_counter()
     options = session.options
-    info = read_info(raster_path, options.nodata)
-    grid = TileGrid(
-        info.height, info.width, options.tile, options.overlap, session.size_multiple, session.weight_mode
-    )
-    paths = {key: session.output_dir / name for key, name in names.items()}
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), OutputSet(session.output_dir) as outputs:
+    with (
+        tempfile.TemporaryDirectory(prefix="modelai-") as scratch,
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
+        OutputSet(session.output_dir) as outputs,
+    ):
+        info = _read_on_model_grid(session, read_info(raster_path, options.nodata), Path(scratch))
+        grid = TileGrid(
+            info.height, info.width, options.tile, options.overlap, session.size_multiple, session.weight_mode
+        )
+        paths = {key: session.output_dir / name for key, name in names.items()}
         head: PredictionHead
         if session.metadata.task == "segmentation":
             head = SegmentationHead(session.metadata, outputs, paths, info)
@@ -226,9 +233,19 @@ def _predict_one(session: _Session, raster_path: Path, names: dict[str, str]) ->
         if valid_pixels == 0:
             raise RasterError(f"{raster_path}: every pixel is nodata, so there is nothing to predict.")
         summary = _summary(session, info, grid, head, names, time.perf_counter() - started)
+        summary |= {"raster": str(raster_path), "resampled": info.path != raster_path}
         outputs.text(paths["summary"], summary_json(summary))
         outputs.commit()
     return PredictionResult(raster_path, paths, summary, time.perf_counter() - started)
+
+
+def _read_on_model_grid(session: _Session, info: RasterInfo, scratch: Path) -> RasterInfo:
+    """``info`` itself, or with ``--resample`` a VRT of it on the model's pixel size (in ``scratch``)."""
+    target = model_ground_pixel_size(session.metadata) if session.options.resample else None
+    shape = resampled_shape(info, target) if target else None
+    if shape is None:
+        return info
+    return read_info(write_resampled_vrt(info, shape, scratch / f"{info.path.stem}.vrt"))
 
 
 def _stream(session: _Session, info: RasterInfo, grid: TileGrid, head: PredictionHead) -> int:

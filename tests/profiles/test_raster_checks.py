@@ -20,7 +20,7 @@ from engine.prediction_checks import check_compatibility
 from engine.profiles.checks import check_pixel_size
 from engine.profiles.ground import ground_pixel_size
 from engine.profiles.profile import describe_rasters, raster_ground_pixel_size
-from engine.progress import CancelToken, NullReporter
+from engine.progress import CancelToken, NullReporter, RecordingReporter
 from engine.raster import read_info
 from tests.engine.test_inference import save_test_model
 
@@ -146,3 +146,19 @@ def test_training_refuses_mixed_dtypes_and_pixel_sizes(described: Path, tmp_path
         output.write(data)
     with pytest.raises(DatasetError, match=r"c_16bit.tif is uint16, but a.tif is uint8.*convert or resample"):
         find_training_data([images], None, NullReporter())
+
+
+def test_resample_reads_the_raster_on_the_models_grid(model: Path, described: Path, tmp_path: Path) -> None:
+    """A raster at 6x the model's pixel size (refused without it, see above) is predicted with
+    --resample on a 5 m grid over the same extent: GDAL resamples the windows it reads."""
+    coarsest = copy_raster(described, tmp_path / "30m.tif", names=RGBN, factor=6)
+    options = PredictOptions(tile=64, overlap=8, device="cpu", resample=True)
+    reporter = RecordingReporter()
+    result = predict_raster(model, coarsest, tmp_path / "out", options, reporter, CancelToken())
+    assert any("resampled to the model's pixel size (--resample)" in text for _, text in reporter.messages)
+    assert result.summary["resampled"] is True and result.summary["raster"] == str(coarsest)
+    with rasterio.open(coarsest) as source, rasterio.open(result.outputs["classes"]) as output:
+        assert output.res == pytest.approx((5.0, 5.0), rel=0.02)
+        assert output.bounds == pytest.approx(source.bounds, abs=1e-6)
+        assert output.crs == source.crs and (output.width, output.height) == (515, 403)
+        assert np.count_nonzero(output.read(1) == 255) == 0
