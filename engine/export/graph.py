@@ -58,26 +58,25 @@ class InGraphNormalization(nn.Module):
         return normalised.clamp(-1.0, 1.0) if self.clip else normalised
 
 
-class SegmentationGraph(nn.Module):
-    """Per-pixel class probabilities ``(N, classes, H, W)``: softmax, or sigmoid for a single class."""
+class TaskGraph(nn.Module):
+    """The normalisation (or nothing), the network, and a task's output computed in ``forward``."""
 
     def __init__(self, network: nn.Module, normalization: nn.Module) -> None:
         super().__init__()
         self.normalization = normalization
         self.network = network
+
+
+class SegmentationGraph(TaskGraph):
+    """Per-pixel class probabilities ``(N, classes, H, W)``: softmax, or sigmoid for a single class."""
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.network(self.normalization(images))
         return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 
 
-class ReconstructionErrorGraph(nn.Module):
+class ReconstructionErrorGraph(TaskGraph):
     """The anomaly score ``(N, 1, H, W)``, the same squared error over bands that set the threshold."""
-
-    def __init__(self, network: nn.Module, normalization: nn.Module) -> None:
-        super().__init__()
-        self.normalization = normalization
-        self.network = network
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         inputs = self.normalization(images)
