@@ -57,6 +57,9 @@ def describe(path: Path, metadata: ModelMetadata) -> list[str]:
         f"Trained on:     {_grid(metadata)}",
         f"Created:        {metadata.created or 'unknown'} (format {metadata.format_version})",
     ]
+    names = (metadata.raster_profile or {}).get("band_names") or []
+    if any(names):
+        lines.insert(4, f"Band names:     {', '.join(name or '?' for name in names)}")
     if metadata.classes:
         lines.append("Classes:")
         lines.extend(f"  {info.id:>3}  {info.color}  {info.name}" for info in metadata.classes)
@@ -77,6 +80,9 @@ def _grid(metadata: ModelMetadata) -> str:
     pixel = "unknown pixel size"
     if metadata.pixel_size:
         pixel = f"pixel {metadata.pixel_size[0]:.6g}×{metadata.pixel_size[1]:.6g}"
+        ground = (metadata.raster_profile or {}).get("ground_pixel_size_m")
+        if ground:
+            pixel += f" ({ground[0]:.4g}×{ground[1]:.4g} m on the ground)"
     return f"{pixel}, CRS {metadata.crs or 'none'}"
 
 

@@ -11,6 +11,7 @@ import pytest
 import rasterio
 from rasterio.enums import Resampling
 
+from engine.cli import EXIT_OK, main
 from engine.datasets import find_training_data
 from engine.errors import BandMismatchError, DatasetError, RasterError
 from engine.inference import PredictOptions, predict_raster
@@ -66,11 +67,16 @@ def model(described: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_the_profile_holds_band_names_pixel_size_and_unit(model: Path) -> None:
+def test_the_profile_holds_band_names_pixel_size_and_unit(
+    model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     profile = read_metadata(model).raster_profile
     assert profile["band_names"] == list(RGBN)
     assert profile["pixel_size"] == [5.0, 5.0] and profile["pixel_unit"] == "metre"
     assert profile["ground_pixel_size_m"] == [5.0, 5.0] and profile["crs"] == "EPSG:32618"
+    assert main(["models", "show", str(model)]) == EXIT_OK
+    shown = capsys.readouterr().out
+    assert "Band names:     red, green, blue, nir" in shown and "(5×5 m on the ground)" in shown
 
 
 def test_reordered_bands_are_refused_with_the_bands_to_give(
