@@ -16,14 +16,30 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from engine.errors import JobStoreError
 
 HOST = socket.gethostname()
+UNKNOWN = "UNKNOWN"
 
 
-class JobStatus(StrEnum):
+class StoredValue(StrEnum):
+    """A text column with a fixed set of values, which a newer ModelAI may extend."""
+
+    @classmethod
+    def read(cls, text: str) -> Self:
+        """The stored value; one this version does not know becomes a stand-in member named
+        UNKNOWN that shows as the stored text, so a view lists a newer store's rows as they are."""
+        try:
+            return cls(text)
+        except ValueError:
+            stand_in = str.__new__(cls, text)
+            stand_in._name_, stand_in._value_ = UNKNOWN, text
+            return stand_in
+
+
+class JobStatus(StoredValue):
     """Where a job is in its life; the last four are final."""
 
     QUEUED = "queued"
@@ -34,7 +50,7 @@ class JobStatus(StrEnum):
     INTERRUPTED = "interrupted"
 
 
-class ArtifactKind(StrEnum):
+class ArtifactKind(StoredValue):
     """What a file written by a job is, so the views know how to show or reuse it."""
 
     MODEL = "model"
@@ -73,6 +89,7 @@ class JobRecord:
     cancel_requested: bool
     pid: int | None
     host: str | None
+    pid_started: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,18 +150,35 @@ def _migrate_to_v2(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
 
 
+def _migrate_to_v3(conn: sqlite3.Connection) -> None:
+    """When the owning process started (see :func:`process_started`), so a reused pid is told apart."""
+    conn.execute("ALTER TABLE jobs ADD COLUMN pid_started TEXT")
+
+
 # MIGRATIONS[n] takes a store from version n to n + 1. Never edit a released step: append a new one.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_to_v1, _migrate_to_v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _migrate_to_v1,
+    _migrate_to_v2,
+    _migrate_to_v3,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(conn: sqlite3.Connection, path: Path) -> None:
-    """Bring a store opened in a write transaction up to :data:`SCHEMA_VERSION`.
+def migrate(conn: sqlite3.Connection, path: Path, read_only: bool = False) -> None:
+    """Bring a store opened in a write transaction up to :data:`SCHEMA_VERSION`; ``read_only``
+    only checks that this version can read it (a newer store can be read: migrations only add).
 
     Raises:
-        JobStoreError: the store comes from a newer ModelAI, or the file is another program's database.
+        JobStoreError: the store comes from a newer ModelAI (unless read-only), is older than this
+            one and read-only, or the file is another program's database.
     """
     version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if read_only:
+        if version < SCHEMA_VERSION:
+            raise JobStoreError(
+                f"{path} is a job store of version {version}: open it for writing to update it"
+            )
+        return
     if version > SCHEMA_VERSION:
         raise JobStoreError(
             f"{path} was written by a newer ModelAI (job store version {version}, this one"
@@ -183,23 +217,64 @@ def store_error(path: Path, exc: sqlite3.Error) -> JobStoreError:
 
 JOB_COLUMNS = (
     "id, kind, status, spec_json, created, started, finished, duration_s, result_json, error_message,"
-    " error_detail, device, versions_json, checkpoint_path, parent_job_id, cancel_requested, pid, host"
+    " error_detail, device, versions_json, checkpoint_path, parent_job_id, cancel_requested, pid, host,"
+    " pid_started"
 )
 
 
-def process_alive(pid: int) -> bool:
-    """Tell whether a process of this host still runs, to tell a running job from a crashed one."""
+def process_alive(pid: int, started: str | None = None) -> bool:
+    """Tell whether a process of this host still runs, to tell a running job from a crashed one.
+
+    ``started`` is :func:`process_started` of the process when the job was recorded: a process
+    that now holds the same pid but started at another time is another program (the system reused
+    the pid of a crashed job, which Windows does soon), so the job's process is gone.
+    """
     if pid <= 0:
         return False
     if os.name == "nt":
-        return _windows_process_alive(pid)
+        alive = _windows_process_alive(pid)
+    else:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        alive = True
+    return alive and (started is None or process_started(pid) in (started, None))
+
+
+def process_started(pid: int) -> str | None:
+    """When a process started, as an opaque text that names it together with its pid; None where the
+    system does not tell (macOS, a process gone), and then the pid alone identifies it."""
+    if os.name == "nt":
+        return _windows_process_started(pid)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    # Field 22, the start in clock ticks after boot; the name (field 2) may hold spaces and ")".
+    return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"
+
+
+def _windows_process_started(pid: int) -> str | None:
+    """The creation time that Windows keeps for a process, in 100 ns units."""
+    import ctypes
+    from ctypes import wintypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    kernel32.OpenProcess.restype = wintypes.HANDLE
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return None
+    try:
+        times = [wintypes.FILETIME() for _ in range(4)]
+        if not kernel32.GetProcessTimes(handle, *(ctypes.byref(time) for time in times)):
+            return None
+        return str(times[0].dwHighDateTime << 32 | times[0].dwLowDateTime)
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 def _windows_process_alive(pid: int) -> bool:
@@ -242,7 +317,7 @@ def job_from_row(row: sqlite3.Row) -> JobRecord:
     return JobRecord(
         id=row["id"],
         kind=row["kind"],
-        status=JobStatus(row["status"]),
+        status=JobStatus.read(row["status"]),
         spec=json.loads(row["spec_json"]),
         created=datetime.fromisoformat(row["created"]),
         started=parse_time(row["started"]),
@@ -258,6 +333,7 @@ def job_from_row(row: sqlite3.Row) -> JobRecord:
         cancel_requested=bool(row["cancel_requested"]),
         pid=row["pid"],
         host=row["host"],
+        pid_started=row["pid_started"],
     )
 
 
@@ -278,7 +354,7 @@ def artifact_from_row(row: sqlite3.Row) -> ArtifactRecord:
     """Build a record from a row of the ``artifacts`` table."""
     return ArtifactRecord(
         job_id=row["job_id"],
-        kind=ArtifactKind(row["kind"]),
+        kind=ArtifactKind.read(row["kind"]),
         path=Path(row["path"]),
         size_bytes=row["size_bytes"],
         created=datetime.fromisoformat(row["created"]),

@@ -34,6 +34,7 @@ from engine.job_records import (
     migrate,
     parse_time,
     process_alive,
+    process_started,
     store_error,
     time_text,
     utc_now,
@@ -46,26 +47,51 @@ class JobStore:
     Args:
         path: the SQLite file (see :func:`engine.paths.jobs_db_path`); created when missing.
         busy_timeout_s: how long a write waits for another process's write before giving up.
+        read_only: read without ever writing (no migration, no lock), for views that poll the
+            history; see :meth:`for_reading`.
 
     Raises:
         JobStoreError: the file is not a job store, is read-only, or comes from a newer ModelAI.
     """
 
-    def __init__(self, path: str | Path, busy_timeout_s: float = 10.0) -> None:
+    def __init__(self, path: str | Path, busy_timeout_s: float = 10.0, read_only: bool = False) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        database = f"{self.path.resolve().as_uri()}?mode=ro" if read_only else self.path
         try:
             self._conn = sqlite3.connect(
-                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+                database,
+                timeout=busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=read_only,
             )
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
         self._conn.row_factory = sqlite3.Row
         try:
-            self._open()
+            self._open_for_reading() if read_only else self._open()
         except BaseException:
             self._conn.close()
             raise
+
+    @classmethod
+    def for_reading(cls, path: str | Path) -> Self:
+        """The store opened read-only: a view that reads it every second takes no write lock and
+        writes nothing. A store missing or older than this ModelAI is first opened once for
+        writing, which creates or migrates it."""
+        try:
+            return cls(path, read_only=True)
+        except JobStoreError:
+            cls(path).close()
+            return cls(path, read_only=True)
+
+    def _open_for_reading(self) -> None:
+        try:
+            self._conn.execute("PRAGMA query_only = ON")
+            migrate(self._conn, self.path, read_only=True)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
 
     def _open(self) -> None:
         try:
@@ -142,8 +168,8 @@ class JobStore:
             if parent_job_id is not None:
                 self._job_row(conn, parent_job_id)
             return conn.execute(
-                "INSERT INTO jobs (kind, status, spec_json, created, started, pid, host, parent_job_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO jobs (kind, status, spec_json, created, started, pid, pid_started, host,"
+                " parent_job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     kind,
                     status,
@@ -151,6 +177,7 @@ class JobStore:
                     now,
                     now if status is JobStatus.RUNNING else None,
                     os.getpid(),
+                    process_started(os.getpid()),
                     HOST,
                     parent_job_id,
                 ),
@@ -159,13 +186,14 @@ class JobStore:
     def _start(self, conn: sqlite3.Connection, job_id: int, device: str, versions: dict[str, str]) -> None:
         conn.execute(
             "UPDATE jobs SET status = ?, started = COALESCE(started, ?), device = ?, versions_json = ?,"
-            " pid = ?, host = ? WHERE id = ?",
+            " pid = ?, pid_started = ?, host = ? WHERE id = ?",
             (
                 JobStatus.RUNNING,
                 time_text(utc_now()),
                 device,
                 json.dumps(versions),
                 os.getpid(),
+                process_started(os.getpid()),
                 HOST,
                 job_id,
             ),
@@ -220,7 +248,7 @@ class JobStore:
                 (HOST, JobStatus.RUNNING, JobStatus.QUEUED, job_id),
             ).fetchall()
             for other in ahead:
-                if other["pid"] is not None and process_alive(other["pid"]):
+                if _owner_alive(other):
                     return job_from_row(other)
             self._start(conn, job_id, device, versions)
             return None
@@ -386,11 +414,15 @@ class JobStore:
         """
         with self._write() as conn:
             owned = conn.execute(
-                "SELECT id, status, pid, checkpoint_path FROM jobs WHERE status IN (?, ?)"
+                "SELECT id, status, pid, pid_started, checkpoint_path FROM jobs WHERE status IN (?, ?)"
                 " AND (host = ? OR host IS NULL)",
                 (JobStatus.RUNNING, JobStatus.QUEUED, HOST),
             ).fetchall()
-            dead = [row for row in owned if row["pid"] is None or not process_alive(row["pid"])]
+            dead = [
+                row
+                for row in owned
+                if row["pid"] is None or not process_alive(row["pid"], row["pid_started"])
+            ]
             for row in dead:
                 when = "while it ran" if row["status"] == JobStatus.RUNNING else "before it started"
                 resume = "resume it from its last checkpoint" if row["checkpoint_path"] else "run it again"
@@ -423,3 +455,8 @@ class JobStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _owner_alive(row: sqlite3.Row) -> bool:
+    """Whether the process that owns a job's row still runs (the same process, not a reused pid)."""
+    return row["pid"] is not None and process_alive(row["pid"], row["pid_started"])

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol
 
 from engine.errors import JobCancelled
+
+if TYPE_CHECKING:  # numpy only annotates samples here; ``modelai --help`` need not load it
+    import numpy as np
 
 
 @dataclass(frozen=True)

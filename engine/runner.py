@@ -77,6 +77,12 @@ def open_store(home: str | Path | None = None) -> JobStore:
     return store
 
 
+def read_store(home: str | Path | None = None) -> JobStore:
+    """Open the job store of a data folder for reading only, for views that poll it (the Jobs page
+    reads it every second): no write transaction, and a newer ModelAI's store still reads."""
+    return JobStore.for_reading(jobs_db_path(app_home(home)))
+
+
 def submit(store: JobStore, spec: JobSpec, parent_job_id: int | None = None) -> int:
     """Validate a spec and queue it; return the new job's id.
 

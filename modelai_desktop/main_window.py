@@ -43,6 +43,7 @@ from modelai_desktop.pages.models_page import ModelsPage
 from modelai_desktop.pages.predict_page import PredictPage
 from modelai_desktop.pages.train_page import TrainPage
 from modelai_desktop.settings import AppSettings
+from modelai_desktop.third_party import THIRD_PARTY_TEXT, components_summary
 from modelai_desktop.workers import JobRegistry
 
 log = logging.getLogger(__name__)
@@ -280,10 +281,14 @@ class MainWindow(QMainWindow):
             self.show_status(f"Could not open the log folder; it is {self.log_dir}")
 
     def _show_about(self) -> None:
-        QMessageBox.about(
-            self,
+        self.about_box = QMessageBox(
+            QMessageBox.Icon.Information,
             f"About {APP_NAME}",
             f"<b>{APP_NAME}</b> {__version__}<br>Offline deep learning on multispectral rasters: "
             "U-Net segmentation, autoencoder anomaly detection, seamless tiled inference.<br><br>"
             f"Log folder: {self.log_dir}",
+            parent=self,
         )
+        self.about_box.setInformativeText(THIRD_PARTY_TEXT)
+        self.about_box.setDetailedText(components_summary())
+        self.about_box.open()

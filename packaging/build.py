@@ -4,6 +4,7 @@ The variant is the torch build installed in this Python (the CPU wheel, or the C
 PyTorch's index): this script refuses to build a "cuda" folder from a CPU-only torch or the other
 way round, because the mistake would only show on a user's machine. It ends by printing the bundle's
 size and largest files, which decide whether the CUDA installer stays under Inno Setup's 4.2 GB limit.
+The bundle gets THIRD-PARTY-NOTICES.txt (see notices.py), which the installer ships with the rest.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 import torch
+from notices import write_notices  # packaging/ is this script's folder, first on sys.path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPainter
 from PySide6.QtSvg import QSvgRenderer
@@ -104,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work.resolve()
     icon = render_icon(ICON_SOURCE, work / "modelai.ico")
     bundle = run_pyinstaller(args.dist.resolve(), work, icon, args.clean)
+    print(f"build.py: licences of the bundled software in {write_notices(bundle)}")
     print(f"build.py: {APP_NAME} ({args.variant}, torch {torch_version}) built.")
     print(describe_bundle(bundle))
     program = "modelai.exe" if sys.platform == "win32" else "modelai"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from engine import runner
 from engine.cli import EXIT_OK
+from engine.cli.commands import VERBS
 from engine.cli.predict import print_results
 from engine.cli.terminal import TerminalReporter, format_duration
 from engine.cli.train import print_result
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``demo``."""
     parser = subparsers.add_parser(
         "demo",
-        help="generate synthetic scenes, train both models, predict: the whole job in a few minutes",
+        help=VERBS["demo"].summary,
         description="Generate a small synthetic dataset, train a segmentation U-Net and an anomaly "
         "autoencoder on it, predict a held-out scene with both, and print where everything is.",
     )
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
         write_scene(data / "train", f"scene{index}", size=SCENE_SIZE, seed=100 + index)
     test = write_scene(data / "test", "test_scene", size=TEST_SIZE, seed=7, anomalies=10)
     models, results = workdir / "models", workdir / "results"
-    reporter = TerminalReporter()
+    reporter = TerminalReporter.for_args(args)
     with runner.open_store(args.home) as store:
         print("2/4  Training a segmentation U-Net (under a minute on a CPU)…")
         unet = _train(

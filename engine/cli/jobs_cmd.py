@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli import predict, train
+from engine.cli.commands import VERBS
+from engine.cli.results import add_json_option, print_json
 from engine.cli.terminal import TerminalReporter, format_duration
 from engine.job_records import EpochRecord, JobRecord, JobStatus
 from engine.job_specs import allow_overwrite
@@ -26,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``jobs`` verb and its actions."""
     parser = subparsers.add_parser(
         "jobs",
-        help="list, inspect, rerun, cancel or resume recorded jobs",
+        help=VERBS["jobs"].summary,
         description="Every `modelai train` and `modelai predict` is recorded as a job in the data folder.",
     )
     actions = parser.add_subparsers(dest="jobs_action", metavar="ACTION", required=True)
@@ -34,11 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing = actions.add_parser("list", help="jobs, newest first")
     listing.add_argument("--status", choices=[status.value for status in JobStatus], help="only these jobs")
     listing.add_argument("--limit", type=int, default=20, help="at most this many jobs (default %(default)s)")
-    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_option(listing)
     listing.set_defaults(func=list_jobs)
 
     show = actions.add_parser("show", help="a job's settings, epochs, outputs and error")
     show.add_argument("job_id", type=int, metavar="ID")
+    add_json_option(show)
     show.set_defaults(func=show_job)
 
     again = actions.add_parser("rerun", help="run a job again with the same settings, as a new job")
@@ -60,7 +63,7 @@ def list_jobs(args: argparse.Namespace, cancel: CancelToken) -> int:
     with open_store(args.home) as store:
         jobs = store.list_jobs(limit=args.limit, status=args.status)
     if args.json:
-        print(json.dumps([_job_json(job) for job in jobs], indent=2))
+        print_json([_job_json(job) for job in jobs])
         return 0
     if not jobs:
         print("no jobs recorded yet" if args.status is None else f"no {args.status} jobs")
@@ -82,6 +85,9 @@ def show_job(args: argparse.Namespace, cancel: CancelToken) -> int:
         job = store.get_job(args.job_id)
         epochs = store.epochs(job.id)
         artifacts = store.artifacts(job.id)
+    if args.json:
+        print_json({**_job_json(job), "epochs": epochs, "artifacts": artifacts})
+        return 0
     print(
         f"job {job.id}  {job.kind}  {job.status}" + ("  (cancel requested)" if job.cancel_requested else "")
     )
@@ -130,7 +136,7 @@ def rerun_job(args: argparse.Namespace, cancel: CancelToken) -> int:
         spec = rerun(store, args.job_id)
         if args.overwrite:
             spec = allow_overwrite(spec)
-        print_outcome(run(store, spec, TerminalReporter(), cancel, parent_job_id=args.job_id))
+        print_outcome(run(store, spec, TerminalReporter.for_args(args), cancel, parent_job_id=args.job_id))
     return 0
 
 
@@ -138,7 +144,7 @@ def resume_job(args: argparse.Namespace, cancel: CancelToken) -> int:
     """Continues an interrupted or cancelled training job from its checkpoint, as a new job."""
     with open_store(args.home) as store:
         spec = resume_spec(store, args.job_id)
-        print_outcome(run(store, spec, TerminalReporter(), cancel, parent_job_id=args.job_id))
+        print_outcome(run(store, spec, TerminalReporter.for_args(args), cancel, parent_job_id=args.job_id))
     return 0
 
 

@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli import EXIT_OK, export_onnx_cmd
+from engine.cli.commands import VERBS
 from engine.model_file import check_model_file
 from engine.model_metadata import ModelMetadata
 from engine.progress import CancelToken
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds ``models show``."""
-    parser = subparsers.add_parser("models", help="inspect model files", description="Inspect model files.")
+    """Adds ``models show`` and ``models export-onnx``."""
+    parser = subparsers.add_parser("models", help=VERBS["models"].summary, description="Inspect model files.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     show = actions.add_parser(
         "show",

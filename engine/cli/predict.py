@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from engine import runner
+from engine.cli.commands import VERBS
+from engine.cli.results import add_json_option, outcome_json, print_json
 from engine.cli.terminal import TerminalReporter, format_duration
 from engine.cli.train import _bands as band_list  # the same "1,2,3" syntax as train --bands
 from engine.device import PRECISIONS
@@ -21,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the ``predict`` verb."""
     parser = subparsers.add_parser(
         "predict",
-        help="apply a trained model to rasters (class map or anomaly heat map)",
+        help=VERBS["predict"].summary,
         description=(
             "Predict every raster with a trained model. The task (segmentation or anomaly) comes from "
             "the model file. Outputs are Cloud Optimized GeoTIFFs named after each input, with a JSON "
@@ -69,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="read rasters at the model's pixel size, outputs on that grid (else >4x apart is refused)",
     )
     parser.add_argument("--nodata", type=float, metavar="VALUE", help=NODATA_HELP)
+    add_json_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -89,8 +92,11 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
     )
     spec = PredictSpec(args.model, find_rasters(args.rasters), args.output, options)
     with runner.open_store(args.home) as store:
-        outcome = runner.run(store, spec, TerminalReporter(), cancel)
-    print_results(outcome.predictions, args.output)
+        outcome = runner.run(store, spec, TerminalReporter.for_args(args), cancel)
+    if args.json:
+        print_json(outcome_json(outcome))
+    else:
+        print_results(outcome.predictions, args.output)
     return 0
 
 

@@ -1,19 +1,34 @@
 """A Reporter that draws a progress bar and per-epoch lines on the terminal.
 
-The bar is redrawn in place on a TTY at most ten times a second; when output goes to a file or a
-CI log it prints a plain line every 10 % instead, so logs stay readable.
+On a terminal the bar is redrawn in place at most ten times a second, fitted to the terminal's
+width (a line that wraps would add a line at every redraw) and cleared with spaces, not an escape
+sequence that old Windows consoles print. Where the encoding cannot draw the bar's blocks it is
+drawn in ASCII. When output goes to a file or a CI log, epoch lines are printed as they come, but
+progress only every half minute and when a step outside the epochs starts and ends, so that logs
+stay short.
+``-q`` keeps warnings only; ``-v`` logs progress every 10 %.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
+from engine.cli import NORMAL, QUIET, VERBOSE
+from engine.cli.console import can_encode
 from engine.progress import EpochEvent, ProgressEvent
 
 BAR_WIDTH = 24
+MIN_BAR_WIDTH = 8
 REDRAW_INTERVAL_S = 0.1
+LOG_INTERVAL_S = 30.0
+DEFAULT_COLUMNS = 80
+BLOCKS = "█·"
+ASCII_BLOCKS = "#."
 
 
 def format_duration(seconds: float | None) -> str:
@@ -33,32 +48,39 @@ def format_duration(seconds: float | None) -> str:
 class TerminalReporter:
     """Shows ProgressEvents as a bar, EpochEvents as lines, messages as ``warning:`` lines."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        verbosity: int = NORMAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream or sys.stderr
+        self.verbosity = verbosity
         self.interactive = self.stream.isatty()
+        self.clock = clock
+        self.blocks = BLOCKS if can_encode(self.stream, BLOCKS) else ASCII_BLOCKS
         self._last_draw = 0.0
+        self._last_log = clock()
         self._last_step: tuple[object, ...] = ()
-        self._bar_open = False
+        self._drawn_length = 0
+
+    @classmethod
+    def for_args(cls, args: argparse.Namespace) -> TerminalReporter:
+        """A reporter on stderr at the verbosity that ``-q``/``-v`` chose."""
+        return cls(verbosity=getattr(args, "verbosity", NORMAL))
 
     def on_progress(self, event: ProgressEvent) -> None:
-        now = time.monotonic()
-        finished = event.done >= event.total
+        if self.verbosity <= QUIET:
+            return
         if self.interactive:
-            if not finished and now - self._last_draw < REDRAW_INTERVAL_S:
-                return
-            self._last_draw = now
-            self.stream.write("\r" + self._bar(event) + "\x1b[K")
-            self._bar_open = True
-            if finished:
-                self._end_bar()
-        else:
-            step = (event.label, event.stage, event.epoch, int(10 * event.done / max(event.total, 1)))
-            if step != self._last_step:
-                self._last_step = step
-                self.stream.write(self._bar(event) + "\n")
+            self._draw(event)
+        elif self._worth_logging(event):
+            self.stream.write(self._line(event, width=None) + "\n")
         self.stream.flush()
 
     def on_epoch(self, event: EpochEvent) -> None:
+        if self.verbosity <= QUIET:
+            return
         self._end_bar()
         parts = [f"epoch {event.epoch}/{event.epochs}", f"train loss {event.train_loss:.4f}"]
         if event.val_loss is not None:
@@ -74,29 +96,81 @@ class TerminalReporter:
         self.stream.flush()
 
     def on_message(self, level: str, text: str) -> None:
+        if self.verbosity <= QUIET and level != "warning":
+            return
         self._end_bar()
         prefix = "warning: " if level == "warning" else ""
         self.stream.write(f"{prefix}{text}\n")
         self.stream.flush()
 
-    def _end_bar(self) -> None:
-        if self._bar_open:
-            self.stream.write("\n")
-            self._bar_open = False
+    def _draw(self, event: ProgressEvent) -> None:
+        """Redraws the bar in place, padded with spaces over the longer line it replaces."""
+        now = self.clock()
+        finished = event.done >= event.total
+        if not finished and now - self._last_draw < REDRAW_INTERVAL_S:
+            return
+        self._last_draw = now
+        line = self._line(event, width=self._columns() - 1)
+        self.stream.write("\r" + line.ljust(self._drawn_length))
+        self._drawn_length = len(line)
+        if finished:
+            self._end_bar()
 
-    def _bar(self, event: ProgressEvent) -> str:
+    def _worth_logging(self, event: ProgressEvent) -> bool:
+        """In a log: every 10 % with ``-v``; else when a step outside the epochs starts and ends (the
+        epoch lines tell the rest) and at most every LOG_INTERVAL_S while a long step runs."""
+        tenth = int(10 * event.done / max(event.total, 1)) if self.verbosity >= VERBOSE else None
+        step = (event.label, event.stage, event.epoch, tenth)
+        new_step, self._last_step = step != self._last_step, step
+        if self.verbosity >= VERBOSE:
+            return new_step
+        now = self.clock()
+        bound = event.epoch is None and (new_step or event.done >= event.total)
+        if bound or now - self._last_log >= LOG_INTERVAL_S:
+            self._last_log = now
+            return True
+        return False
+
+    def _columns(self) -> int:
+        """The terminal's width: $COLUMNS, else the stream's console, else 80."""
+        if os.environ.get("COLUMNS", "").isdigit():
+            return int(os.environ["COLUMNS"])
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            return DEFAULT_COLUMNS
+
+    def _end_bar(self) -> None:
+        if self._drawn_length:
+            self.stream.write("\n")
+            self._drawn_length = 0
+
+    def _line(self, event: ProgressEvent, width: int | None) -> str:
+        """The progress line, fitted into ``width`` characters: the bar shrinks (or goes), then the
+        label loses its start, then the line its end."""
         fraction = min(1.0, event.done / event.total) if event.total else 1.0
-        filled = int(BAR_WIDTH * fraction)
-        bar = "█" * filled + "·" * (BAR_WIDTH - filled)
-        parts = []
-        if event.label:
-            parts.append(event.label)
+        head = [event.label] if event.label else []
         if event.epoch is not None:
-            parts.append(f"epoch {event.epoch}/{event.epochs}")
-        parts.append(f"{bar} {event.done}/{event.total} {event.stage}")
+            head.append(f"epoch {event.epoch}/{event.epochs}")
+        tail = [f"{event.done}/{event.total} {event.stage}"]
         if event.loss is not None:
-            parts.append(f"loss {event.loss:.4f}")
+            tail.append(f"loss {event.loss:.4f}")
         if event.rate is not None:
-            parts.append(f"{event.rate:.2f} {event.rate_unit}")
-        parts.append(f"ETA {format_duration(event.eta_s)}")
-        return "  ".join(parts)
+            tail.append(f"{event.rate:.2f} {event.rate_unit}")
+        tail.append(f"ETA {format_duration(event.eta_s)}")
+        bar_width = BAR_WIDTH
+        if width is not None:
+            bar_width = min(BAR_WIDTH, width - len("  ".join([*head, *tail])) - 3)
+            if bar_width < MIN_BAR_WIDTH:
+                bar_width = 0
+        if bar_width:
+            filled = int(bar_width * fraction)
+            tail[0] = self.blocks[0] * filled + self.blocks[1] * (bar_width - filled) + " " + tail[0]
+        line = "  ".join([*head, *tail])
+        if width is None or len(line) <= width:
+            return line
+        if event.label:
+            cut = len(line) - width + 3
+            head[0] = "..." + event.label[cut:] if cut < len(event.label) - 8 else ""
+            line = "  ".join(part for part in (*head, *tail) if part)
+        return line[:width]

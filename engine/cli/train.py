@@ -13,7 +13,10 @@ from pathlib import Path
 
 from engine import runner
 from engine.cli import EXIT_OK
+from engine.cli.commands import VERBS
+from engine.cli.results import add_json_option, outcome_json, print_json
 from engine.cli.terminal import TerminalReporter
+from engine.device import PRECISIONS
 from engine.job_specs import TrainSpec
 from engine.normalize import METHODS
 from engine.progress import CancelToken
@@ -28,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``train`` with its two tasks."""
     parser = subparsers.add_parser(
         "train",
-        help="train a segmentation U-Net or an anomaly autoencoder on GeoTIFFs",
+        help=VERBS["train"].summary,
         description="Train a model on GeoTIFF images and write it as one .safetensors file.",
     )
     tasks = parser.add_subparsers(dest="task", metavar="TASK", required=True)
@@ -100,7 +103,7 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
         "--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:N (default %(default)s)"
     )
     parser.add_argument(
-        "--precision", default=DEFAULTS["precision"], help="auto, fp32, bf16 or fp16 (default %(default)s)"
+        "--precision", choices=PRECISIONS, default=DEFAULTS["precision"], help="default %(default)s"
     )
     parser.add_argument("--bands", type=_bands, metavar="1,2,…", help="1-based bands to use (default all)")
     parser.add_argument(
@@ -131,6 +134,7 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-dir", type=Path, help="default: <output stem>.checkpoints/")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     parser.add_argument("--nodata", type=float, metavar="VALUE", help=NODATA_HELP)
+    add_json_option(parser)
 
 
 def _bands(text: str) -> list[int]:
@@ -181,10 +185,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace, cancel: CancelToken) -> int:
-    """Trains as a recorded job, then prints the best epoch and the model's path on stdout."""
+    """Trains as a recorded job, then prints the best epoch and the model's path (or JSON) on stdout."""
     with runner.open_store(args.home) as store:
-        outcome = runner.run(store, TrainSpec(config_from_args(args)), TerminalReporter(), cancel)
-    print_result(outcome.training)
+        outcome = runner.run(
+            store, TrainSpec(config_from_args(args)), TerminalReporter.for_args(args), cancel
+        )
+    if args.json:
+        print_json(outcome_json(outcome))
+    else:
+        print_result(outcome.training)
     return EXIT_OK
 
 

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 from engine.errors import EngineError
 from engine.job_records import JobRecord, JobStatus
 from engine.job_specs import allow_overwrite, spec_from_dict
-from engine.runner import open_store
+from engine.runner import open_store, read_store
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.job_details import JobDetails, JobDetailsView, read_details
 from modelai_desktop.widgets.job_table import JobTable
@@ -227,11 +227,11 @@ class JobsPage(QWidget):
         self._select_when_listed = job_id
         self.refresh()
 
-    # Each read opens the store and closes it: a connection kept open for the page's lifetime would
-    # make SQLite defer closing every other connection's file in this process (POSIX locks are
-    # per process), one leaked descriptor per job the window runs.
+    # Each read opens the store read-only (no write lock, no migration) and closes it: a connection
+    # kept open for the page's lifetime would make SQLite defer closing every other connection's
+    # file in this process (POSIX locks are per process), one leaked descriptor per job the window runs.
     def _read_jobs(self) -> list[JobRecord]:
-        with open_store(self._home) as store:
+        with read_store(self._home) as store:
             return store.list_jobs(limit=LISTED_JOBS)
 
     def _request_cancel_in_store(self, job_id: int) -> JobRecord:
@@ -239,7 +239,7 @@ class JobsPage(QWidget):
             return store.request_cancel(job_id)
 
     def _read_details(self, job_id: int) -> JobDetails:
-        with open_store(self._home) as store:
+        with read_store(self._home) as store:
             return read_details(store, job_id)
 
     def _refreshed(self, _task: asyncio.Task[None]) -> None:

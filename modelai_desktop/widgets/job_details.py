@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from engine.job_records import ArtifactRecord, EpochRecord, JobRecord
 from engine.jobs import JobStore
-from modelai_desktop.widgets.job_table import STATUS_COLORS, duration_text, started_text
+from modelai_desktop.widgets.job_table import duration_text, started_text, status_color
 
 NO_JOB_TEXT = "Select a job to see its settings, metrics, outputs and errors."
 MAX_METRIC_COLUMNS = 4
@@ -61,7 +61,7 @@ def details_html(details: JobDetails) -> str:
     parts = [
         STYLE,
         f"<h3>Job {job.id} · {html.escape(job.kind)} · "
-        f"<span style='color:{STATUS_COLORS[job.status]}'>{job.status.value}</span></h3>",
+        f"<span style='color:{status_color(job.status)}'>{job.status.value}</span></h3>",
     ]
     facts = [
         ("Started", started_text(job)),

@@ -30,7 +30,13 @@ STATUS_COLORS = {
     JobStatus.CANCELLED: "#8d6e00",
     JobStatus.INTERRUPTED: "#8d6e00",
 }
+UNKNOWN_STATUS_COLOR = "#6b6b6b"  # a status written by a newer ModelAI, shown as it is stored
 ProgressLookup = Callable[[int], ProgressEvent | None]
+
+
+def status_color(status: JobStatus) -> str:
+    """The colour a status is shown in; grey for one this version does not know."""
+    return STATUS_COLORS.get(status, UNKNOWN_STATUS_COLOR)
 
 
 def started_text(job: JobRecord) -> str:
@@ -80,7 +86,7 @@ class JobTableModel(RecordTableModel[JobRecord]):
         if role == Qt.ItemDataRole.DisplayRole:
             return self._cells(job)[column]
         if role == Qt.ItemDataRole.ForegroundRole and column == COLUMNS.index("Status"):
-            return QColor(STATUS_COLORS[job.status])
+            return QColor(status_color(job.status))
         if role == Qt.ItemDataRole.ToolTipRole and column == RESULT_COLUMN:
             return self._cells(job)[column]
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (0, COLUMNS.index("Duration")):

@@ -104,11 +104,12 @@ def test_a_cancel_stops_the_self_test_instead_of_failing_a_check() -> None:
 def test_command_exits_nonzero_when_gdal_and_proj_data_are_missing(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    env = {**os.environ, "GDAL_DATA": str(empty), "PROJ_DATA": str(empty)}
+    # A Windows console's encoding, which lacks characters that check lines may hold ("→").
+    env = {**os.environ, "GDAL_DATA": str(empty), "PROJ_DATA": str(empty), "PYTHONIOENCODING": "cp1252"}
 
     done = subprocess.run(
         [sys.executable, "-m", "engine", "--self-test"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env=env, capture_output=True, text=True, encoding="cp1252", timeout=300,
     )  # fmt: skip
 
     assert done.returncode == EXIT_SELF_TEST_FAILED, done.stdout + done.stderr

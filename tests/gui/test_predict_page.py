@@ -101,7 +101,7 @@ def test_cancel_stops_the_job_and_leaves_no_output(window, qtbot, run, until, mo
         qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
         await until(lambda: page.progress.bar.value() > 0, "the first tiles", timeout=30)
         qtbot.mouseClick(page.progress.cancel_button, Qt.MouseButton.LeftButton)
-        await until(lambda: page.worker is None, "the job to stop", timeout=5)
+        await until(lambda: page.worker is None, "the job to stop", timeout=30)
 
     run(scenario())
     assert page.progress.status_label.text() == "Cancelled; no partial output was kept."

@@ -47,17 +47,16 @@ def test_predict_with_nodata_masks_the_collar(collar_without_nodata: Path, tmp_p
 def test_train_takes_nodata_for_images_that_declare_none(
     collar_without_nodata: Path, shared_data: Callable[[str], Path], tmp_path: Path
 ) -> None:
-    args = build_parser().parse_args(
-        [
-            "train",
-            "anomaly",
-            str(collar_without_nodata),
-            "-o",
-            str(tmp_path / "m.safetensors"),
-            "--nodata",
-            "0",
-        ]
-    )
+    argv = [
+        "train",
+        "anomaly",
+        str(collar_without_nodata),
+        "-o",
+        str(tmp_path / "m.safetensors"),
+        "--nodata",
+        "0",
+    ]
+    args = build_parser(argv).parse_args(argv)
     config = config_from_args(args)
     assert config.nodata == 0.0
     (pair,) = find_training_data(config.images, None, NullReporter(), config.nodata)
