@@ -168,3 +168,18 @@ def test_resample_reads_the_raster_on_the_models_grid(model: Path, described: Pa
         assert output.bounds == pytest.approx(source.bounds, abs=1e-6)
         assert output.crs == source.crs and (output.width, output.height) == (515, 403)
         assert np.count_nonzero(output.read(1) == 255) == 0
+
+
+def test_wavelengths_are_read_from_gdal_imagery_metadata_and_envi_headers(
+    described: Path, tmp_path: Path
+) -> None:
+    tagged = copy_raster(described, tmp_path / "tagged.tif", names=RGBN)
+    with rasterio.open(tagged, "r+") as dataset:
+        for band, micrometres in enumerate(("0.665", "0.56", "0.49", "0.842"), start=1):
+            dataset.update_tags(band, ns="IMAGERY", CENTRAL_WAVELENGTH_UM=micrometres)
+        dataset.update_tags(4, wavelength="842", wavelength_units="Nanometers")
+    assert describe_rasters(read_info(tagged), [4, 1])["wavelengths_um"] == [0.842, 0.665]
+    with rasterio.open(tagged, "r+") as dataset:
+        dataset.update_tags(4, ns="IMAGERY", CENTRAL_WAVELENGTH_UM="")
+    assert describe_rasters(read_info(tagged), [4])["wavelengths_um"] == [pytest.approx(0.842)]
+    assert describe_rasters(read_info(described), [1])["wavelengths_um"] == [None]

@@ -85,6 +85,13 @@ def test_every_format_predicts_the_same_class_map(rgbn_copies: dict[str, Path], 
             maps[kind] = output.read(1)
     for kind, classes in maps.items():
         assert np.array_equal(classes, maps["GeoTIFF"]), f"{kind} differs from the GeoTIFF"
+    zipped = str(rgbn_copies["zip"]).replace("/vsizip/", "/vsizip//", 1)  # as a user types it
+    assert (
+        main(["predict", str(model), zipped, "-o", str(tmp_path / "cli"), "--tile", "128", "--overlap", "16"])
+        == 0
+    )
+    with rasterio.open(tmp_path / "cli" / "rgbn_classes.tif") as output:
+        assert np.array_equal(output.read(1), maps["GeoTIFF"])
 
 
 def test_a_vrt_stack_of_landsat_bands_trains_and_predicts(landsat_vrt: Path, tmp_path: Path) -> None:
