@@ -31,7 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("model", type=Path, help="model file (.safetensors) from `modelai train`")
-    parser.add_argument("rasters", nargs="+", help="GeoTIFF files, folders of them, or glob patterns")
+    parser.add_argument(
+        "rasters",
+        nargs="+",
+        help="rasters GDAL reads (GeoTIFF, VRT, JP2, /vsizip/...), folders of them, or globs",
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if missing)")
     parser.add_argument(
         "--tile", type=int, default=DEFAULTS.tile, help="tile size in pixels (default %(default)s)"
