@@ -20,6 +20,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from engine.errors import DatasetError
+from engine.profiles.checks import check_training_rasters
 from engine.progress import Reporter
 from engine.raster import RasterInfo, check_bands, find_rasters, open_raster, read_block, read_info
 
@@ -91,6 +92,7 @@ def find_training_data(
     masks: Sequence[Path] | None,
     reporter: Reporter,
     mask_values: str = "auto",
+    nodata: float | None = None,
 ) -> list[ImagePair]:
     """Finds, opens and checks the training rasters; pairs each image with its mask by file stem.
 
@@ -98,6 +100,8 @@ def find_training_data(
     folder. Images must all have the same band count. ``mask_values`` says how 255 is read, for the
     whole set at once: ``binary`` (0/255 masks, 255 is class 1), ``classes`` (255 is unlabelled) or
     ``auto`` (binary when every mask holds only 0 and 255 and the set holds both).
+
+    ``nodata`` applies to images that declare no nodata value (``--nodata``), not to masks.
 
     Raises:
         RasterError: a path is missing, a folder holds no raster, a file is not a readable GeoTIFF.
@@ -108,15 +112,16 @@ def find_training_data(
         raise DatasetError(f"--mask-values must be one of {', '.join(MASK_VALUES)}, not {mask_values!r}.")
     image_paths = find_rasters(images)
     if masks is None:
-        pairs = [ImagePair(read_info(path), None) for path in image_paths]
+        pairs = [ImagePair(read_info(path, nodata), None) for path in image_paths]
     else:
         matched = [
-            (read_info(image), _check_mask(read_info(image), read_info(mask)))
+            (read_info(image, nodata), _check_mask(read_info(image, nodata), read_info(mask)))
             for image, mask in _match_masks(image_paths, find_rasters(masks))
         ]
         binary = _binary_set([scanned for _, scanned in matched], mask_values)
         pairs = [ImagePair(image, _classify(scanned, binary, reporter)) for image, scanned in matched]
     _check_band_counts([pair.image for pair in pairs])
+    check_training_rasters([pair.image for pair in pairs])
     return pairs
 
 

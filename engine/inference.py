@@ -10,6 +10,7 @@ work is checked first, for every input (`engine.prediction_checks`).
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,8 +37,10 @@ from engine.prediction_heads import (
     SegmentationHead,
     check_classes,
 )
+from engine.profiles.checks import model_ground_pixel_size
 from engine.progress import CancelToken, ProgressEvent, Reporter
 from engine.raster import RasterInfo, read_info
+from engine.sources.resampled import resampled_shape, write_resampled_vrt
 from engine.tile_forward import TileForward
 from engine.tile_reader import TileReader
 from engine.tiling import WEIGHT_MODES, StripBlender, TileGrid
@@ -74,6 +77,12 @@ class PredictOptions:
     polygons: bool = False
     min_area: float = 0.0
     simplify: float = 0.0
+    # The raster's bands to read in place of the model's (``--bands``), one per model band.
+    bands: list[int] | None = None
+    # Read rasters at the model's pixel size (GDAL's resampling) instead of refusing very different ones.
+    resample: bool = False
+    # The nodata value of rasters that declare none (``--nodata``).
+    nodata: float | None = None
 
 
 @dataclass
@@ -159,7 +168,11 @@ def predict_many(
     device = resolve_device(options.device)
     autocast = autocast_dtype(device, options.precision)
     for raster_path in raster_paths:
-        for warning in check_compatibility(metadata, raster_path, f"model {model_path.name}"):
+        name = f"model {model_path.name}"
+        found = check_compatibility(
+            metadata, raster_path, name, options.bands, options.resample, options.nodata
+        )
+        for warning in found:
             reporter.on_message("warning", warning)
     names = check_outputs(metadata, raster_paths, output_dir, options.probabilities, options.overwrite)
     if options.polygons:
@@ -234,16 +247,20 @@ def _threshold(metadata: ModelMetadata, options: PredictOptions, reporter: Repor
 
 def _predict_one(session: _Session, raster_path: Path, names: dict[str, str]) -> PredictionResult:
     started = time.perf_counter()
-    info = read_info(raster_path)
     options = session.options
-    grid = TileGrid(
-        info.height, info.width, options.tile, options.overlap, session.size_multiple, session.weight_mode
-    )
-    paths = {key: session.output_dir / name for key, name in names.items()}
     tags = provenance_tags(
         session.model_path, session.model_sha256, session.metadata, raster_path, session.threshold
     )
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), OutputSet(session.output_dir, tags) as outputs:
+    with (
+        tempfile.TemporaryDirectory(prefix="modelai-") as scratch,
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
+        OutputSet(session.output_dir, tags) as outputs,
+    ):
+        info = _read_on_model_grid(session, read_info(raster_path, options.nodata), Path(scratch))
+        grid = TileGrid(
+            info.height, info.width, options.tile, options.overlap, session.size_multiple, session.weight_mode
+        )
+        paths = {key: session.output_dir / name for key, name in names.items()}
         head: PredictionHead
         areas = PixelAreas(info)
         if session.metadata.task == "segmentation":
@@ -254,6 +271,7 @@ def _predict_one(session: _Session, raster_path: Path, names: dict[str, str]) ->
         if valid_pixels == 0:
             raise RasterError(f"{raster_path}: every pixel is nodata, so there is nothing to predict.")
         summary = _summary(session, info, grid, head, areas, names, time.perf_counter() - started)
+        summary |= {"raster": str(raster_path), "resampled": info.path != raster_path}
         outputs.text(paths["summary"], summary_json(summary))
         outputs.commit()
         if options.polygons:
@@ -264,12 +282,21 @@ def _predict_one(session: _Session, raster_path: Path, names: dict[str, str]) ->
     return PredictionResult(raster_path, paths, summary, time.perf_counter() - started)
 
 
+def _read_on_model_grid(session: _Session, info: RasterInfo, scratch: Path) -> RasterInfo:
+    """``info`` itself, or with ``--resample`` a VRT of it on the model's pixel size (in ``scratch``)."""
+    target = model_ground_pixel_size(session.metadata) if session.options.resample else None
+    shape = resampled_shape(info, target) if target else None
+    if shape is None:
+        return info
+    return read_info(write_resampled_vrt(info, shape, scratch / f"{info.path.stem}.vrt"))
+
+
 def _stream(session: _Session, info: RasterInfo, grid: TileGrid, head: PredictionHead) -> int:
     """Predicts every tile and hands finished rows to ``head``; returns the number of valid pixels."""
     blender = StripBlender(grid, head.channels)
     started = time.perf_counter()
     done = valid_pixels = 0
-    bands, normalization = session.metadata.bands, session.normalization
+    bands, normalization = session.options.bands or session.metadata.bands, session.normalization
     forward = session.forward
     batch_size = forward.tiles_per_pass(grid.tile_height * grid.tile_width)
     prefetch = forward.device.type != "cpu"  # see engine.tile_reader: on a CPU the thread slows it

@@ -162,7 +162,7 @@ def _validate_training(config: TrainConfig) -> list[str]:
     reporter = RecordingReporter()
     config = with_label_masks(config, reporter)
     masks = config.masks if config.task == "segmentation" else None
-    pairs = find_training_data(config.images, masks, reporter, config.mask_values)
+    pairs = find_training_data(config.images, masks, reporter, config.mask_values, config.nodata)
     bands = select_bands(pairs, config.bands)
     if config.task == "segmentation":
         make_segmentation_task(config, pairs, len(bands))
@@ -177,8 +177,12 @@ def _validate_prediction(spec: PredictSpec) -> list[str]:
         check_classes(metadata, spec.model)
     autocast_dtype(resolve_device(spec.options.device), spec.options.precision)
     warnings = []
+    options = spec.options
     for raster in spec.rasters:
-        warnings.extend(check_compatibility(metadata, raster, spec.model.name))
+        found = check_compatibility(
+            metadata, raster, spec.model.name, options.bands, options.resample, options.nodata
+        )
+        warnings.extend(found)
     check_outputs(metadata, spec.rasters, spec.output_dir, spec.options.probabilities, spec.options.overwrite)
     if spec.options.polygons:
         check_polygon_outputs(metadata, spec.rasters, spec.output_dir, spec.options.overwrite)

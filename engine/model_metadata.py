@@ -61,6 +61,9 @@ class ModelMetadata:
     # Bands of the rasters it was trained on, so that a raster with other bands is refused even when
     # it has the bands numbered in ``bands``; None in files written before it was recorded.
     band_count: int | None = None
+    # Band names and wavelengths, ground pixel size in metres and the pixel size's unit of the
+    # training rasters (see `engine.profiles`); None in files written before it was recorded.
+    raster_profile: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         """Serialise to the JSON text stored in the model file's header."""
@@ -120,6 +123,9 @@ class ModelMetadata:
             format_version=version,
             created=get("created", lambda v: isinstance(v, str), "a string", default=""),
             band_count=get("band_count", _is_band_count, "null or a positive integer", default=None),
+            raster_profile=get(
+                "raster_profile", lambda v: v is None or _is_dict(v), "null or a JSON object", default=None
+            ),
         )
         _check_consistency(metadata, source)
         return metadata

@@ -15,26 +15,36 @@ from engine.model_metadata import ModelMetadata
 from engine.normalize import sample_windows
 from engine.outputs import check_writable_folder, overview_factors
 from engine.prediction_heads import output_names, staging_bytes_per_pixel
+from engine.profiles.checks import check_band_order, check_pixel_size
 from engine.raster import RasterInfo, open_raster, read_block, read_info
 
-PIXEL_SIZE_TOLERANCE = 2.0
 # The longest file name (in UTF-8 bytes) that common file systems (ext4, NTFS, APFS) allow.
 MAX_NAME_BYTES = 255
 
 
 def check_compatibility(
-    metadata: ModelMetadata, raster_path: Path, model_name: str = "the model"
+    metadata: ModelMetadata,
+    raster_path: Path,
+    model_name: str = "the model",
+    bands: list[int] | None = None,
+    resample: bool = False,
+    nodata: float | None = None,
 ) -> list[str]:
     """Checks that a model can be applied to a raster; returns warnings the user should read.
 
+    ``bands`` are the raster's bands to read in place of the model's own (``--bands``); ``resample``
+    accepts any pixel size (the raster is read at the model's); ``nodata`` is the nodata value of a
+    raster that declares none.
+
     Raises:
-        RasterError: the raster cannot be read, or every pixel of it is nodata.
+        RasterError: the raster cannot be read, every pixel of it is nodata, or its pixels are more
+            than 4x the model's (or smaller) without ``resample``.
         BandMismatchError: the raster lacks a band the model needs, has another number of bands than
-            the training rasters, or has another data type.
+            the training rasters, has another data type, or has the model's named bands in another order.
     """
-    info = read_info(raster_path)
-    bands = metadata.bands
-    count = metadata.band_count
+    info = read_info(raster_path, nodata)
+    bands = check_band_choice(metadata, bands)
+    count = metadata.band_count if bands == metadata.bands else None
     if max(bands) > info.count or count not in (None, info.count) or info.dtype != metadata.input_dtype:
         trained_on = f" from {count}-band rasters" if count else ""
         raise BandMismatchError(
@@ -43,26 +53,33 @@ def check_compatibility(
             "raster from the same sensor and processing as the training data, or train a model on rasters "
             "like this one."
         )
+    check_band_order(metadata, info, bands, model_name)
     warnings = []
     if info.crs is None:
         warnings.append(f"{info.path} has no CRS: its outputs will not be georeferenced either.")
-    if metadata.pixel_size and info.crs is not None:
-        ratio = max(
-            max(have / trained, trained / have)
-            for have, trained in zip(info.pixel_size, metadata.pixel_size, strict=True)
-        )
-        if ratio > PIXEL_SIZE_TOLERANCE:
-            warnings.append(
-                f"{info.path} has pixels of {info.pixel_size[0]:.6g}×{info.pixel_size[1]:.6g} map units, "
-                f"{model_name} was trained on {metadata.pixel_size[0]:.6g}×{metadata.pixel_size[1]:.6g}: "
-                "objects will look a different size to it and results may be poor. Resample the raster."
-            )
+    warnings.extend(check_pixel_size(metadata, info, model_name, resample))
     if not _has_valid_pixel(info, bands):
         raise RasterError(
             f"{info.path}: every pixel is nodata (or NaN) in bands {','.join(map(str, bands))}, so there is "
             "nothing to predict. Check the nodata value, or choose a raster that contains data."
         )
     return warnings
+
+
+def check_band_choice(metadata: ModelMetadata, bands: list[int] | None) -> list[int]:
+    """The raster bands to read: ``bands`` (``--bands``) if given, one per model band, else the model's.
+
+    Raises:
+        BandMismatchError: ``bands`` has another length than the model's band list.
+    """
+    if bands is None:
+        return metadata.bands
+    if len(bands) != len(metadata.bands) or min(bands) < 1:
+        raise BandMismatchError(
+            f"--bands {','.join(map(str, bands))}: the model reads {len(metadata.bands)} band(s) "
+            f"({','.join(map(str, metadata.bands))}); give that many band numbers, from 1."
+        )
+    return list(bands)
 
 
 def _has_valid_pixel(info: RasterInfo, bands: list[int]) -> bool:

@@ -23,9 +23,14 @@ from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from engine.errors import BandMismatchError, RasterError
+from engine.sources.gdal_paths import gdal_path, is_virtual, missing_sources
 
 GEOTIFF_DRIVERS = frozenset({"GTiff", "COG"})
-RASTER_SUFFIXES = frozenset({".tif", ".tiff"})
+GEOTIFF_SUFFIXES = frozenset({".tif", ".tiff"})
+# What a folder or glob lists: GeoTIFF, VRT, JPEG2000, ERDAS Imagine and ENVI files. Any other file
+# GDAL reads can still be given by name.
+RASTER_SUFFIXES = GEOTIFF_SUFFIXES | {".vrt", ".jp2", ".img", ".envi", ".bsq", ".bil", ".bip"}
+NODATA_HELP = "nodata value of rasters that declare none (a declared one wins)"
 SUPPORTED_DTYPES = frozenset({"uint8", "uint16", "int16", "uint32", "int32", "float32", "float64"})
 
 
@@ -105,54 +110,70 @@ def find_rasters(paths: Sequence[str | Path]) -> list[Path]:
             found.extend(sorted(p for p in matches if p.suffix.lower() in RASTER_SUFFIXES))
         elif path.is_dir():
             found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in RASTER_SUFFIXES))
-        elif path.exists():
+        elif path.exists() or is_virtual(item):
             found.append(path)
         else:
             raise RasterError(f"{path}: no such file or folder. Check the path.")
     if not found:
         names = ", ".join(str(p) for p in paths)
-        raise RasterError(f"No .tif/.tiff rasters found in {names}. Give GeoTIFF files or a folder of them.")
+        kinds = "/".join(sorted(RASTER_SUFFIXES))
+        raise RasterError(f"No rasters ({kinds}) found in {names}. Give raster files or a folder of them.")
     return list(dict.fromkeys(found))
 
 
 @contextmanager
 def open_raster(path: str | Path) -> Iterator[DatasetReader]:
-    """Opens a GeoTIFF for reading, turning every rasterio/GDAL failure into a `RasterError`."""
+    """Opens any raster GDAL reads (GeoTIFF, VRT, JPEG2000, ENVI, ``/vsizip/...``) for reading, turning
+    every rasterio/GDAL failure into a `RasterError`; a VRT's missing sources are named."""
     path = Path(path)
-    if not path.exists():
-        raise RasterError(f"{path}: file not found. Check the path.")
-    if path.is_dir():
-        raise RasterError(f"{path} is a folder, not a raster file.")
-    if path.stat().st_size == 0:
-        raise RasterError(f"{path}: the file is empty (0 bytes). Copy or export it again.")
+    if not is_virtual(path):
+        _check_file(path)
     try:
-        dataset = rasterio.open(path)
+        dataset = rasterio.open(gdal_path(path))
     except RasterioIOError as exc:
         raise RasterError(
             f"{path}: not a raster that GDAL can read ({first_line(exc)}). "
             "Check that it is a complete GeoTIFF; export it again if it was cut short."
         ) from exc
     try:
-        if dataset.driver not in GEOTIFF_DRIVERS:
+        if dataset.driver not in GEOTIFF_DRIVERS and path.suffix.lower() in GEOTIFF_SUFFIXES:
             raise RasterError(
                 f"{path}: this is a {dataset.driver} file, not a GeoTIFF. "
                 "Export it as GeoTIFF (e.g. gdal_translate -of GTiff) and try again."
+            )
+        missing = missing_sources(dataset)
+        if missing:
+            raise RasterError(
+                f"{path}: this VRT refers to {len(missing)} file(s) that do not exist: "
+                f"{', '.join(missing[:3])}. Put them back, or build the VRT again from the files you have."
             )
         yield dataset
     finally:
         dataset.close()
 
 
-def read_info(path: str | Path) -> RasterInfo:
-    """Opens, validates and describes a raster; reads one pixel at each end to catch truncation."""
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise RasterError(f"{path}: file not found. Check the path.")
+    if path.is_dir():
+        raise RasterError(f"{path} is a folder, not a raster file.")
+    if path.stat().st_size == 0:
+        raise RasterError(f"{path}: the file is empty (0 bytes). Copy or export it again.")
+
+
+def read_info(path: str | Path, nodata: float | None = None) -> RasterInfo:
+    """Opens, validates and describes a raster; reads one pixel at each end to catch truncation.
+
+    ``nodata`` (``--nodata``) is the nodata value of a raster that declares none; a declared one wins.
+    """
     path = Path(path)
     with open_raster(path) as dataset:
-        info = _describe(path, dataset)
+        info = _describe(path, dataset, nodata)
         _check_readable(path, dataset)
     return info
 
 
-def _describe(path: Path, dataset: DatasetReader) -> RasterInfo:
+def _describe(path: Path, dataset: DatasetReader, nodata: float | None = None) -> RasterInfo:
     dtypes = set(dataset.dtypes)
     if len(dtypes) != 1:
         raise RasterError(
@@ -179,11 +200,11 @@ def _describe(path: Path, dataset: DatasetReader) -> RasterInfo:
         crs_wkt=crs.to_wkt() if crs else None,
         is_geographic=bool(crs and crs.is_geographic),
         transform=tuple(dataset.transform)[:6],
-        nodata=dataset.nodata,
+        nodata=dataset.nodata if dataset.nodata is not None else nodata,
         alpha_band=alpha,
         band_descriptions=tuple(dataset.descriptions),
         overview_levels=tuple(dataset.overviews(1)),
-        size_bytes=path.stat().st_size,
+        size_bytes=0 if is_virtual(path) else path.stat().st_size,
         band_colors=tuple(_named_color(interp) for interp in dataset.colorinterp),
     )
 

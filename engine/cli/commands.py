@@ -24,7 +24,7 @@ VERBS: dict[str, Verb] = {
     "train": Verb("engine.cli.train", "train a segmentation U-Net or an anomaly autoencoder on GeoTIFFs"),
     "predict": Verb("engine.cli.predict", "apply a trained model to rasters (class map or anomaly heat map)"),
     "jobs": Verb("engine.cli.jobs_cmd", "list, inspect, rerun, cancel or resume recorded jobs"),
-    "models": Verb("engine.cli.models_cmd", "inspect model files"),
+    "models": Verb("engine.cli.models_cmd", "inspect model files, export them to ONNX for QGIS Deepness"),
     "demo": Verb(
         "engine.cli.demo",
         "generate synthetic scenes, train both models, predict: the whole job in a few minutes",

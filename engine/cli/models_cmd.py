@@ -2,7 +2,8 @@
 
 Before predicting with a model received from someone, a user wants to see which bands in which
 order it expects, how it normalises them, its classes and colours, its anomaly threshold and how
-well it trained; ``--json`` gives the same metadata to scripts.
+well it trained; ``--json`` gives the same metadata to scripts. ``models export-onnx`` lives in
+`engine.cli.export_onnx_cmd`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.cli import EXIT_OK
+from engine.cli import EXIT_OK, export_onnx_cmd
 from engine.cli.commands import VERBS
 from engine.model_file import check_model_file
 from engine.model_metadata import ModelMetadata
@@ -20,7 +21,7 @@ from engine.progress import CancelToken
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds ``models show``."""
+    """Adds ``models show`` and ``models export-onnx``."""
     parser = subparsers.add_parser("models", help=VERBS["models"].summary, description="Inspect model files.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     show = actions.add_parser(
@@ -31,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("file", type=Path, metavar="FILE", help="model file (.safetensors)")
     show.add_argument("--json", action="store_true", help="print the metadata as JSON")
     show.set_defaults(func=run)
+    export_onnx_cmd.register(actions)
 
 
 def run(args: argparse.Namespace, cancel: CancelToken) -> int:
@@ -56,6 +58,9 @@ def describe(path: Path, metadata: ModelMetadata) -> list[str]:
         f"Trained on:     {_grid(metadata)}",
         f"Created:        {metadata.created or 'unknown'} (format {metadata.format_version})",
     ]
+    names = (metadata.raster_profile or {}).get("band_names") or []
+    if any(names):
+        lines.insert(4, f"Band names:     {', '.join(name or '?' for name in names)}")
     if metadata.classes:
         lines.append("Classes:")
         lines.extend(f"  {info.id:>3}  {info.color}  {info.name}" for info in metadata.classes)
@@ -76,6 +81,9 @@ def _grid(metadata: ModelMetadata) -> str:
     pixel = "unknown pixel size"
     if metadata.pixel_size:
         pixel = f"pixel {metadata.pixel_size[0]:.6g}×{metadata.pixel_size[1]:.6g}"
+        ground = (metadata.raster_profile or {}).get("ground_pixel_size_m")
+        if ground:
+            pixel += f" ({ground[0]:.4g}×{ground[1]:.4g} m on the ground)"
     return f"{pixel}, CRS {metadata.crs or 'none'}"
 
 

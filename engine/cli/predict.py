@@ -9,11 +9,12 @@ from engine import runner
 from engine.cli.commands import VERBS
 from engine.cli.results import add_json_option, outcome_json, print_json
 from engine.cli.terminal import TerminalReporter, format_duration
+from engine.cli.train import _bands as band_list  # the same "1,2,3" syntax as train --bands
 from engine.device import PRECISIONS
 from engine.inference import PredictionResult, PredictOptions
 from engine.job_specs import PredictSpec
 from engine.progress import CancelToken
-from engine.raster import find_rasters
+from engine.raster import NODATA_HELP, find_rasters
 
 DEFAULTS = PredictOptions()
 
@@ -30,7 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("model", type=Path, help="model file (.safetensors) from `modelai train`")
-    parser.add_argument("rasters", nargs="+", help="GeoTIFF files, folders of them, or glob patterns")
+    parser.add_argument(
+        "rasters",
+        nargs="+",
+        help="rasters GDAL reads (GeoTIFF, VRT, JP2, /vsizip/...), folders of them, or globs",
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder (created if missing)")
     parser.add_argument(
         "--tile", type=int, default=DEFAULTS.tile, help="tile size in pixels (default %(default)s)"
@@ -78,6 +83,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --polygons: simplify edges by up to this many pixels, neighbours kept (default none)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--bands",
+        type=band_list,
+        metavar="1,2,...",
+        help="raster bands to read for the model's bands, in its order (default: the model's band numbers)",
+    )
+    parser.add_argument(
+        "--resample",
+        action="store_true",
+        help="read rasters at the model's pixel size, outputs on that grid (else >4x apart is refused)",
+    )
+    parser.add_argument("--nodata", type=float, metavar="VALUE", help=NODATA_HELP)
     add_json_option(parser)
     parser.set_defaults(func=run)
 
@@ -96,6 +113,9 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
         polygons=args.polygons,
         min_area=args.min_area,
         simplify=args.simplify,
+        bands=args.bands,
+        resample=args.resample,
+        nodata=args.nodata,
     )
     spec = PredictSpec(args.model, find_rasters(args.rasters), args.output, options)
     with runner.open_store(args.home) as store:

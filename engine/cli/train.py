@@ -21,6 +21,7 @@ from engine.device import PRECISIONS
 from engine.job_specs import TrainSpec
 from engine.normalize import METHODS
 from engine.progress import CancelToken
+from engine.raster import NODATA_HELP
 from engine.training import TrainConfig, TrainResult, checkpoint_config
 from engine.training.config import RUNTIME_SETTINGS, SCHEDULES, UNLABELLED
 
@@ -161,6 +162,7 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-augment", action="store_true", help="no random flips and rotations")
     parser.add_argument("--checkpoint-dir", type=Path, help="default: <output stem>.checkpoints/")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    parser.add_argument("--nodata", type=float, metavar="VALUE", help=NODATA_HELP)
     add_json_option(parser)
 
 

@@ -31,6 +31,7 @@ from engine.model_metadata import ModelMetadata
 from engine.models import build_model
 from engine.normalize import Normalization, compute_statistics, describe_constant_bands
 from engine.patches import GridPatches, PatchReader, RandomPatches, default_patches_per_epoch, make_loader
+from engine.profiles.profile import describe_rasters
 from engine.progress import CancelToken, NullReporter, Reporter
 from engine.training.anomaly import make_anomaly_task
 from engine.training.config import TrainConfig, checkpoint_path_for, resume_differences, settings_hash
@@ -94,7 +95,11 @@ def train(
     device = resolve_device(config.device)
     config = with_label_masks(config, reporter)
     pairs = find_training_data(
-        config.images, config.masks if config.task == "segmentation" else None, reporter, config.mask_values
+        config.images,
+        config.masks if config.task == "segmentation" else None,
+        reporter,
+        config.mask_values,
+        config.nodata,
     )
     bands = select_bands(pairs, config.bands)
     split = split_validation(pairs, config.val_fraction, config.patch, config.seed)
@@ -315,4 +320,5 @@ def _metadata(
         classes=task.classes,
         anomaly=task.anomaly_section(best_entry),
         training=summary,
+        raster_profile=describe_rasters(first, bands),
     )

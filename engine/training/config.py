@@ -83,6 +83,8 @@ class TrainConfig:
     unlabelled: str = "background"
     all_touched: bool = False
     label_cache: Path | None = None
+    # The nodata value of images that declare none (``--nodata``).
+    nodata: float | None = None
 
     @property
     def network_depth(self) -> int:

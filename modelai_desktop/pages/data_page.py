@@ -43,15 +43,16 @@ class LoadReport:
 
 
 def raster_candidates(path: Path) -> list[Path]:
-    """The raster files a dropped path stands for: a folder's .tif/.tiff files, or the file itself.
+    """The raster files a dropped path stands for: a folder's rasters, or the file itself.
 
     Raises:
-        RasterError: a folder holds no raster, or a file is not named .tif/.tiff.
+        RasterError: a folder holds no raster, or a file has no raster suffix (`RASTER_SUFFIXES`).
     """
     if path.is_dir():
         return find_rasters([path])
     if path.suffix.lower() not in RASTER_SUFFIXES:
-        raise RasterError(f"{path}: not a GeoTIFF (.tif/.tiff) file; only GeoTIFF rasters can be added.")
+        kinds = ", ".join(sorted(RASTER_SUFFIXES))
+        raise RasterError(f"{path}: not a raster file ({kinds}); only rasters can be added.")
     return [path]
 
 

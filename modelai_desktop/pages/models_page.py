@@ -41,6 +41,7 @@ from engine.model_metadata import ClassInfo, ModelMetadata
 from engine.training.config import checkpoint_dir_of_model
 from modelai_desktop import file_dialogs
 from modelai_desktop.async_tasks import BackgroundTasks
+from modelai_desktop.pages.onnx_export import OnnxExportAction
 from modelai_desktop.widgets.message_banner import MessageBanner
 from modelai_desktop.widgets.model_details import TASK_NAMES, ModelDetails
 
@@ -148,8 +149,11 @@ class ModelsPage(QWidget):
         self.show_button = QPushButton("Show file")
         self.show_button.setToolTip("Open the folder that holds the model file")
         self.show_button.clicked.connect(self._show_file)
+        self.onnx_export = OnnxExportAction(tasks, self.banner, self._valid_model_path, self)
+        self.onnx_export.status_message.connect(self.status_message)
         buttons = QHBoxLayout()
         buttons.addWidget(self.predict_button)
+        buttons.addWidget(self.onnx_export.button)
         buttons.addStretch(1)
         for button in (self.rename_button, self.delete_button, self.show_button):
             buttons.addWidget(button)
@@ -358,7 +362,13 @@ class ModelsPage(QWidget):
         entry = self.current_entry()
         for button in (self.rename_button, self.delete_button, self.show_button):
             button.setEnabled(entry is not None)
-        self.predict_button.setEnabled(entry is not None and entry.metadata is not None)
+        for button in (self.predict_button, self.onnx_export.button):
+            button.setEnabled(self._valid_model_path() is not None)
+
+    def _valid_model_path(self) -> Path | None:
+        """The selected model's file, if its metadata could be read."""
+        entry = self.current_entry()
+        return entry.path if entry is not None and entry.metadata is not None else None
 
     def _request_prediction(self) -> None:
         entry = self.current_entry()

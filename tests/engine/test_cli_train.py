@@ -104,7 +104,7 @@ def _band_counts(tmp_path: Path) -> list[str]:
 
 
 BAD_INPUTS: dict[str, tuple[Callable[[Path], list[str]], str]] = {
-    "empty folder": (_empty_folder, "No .tif/.tiff rasters found"),
+    "empty folder": (_empty_folder, "No rasters (.bil/.bip/.bsq/.envi/.img/.jp2/.tif/.tiff/.vrt) found"),
     "non-raster .tif": (_text_file, "not a raster that GDAL can read"),
     "truncated GeoTIFF": (_truncated, "truncated"),
     "image without mask": (lambda p: _scenes(p, image=image_from(classes())), "b.tif: no mask found"),

@@ -139,7 +139,7 @@ def test_images_with_different_band_counts_name_the_odd_one(tmp_path: Path) -> N
 def test_unreadable_inputs_raise_raster_errors(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(RasterError, match=r"No \.tif/\.tiff rasters found"):
+    with pytest.raises(RasterError, match=r"No rasters \(\.bil/.*\.tif/\.tiff/\.vrt\) found"):
         find_training_data([empty], None, RecordingReporter())
     text = tmp_path / "text" / "notes.tif"
     text.parent.mkdir()

@@ -148,5 +148,5 @@ def test_find_rasters_expands_folders_and_globs(tmp_path: Path, monkeypatch: pyt
         find_rasters([tmp_path / "missing.tif"])
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(RasterError, match=r"No \.tif/\.tiff rasters found"):
+    with pytest.raises(RasterError, match=r"No rasters \(\.bil/.*\.tif/\.tiff/\.vrt\) found"):
         find_rasters([empty])

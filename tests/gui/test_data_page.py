@@ -128,4 +128,4 @@ def test_an_empty_folder_is_reported(window, tmp_path, run):
     empty = tmp_path / "empty"
     empty.mkdir()
     report = run(window.data_page.load_paths([empty]))
-    assert report.refused and "No .tif/.tiff rasters found" in window.data_page.banner.text()
+    assert report.refused and "No rasters (.bil/.bip/.bsq/.envi" in window.data_page.banner.text()
