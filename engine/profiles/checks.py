@@ -61,9 +61,9 @@ def pixel_size_ratio(metadata: ModelMetadata, info: RasterInfo) -> float | None:
     """How many times larger or smaller the raster's pixels are than the model's (>= 1), if known."""
     trained, have = model_ground_pixel_size(metadata), raster_ground_pixel_size(info)
     if trained is None or have is None:
-        if metadata.pixel_size is None or info.crs != metadata.crs or info.crs is None:
+        if metadata.pixel_size is None or metadata.crs not in (None, info.crs):
             return None
-        trained, have = metadata.pixel_size, info.pixel_size  # same CRS: map units compare
+        trained, have = metadata.pixel_size, info.pixel_size  # same (or unrecorded) CRS: map units
     return max(max(h / t, t / h) for h, t in zip(have, trained, strict=True))
 
 
