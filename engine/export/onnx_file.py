@@ -115,8 +115,8 @@ def _trace(graph: torch.nn.Module, bands: int, tile: int) -> bytes:
     with warnings.catch_warnings():
         # The tracer notes that shape checks become constants (the tile is fixed, so they are) and
         # that the TorchScript exporter is the older one (the newer one needs opset 18 or more).
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
+        # Both are plain warnings to a user of the export, so none is shown.
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             graph,
             (example,),

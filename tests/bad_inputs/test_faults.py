@@ -145,7 +145,7 @@ def test_prediction_killed_mid_way_is_interrupted_and_its_leftovers_are_cleaned_
 
     left = leftovers(output)
     assert left and all(re.fullmatch(rf"\.field_classes\.(tif|qml)\.{child.pid}\.\w+\.tmp", n) for n in left)
-    with pytest.raises(RasterError, match=r"No \.tif/\.tiff rasters found"):
+    with pytest.raises(RasterError, match=r"No rasters \(.*\) found"):
         find_rasters([output])
     listed = modelai("jobs", "list")
     assert listed.out.splitlines()[1].split()[:3] == ["1", "predict", "interrupted"]

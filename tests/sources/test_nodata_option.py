@@ -59,6 +59,6 @@ def test_train_takes_nodata_for_images_that_declare_none(
     args = build_parser(argv).parse_args(argv)
     config = config_from_args(args)
     assert config.nodata == 0.0
-    (pair,) = find_training_data(config.images, None, NullReporter(), config.nodata)
+    (pair,) = find_training_data(config.images, None, NullReporter(), nodata=config.nodata)
     assert pair.image.nodata == 0.0 and read_info(collar_without_nodata).nodata is None
     assert read_info(shared_data("rasterio/RGB.byte.tif"), nodata=7.0).nodata == 0.0  # declared wins
