@@ -58,16 +58,19 @@ def raster_regions(path: Path, skip_values: set[int]) -> Regions:
 
 
 def square_metres(geometries: np.ndarray, crs_wkt: str | None) -> np.ndarray:
-    """True areas: in an equal-area projection for geographic CRSs, else scaled by the CRS's unit."""
+    """True ground areas, measured in an equal-area projection whatever the CRS.
+
+    A planar area in the raster's own CRS is only true in an equal-area one: Web Mercator inflates
+    it by 1/cos²(latitude) (x2 at 45 degrees), degrees are no area at all, and even UTM is off by its
+    scale factor. So the polygons are densified and reprojected, as the summaries' pixel areas are
+    computed on the ellipsoid (`engine.geodesy`). Without a CRS, map units² are all there is.
+    """
     if len(geometries) == 0:
         return np.zeros(0)
     if crs_wkt is None:
         return shapely.area(geometries)
-    crs = CRS.from_wkt(crs_wkt)
-    if crs.is_geographic:
-        densified = shapely.segmentize(geometries, max_segment_length=_densify_step(geometries))
-        return shapely.area(reproject(densified, crs_wkt, CRS.from_string(EQUAL_AREA_CRS).to_wkt()))
-    return shapely.area(geometries) * crs.linear_units_factor[1] ** 2
+    densified = shapely.segmentize(geometries, max_segment_length=_densify_step(geometries))
+    return shapely.area(reproject(densified, crs_wkt, CRS.from_string(EQUAL_AREA_CRS).to_wkt()))
 
 
 def _densify_step(geometries: np.ndarray) -> float:

@@ -64,7 +64,8 @@ def test_predicted_regions_cross_tiles_as_one_feature_and_burn_back_exactly(
     assert widest > 32  # at least one region spans a tile seam and is still one feature
     names = {item.id: item.name for item in read_metadata(model).classes}
     assert all(names[int(i)] == n for i, n in zip(fields["class_id"], fields["class_name"], strict=True))
-    assert np.isclose(fields["area_m2"].sum(), np.count_nonzero(classes != 255) * 100.0)
+    # True ground areas: UTM's scale factor puts them within 0.2 % of the grid's 100 m² per pixel.
+    assert fields["area_m2"].sum() == pytest.approx(np.count_nonzero(classes != 255) * 100.0, rel=2e-3)
     assert "32618" in crs
     with JobStore(jobs_db_path(isolated_home)) as store:
         (job,) = store.list_jobs()
@@ -125,6 +126,22 @@ def test_min_area_counts_true_square_metres_in_a_geographic_crs(model: Path, tmp
     assert big == pytest.approx(100 * (step * 111_412) * (step * 55_800), rel=0.005)
 
 
+def test_areas_in_web_mercator_are_true_ground_areas_not_inflated(model: Path, tmp_path: Path) -> None:
+    """EPSG:3857 stretches lengths by 1/cos(latitude): at 45 degrees a 10 m grid cell covers 50 m²."""
+    classes = np.zeros((1, 40, 40), dtype=np.uint8)
+    classes[0, 10:20, 10:20] = 1  # 100 pixels of 10 x 10 Mercator metres
+    north = 5_621_521.49  # Mercator y of 45 degrees north
+    raster = write_raster(
+        tmp_path / "mercator.tif", classes, nodata=255, crs="EPSG:3857",
+        transform=from_origin(1_000_000.0, north + 200.0, 10.0, 10.0),
+    )  # fmt: skip
+    target = tmp_path / "mercator.gpkg"
+    write_prediction_polygons(read_metadata(model), {"classes": raster}, read_info(raster), target, 0.0, 0)
+    _, fields, _ = read_polygons(target)
+    (square,) = fields["area_m2"][fields["class_id"] == 1]
+    assert square == pytest.approx(100 * 100.0 * 0.5, rel=0.01)
+
+
 def test_simplify_keeps_neighbours_sharing_their_edges(model: Path, tmp_path: Path) -> None:
     rows, cols = np.mgrid[0:60, 0:60]
     classes = np.where(cols > rows, 1, 0).astype(np.uint8)[None]  # a staircase diagonal
@@ -160,7 +177,7 @@ def test_anomalous_regions_carry_area_and_mean_score(model: Path, tmp_path: Path
     assert write_prediction_polygons(metadata, outputs, read_info(heatmap), target, 0, 0) == 2
     _, fields, _ = read_polygons(target)
     order = np.argsort(fields["area_m2"])
-    assert fields["area_m2"][order].tolist() == [16.0, 50.0]
+    assert fields["area_m2"][order] == pytest.approx([16.0, 50.0], rel=1e-2)  # UTM: true ground m²
     assert fields["mean_score"][order] == pytest.approx([2.0, 2.0], rel=1e-5)
 
 
