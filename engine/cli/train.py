@@ -18,6 +18,7 @@ from engine.job_specs import TrainSpec
 from engine.normalize import METHODS
 from engine.progress import CancelToken
 from engine.training import TrainConfig, TrainResult
+from engine.training.budget import parse_duration
 from engine.training.config import SCHEDULES
 
 DEFAULTS = {field.name: field.default for field in fields(TrainConfig)}
@@ -46,6 +47,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     segmentation.add_argument(
         "--class-colors", type=_names, metavar="#RRGGBB,…", help="class colours in id order"
+    )
+    segmentation.add_argument(
+        "--class-balance",
+        type=float,
+        default=DEFAULTS["class_balance"],
+        help="share of patches centred on a class chosen uniformly, 0 for plain random (default %(default)s)",
+    )
+    segmentation.add_argument(
+        "--no-class-weights", action="store_true", help="plain cross-entropy, not weighted toward rare classes"
     )
     anomaly = tasks.add_parser(
         "anomaly",
@@ -85,6 +95,12 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--epochs", type=int, default=DEFAULTS["epochs"], help="number of epochs (default %(default)s)"
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=_duration,
+        metavar="DURATION",
+        help="train for this long (90s, 2m, 1h): epochs and schedule are planned to fit; replaces --epochs",
     )
     parser.add_argument(
         "--lr", type=float, default=DEFAULTS["lr"], help="peak learning rate (default %(default)s)"
@@ -138,6 +154,13 @@ def _bands(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of band numbers") from exc
 
 
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _names(text: str) -> list[str]:
     return [part.strip() for part in text.split(",")]
 
@@ -153,6 +176,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         patch=args.patch,
         batch_size=args.batch_size,
         epochs=args.epochs,
+        time_budget_s=args.time_budget,
         lr=args.lr,
         val_fraction=args.val_fraction,
         device=args.device,
@@ -172,6 +196,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         threshold_quantile=getattr(args, "threshold_quantile", DEFAULTS["threshold_quantile"]),
         class_names=getattr(args, "class_names", None),
         class_colors=getattr(args, "class_colors", None),
+        class_balance=getattr(args, "class_balance", DEFAULTS["class_balance"]),
+        class_weights=not getattr(args, "no_class_weights", False),
         checkpoint_dir=args.checkpoint_dir,
         overwrite=args.overwrite,
     )
