@@ -55,7 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="share of patches centred on a class chosen uniformly, 0 for plain random (default %(default)s)",
     )
     segmentation.add_argument(
-        "--no-class-weights", action="store_true", help="plain cross-entropy, not weighted toward rare classes"
+        "--no-class-weights",
+        action="store_true",
+        help="unweighted cross-entropy (default: weighted toward rare classes)",
     )
     anomaly = tasks.add_parser(
         "anomaly",
