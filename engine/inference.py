@@ -63,6 +63,7 @@ class PredictOptions:
     precision: str = "auto"
     probabilities: bool = False
     threshold: float | None = None
+    tta: bool = False
     overwrite: bool = False
 
 
@@ -141,6 +142,11 @@ def predict_many(
     metadata = read_metadata(model_path)
     if metadata.task == "segmentation":
         check_classes(metadata, model_path)
+    if options.tta and metadata.task == "anomaly":
+        raise EngineError(
+            f"--tta is for segmentation models; {model_path.name} is an anomaly model, whose threshold "
+            "was calibrated on single passes (averaged errors would fall below it). Predict without --tta."
+        )
     threshold = _threshold(metadata, options, reporter)
     device = resolve_device(options.device)
     autocast = autocast_dtype(device, options.precision)
@@ -155,7 +161,9 @@ def predict_many(
             f"--tile {options.tile} is not a multiple of {size_multiple}, which {model_path.name} needs; "
             f"use {options.tile - options.tile % size_multiple or size_multiple}."
         )
-    forward = TileForward(model, device, autocast, options.batch_size, TILE_VALUES[metadata.task], reporter)
+    forward = TileForward(
+        model, device, autocast, options.batch_size, TILE_VALUES[metadata.task], reporter, options.tta
+    )
     info = describe_device(device)
     session = _Session(
         model_path=model_path,

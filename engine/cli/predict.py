@@ -47,13 +47,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--precision",
         choices=PRECISIONS,
         default=DEFAULTS.precision,
-        help="arithmetic precision; auto picks mixed precision on a GPU (default auto)",
+        help="arithmetic precision; auto: mixed on a GPU or a CPU with native bf16 (default auto)",
     )
     parser.add_argument(
         "--probabilities", action="store_true", help="also write per-class probabilities (segmentation)"
     )
     parser.add_argument(
         "--threshold", type=float, help="anomaly threshold on the reconstruction error (default: the model's)"
+    )
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="average the 8 flips and quarter turns of each tile: 8x the time (segmentation only)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.set_defaults(func=run)
@@ -69,6 +74,7 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
         precision=args.precision,
         probabilities=args.probabilities,
         threshold=args.threshold,
+        tta=args.tta,
         overwrite=args.overwrite,
     )
     spec = PredictSpec(args.model, find_rasters(args.rasters), args.output, options)
