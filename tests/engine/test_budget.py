@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import DatasetError
-from engine.training import train
+from engine.errors import DatasetError, JobCancelled
+from engine.model_file import load_checkpoint
+from engine.progress import CancelToken, EpochEvent
+from engine.training import checkpoint_path_for, train
 from engine.training.budget import MIN_EPOCHS, MIN_STEPS, EpochPlan, parse_duration, plan_epochs
 from engine.training.schedule import COSINE_FLOOR
-from tests.engine.test_training import write_two_class_scenes
+from tests.engine.test_training import CancellingReporter, write_two_class_scenes
 
 
 class TickingClock:
@@ -72,3 +74,18 @@ def test_budgeted_run_ends_its_schedule_at_the_budget_and_keeps_the_best_epoch(t
     assert result.history[-1]["lr"] <= 2 * COSINE_FLOOR * config.lr
     assert result.best_metric == max(entry["metrics"]["mean_iou"] for entry in result.history)
     assert result.best_metric > 0.9
+
+
+def test_a_resumed_budgeted_run_spends_only_what_is_left(tmp_path: Path) -> None:
+    config = replace(write_two_class_scenes(tmp_path, uniform=False), time_budget_s=60)
+    cancel = CancelToken()
+    reporter = CancellingReporter(cancel, lambda event: isinstance(event, EpochEvent) and event.epoch == 2)
+    with pytest.raises(JobCancelled):
+        train(config, reporter, cancel, clock=TickingClock(0.25))
+    spent = load_checkpoint(checkpoint_path_for(config))["budget"]["spent_s"]
+    assert 0 < spent < 30
+
+    clock = TickingClock(0.25)
+    resumed = train(replace(config, resume=checkpoint_path_for(config)), clock=clock)
+    assert abs(spent + clock.now - 60) <= 0.1 * 60
+    assert resumed.epochs_run > 2 and resumed.history[-1]["lr"] <= 2 * COSINE_FLOOR * config.lr
