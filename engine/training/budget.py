@@ -153,21 +153,22 @@ class TimeBudget:
             else plan_epochs(available, self.step_s, validation_s, preferred_steps, left)
         )
         if plan.epochs == 0 and left != 0:
-            plan = self._closing_epoch(available, validation_s)
+            plan = self._closing_epoch(available, validation_s, epochs_done)
         self.state.planned_epochs = epochs_done + plan.epochs
         self.state.steps_per_epoch = plan.steps_per_epoch
         return plan
 
-    def _closing_epoch(self, available_s: float, validation_s: float) -> EpochPlan:
+    def _closing_epoch(self, available_s: float, validation_s: float, epochs_done: int) -> EpochPlan:
         """One short last epoch that lets the schedule reach its end, paid from the hard-stop margin.
 
         Without it a run that turned out slower than planned would stop with its learning rate still
-        high. The first plan always gets it: a budgeted run trains at least one epoch.
+        high. A run still in its first epoch always gets it: a budgeted run trains at least one epoch.
         """
         slack = available_s + (HARD_STOP - 1) * self.state.seconds - validation_s
         steps = min(MIN_STEPS, math.floor(slack / max(self.step_s, 1e-6)))
-        first = self.state.planned_epochs == 0
-        return EpochPlan(1, max(1, steps)) if steps >= 1 or first else EpochPlan(0, 0)
+        if steps >= 1 or epochs_done == 0:
+            return EpochPlan(1, max(1, steps))
+        return EpochPlan(0, 0)
 
     def overrun(self) -> bool:
         """The budget is spent beyond the hard-stop margin: end the epoch now."""

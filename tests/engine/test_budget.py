@@ -11,7 +11,15 @@ from engine.errors import DatasetError, JobCancelled
 from engine.model_file import load_checkpoint
 from engine.progress import CancelToken, EpochEvent
 from engine.training import checkpoint_path_for, train
-from engine.training.budget import MIN_EPOCHS, MIN_STEPS, EpochPlan, parse_duration, plan_epochs
+from engine.training.budget import (
+    MIN_EPOCHS,
+    MIN_STEPS,
+    BudgetState,
+    EpochPlan,
+    TimeBudget,
+    parse_duration,
+    plan_epochs,
+)
 from engine.training.schedule import COSINE_FLOOR
 from tests.engine.test_training import CancellingReporter, write_two_class_scenes
 
@@ -89,3 +97,15 @@ def test_a_resumed_budgeted_run_spends_only_what_is_left(tmp_path: Path) -> None
     resumed = train(replace(config, resume=checkpoint_path_for(config)), clock=clock)
     assert abs(spent + clock.now - 60) <= 0.1 * 60
     assert resumed.epochs_run > 2 and resumed.history[-1]["lr"] <= 2 * COSINE_FLOOR * config.lr
+
+
+def test_a_first_epoch_that_used_up_the_budget_is_the_last() -> None:
+    clock = TickingClock(0.0)
+    ended, starting = TimeBudget(BudgetState(30.0), clock), TimeBudget(BudgetState(30.0), clock)
+    clock.now = 40.0  # one slow step and a validation took longer than the whole budget
+    for budget in (ended, starting):
+        budget.record_steps(1, 30.0)
+        budget.record_validation(5.0)
+    assert ended.plan(epochs_done=1, validation_batches=4, preferred_steps=16).epochs == 0
+    assert ended.state.planned_epochs == 1
+    assert starting.plan(epochs_done=0, validation_batches=4, preferred_steps=16) == EpochPlan(1, 1)
