@@ -214,9 +214,9 @@ def plot(rows: list[dict], path: Path) -> None:
 # Recipe variants compared at a fixed number of steps (independent of the machine's load).
 STUDY = {
     "uniform, plain CE": {"class_balance": 0.0, "class_weights": False},
-    "uniform, weighted CE": {"class_balance": 0.0, "class_weights": True},
-    "balanced, plain CE": {"class_balance": 0.5, "class_weights": False},
     "balanced, weighted CE (default)": {"class_balance": 0.5, "class_weights": True},
+    "balanced, plain CE": {"class_balance": 0.5, "class_weights": False},
+    "uniform, weighted CE": {"class_balance": 0.0, "class_weights": True},
 }
 
 
