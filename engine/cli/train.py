@@ -55,9 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="share of patches centred on a class chosen uniformly, 0 for plain random (default %(default)s)",
     )
     segmentation.add_argument(
-        "--no-class-weights",
-        action="store_true",
-        help="unweighted cross-entropy (default: weighted toward rare classes)",
+        "--class-weights",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS["class_weights"],
+        help="weigh cross-entropy toward rare classes (default %(default)s)",
     )
     anomaly = tasks.add_parser(
         "anomaly",
@@ -199,7 +200,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         class_names=getattr(args, "class_names", None),
         class_colors=getattr(args, "class_colors", None),
         class_balance=getattr(args, "class_balance", DEFAULTS["class_balance"]),
-        class_weights=not getattr(args, "no_class_weights", False),
+        class_weights=getattr(args, "class_weights", DEFAULTS["class_weights"]),
         checkpoint_dir=args.checkpoint_dir,
         overwrite=args.overwrite,
     )
