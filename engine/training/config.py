@@ -59,7 +59,7 @@ class TrainConfig:
     patience: int | None = None
     augment: bool = True
     class_balance: float = 0.5
-    class_weights: bool = True
+    class_weights: bool = False
     threshold_quantile: float = 0.99
     class_names: list[str] | None = None
     class_colors: list[str] | None = None
