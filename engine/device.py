@@ -11,6 +11,7 @@ import os
 import platform
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -21,6 +22,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _CUDA_CHOICE = re.compile(r"cuda(?::(\d+))?")
 # NVIDIA GPUs run bfloat16 natively from compute capability 8.0 (Ampere); older ones only emulate it.
 _BF16_MIN_CAPABILITY = (8, 0)
+_NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,9 @@ def _physical_memory() -> int | None:
 def autocast_dtype(device: torch.device | str, precision: str) -> torch.dtype | None:
     """The dtype for ``torch.autocast`` on ``device``, or None to run in full float32.
 
-    ``auto`` picks mixed precision only on a GPU: bfloat16 where the GPU runs it natively (it needs
-    no loss scaling), else float16. On the CPU ``auto`` stays in float32, which is faster there.
+    ``auto`` picks mixed precision on a GPU: bfloat16 where the GPU runs it natively (it needs no
+    loss scaling), else float16. On a CPU ``auto`` picks bfloat16 only where it is native
+    (AVX512-BF16 or AMX, see `cpu_runs_bf16_natively`); elsewhere bf16 is emulated and slower than float32.
 
     Raises:
         DeviceError: the precision is unknown or the device cannot run it.
@@ -114,6 +117,8 @@ def autocast_dtype(device: torch.device | str, precision: str) -> torch.dtype | 
     if device.type != "cuda":
         if normalized == "fp16":
             raise DeviceError("fp16 precision needs a GPU; on the CPU use fp32 (or bf16).")
+        if normalized == "auto":
+            return torch.bfloat16 if cpu_runs_bf16_natively() else None
         return torch.bfloat16 if normalized == "bf16" else None
     native_bf16 = torch.cuda.get_device_capability(device) >= _BF16_MIN_CAPABILITY
     if normalized == "bf16" and not native_bf16:
@@ -123,6 +128,32 @@ def autocast_dtype(device: torch.device | str, precision: str) -> torch.dtype | 
     if normalized == "fp16" or not native_bf16:
         return torch.float16
     return torch.bfloat16
+
+
+# oneDNN's ISA limits (ONEDNN_MAX_CPU_ISA) under which it still has native bf16 kernels.
+_ONEDNN_BF16_ISAS = frozenset(
+    {"ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX512_CORE_AMX",
+     "AVX10_1_512_AMX", "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2"}
+)  # fmt: skip
+
+
+def cpu_runs_bf16_natively(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU flags (Linux ``/proc/cpuinfo``) include AVX512-BF16 or AMX-BF16; False elsewhere.
+
+    Also False where ``ONEDNN_MAX_CPU_ISA`` keeps oneDNN below its bf16 kernels (as CI does to try
+    other kernel sets): bf16 would then be emulated, and slower than float32.
+    """
+    isa_limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").strip().upper()
+    if isa_limit not in _ONEDNN_BF16_ISAS:
+        return False
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return False
+    flags = next(
+        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []
+    )
+    return bool(_NATIVE_BF16_FLAGS & set(flags))
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

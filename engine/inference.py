@@ -73,6 +73,7 @@ class PredictOptions:
     precision: str = "auto"
     probabilities: bool = False
     threshold: float | None = None
+    tta: bool = False
     overwrite: bool = False
     polygons: bool = False
     min_area: float = 0.0
@@ -164,9 +165,17 @@ def predict_many(
     metadata = read_metadata(model_path)
     if metadata.task == "segmentation":
         check_classes(metadata, model_path)
+    if options.tta and metadata.task == "anomaly":
+        raise EngineError(
+            f"--tta is for segmentation models; {model_path.name} is an anomaly model, whose threshold "
+            "was calibrated on single passes (averaged errors would fall below it). Predict without --tta."
+        )
     threshold = _threshold(metadata, options, reporter)
     device = resolve_device(options.device)
-    autocast = autocast_dtype(device, options.precision)
+    # On a CPU "auto" predicts in fp32: bf16 was slower here, and on CPUs that run it natively its
+    # speed and its class maps have not been measured yet (training does use it there).
+    on_cpu_auto = device.type == "cpu" and options.precision == "auto"
+    autocast = None if on_cpu_auto else autocast_dtype(device, options.precision)
     for raster_path in raster_paths:
         name = f"model {model_path.name}"
         found = check_compatibility(
@@ -188,7 +197,9 @@ def predict_many(
             f"--tile {options.tile} is not a multiple of {size_multiple}, which {model_path.name} needs; "
             f"use {options.tile - options.tile % size_multiple or size_multiple}."
         )
-    forward = TileForward(model, device, autocast, options.batch_size, TILE_VALUES[metadata.task], reporter)
+    forward = TileForward(
+        model, device, autocast, options.batch_size, TILE_VALUES[metadata.task], reporter, options.tta
+    )
     info = describe_device(device)
     session = _Session(
         model_path=model_path,

@@ -8,7 +8,7 @@ resumed run or a run with worker processes sees exactly the same patches as an u
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,11 @@ from engine.datasets import (
     Region,
 )
 from engine.normalize import Normalization
-from engine.raster import RasterInfo, open_raster, read_block
+from engine.raster import RasterBlock, RasterInfo, open_raster, read_block
+
+# Rasters are kept whole in memory (per process) up to this many bytes of float32: a training run
+# reads each pixel many times, and one numpy slice costs far less than a GDAL window read.
+MEMORY_CACHE_BYTES = 1 << 29
 
 
 def default_patches_per_epoch(regions: Sequence[Region], patch: int, batch_size: int) -> int:
@@ -40,6 +44,8 @@ def default_patches_per_epoch(regions: Sequence[Region], patch: int, batch_size:
 class PatchReader:
     """Reads normalised patches; each process opens its own rasterio handles, lazily, and keeps them.
 
+    Rasters small enough (``MEMORY_CACHE_BYTES`` in all) are read whole on first use and sliced after.
+
     A DataLoader worker gets a copy of this object without handles (see ``__getstate__``, and the
     process id check for forked workers), because an open GDAL dataset must never cross processes.
     """
@@ -51,10 +57,11 @@ class PatchReader:
         self._handles: dict[Path, DatasetReader] = {}
         self._stack = ExitStack()
         self._pid = os.getpid()
+        self._cache: dict[tuple[Path, tuple[int, ...]], RasterBlock] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_handles={}, _stack=None, _pid=None)
+        state.update(_handles={}, _stack=None, _pid=None, _cache={})
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -67,6 +74,22 @@ class PatchReader:
         if self._pid == os.getpid():
             self._stack.close()
         self._handles = {}
+        self._cache = {}
+
+    def _block(self, info: RasterInfo, window: Window, bands: Sequence[int]) -> RasterBlock:
+        """The window's pixels, from the whole-raster copy in memory when the raster fits there."""
+        key = (info.path, tuple(bands))
+        if key not in self._cache:
+            cached = sum(block.data.nbytes + block.valid.nbytes for block in self._cache.values())
+            if cached + info.width * info.height * (4 * len(bands) + 1) > MEMORY_CACHE_BYTES:
+                return read_block(self._dataset(info), window, bands, info)
+            self._cache[key] = read_block(
+                self._dataset(info), Window(0, 0, info.width, info.height), bands, info
+            )
+        whole = self._cache[key]
+        rows = slice(window.row_off, window.row_off + window.height)
+        cols = slice(window.col_off, window.col_off + window.width)
+        return RasterBlock(data=whole.data[:, rows, cols].copy(), valid=whole.valid[rows, cols].copy())
 
     def _dataset(self, info: RasterInfo) -> DatasetReader:
         if self._pid != os.getpid():
@@ -74,6 +97,17 @@ class PatchReader:
         if info.path not in self._handles:
             self._handles[info.path] = self._stack.enter_context(open_raster(info.path))
         return self._handles[info.path]
+
+    def read_target(self, region: Region, window: Window) -> np.ndarray:
+        """The mask's class ids in ``window`` as uint8, IGNORE_INDEX where unlabelled (0/255 read as 0/1)."""
+        mask = region.pair.mask
+        assert mask is not None, "read_target needs an image with a mask"
+        block = self._block(mask.raster, window, [1])
+        target = block.data[0].astype(np.uint8)
+        if mask.binary:
+            target[target == IGNORE_INDEX] = 1
+        target[~block.valid] = IGNORE_INDEX
+        return target
 
     def read(self, region: Region, row: int, col: int) -> dict[str, np.ndarray]:
         """The patch whose top-left pixel is (row, col), clipped to the region and padded to size.
@@ -84,17 +118,12 @@ class PatchReader:
         height = min(self.patch, region.row + region.height - row)
         width = min(self.patch, region.col + region.width - col)
         window = Window(col, row, width, height)
-        image = read_block(self._dataset(region.pair.image), window, self.bands, region.pair.image)
+        image = self._block(region.pair.image, window, self.bands)
         valid = image.valid
         target = None
-        mask = region.pair.mask
-        if mask is not None:
-            block = read_block(self._dataset(mask.raster), window, [1], mask.raster)
-            valid = valid & block.valid
-            target = block.data[0].astype(np.uint8)
-            if mask.binary:
-                target[target == IGNORE_INDEX] = 1
-            valid &= target != IGNORE_INDEX
+        if region.pair.mask is not None:
+            target = self.read_target(region, window)
+            valid = valid & (target != IGNORE_INDEX)
             target[~valid] = IGNORE_INDEX
         data = self.normalization.apply(image.data, valid)
         pads = ((0, self.patch - height), (0, self.patch - width))
@@ -123,21 +152,37 @@ def _to_tensors(patch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 class RandomPatches(Dataset):
     """``count`` random training patches per epoch, drawn from regions in proportion to their area.
 
+    ``focus``, when given, may choose a patch's window instead (e.g. around a rare class); it gets
+    the patch's random generator and returns ``(region, row, col)`` or None for a uniform draw.
+
     Patch ``index`` of epoch ``epoch`` depends only on (seed, epoch, index), so a resumed run and a
     run with worker processes draw exactly the patches an uninterrupted single-process run would.
     """
 
     def __init__(
-        self, reader: PatchReader, regions: Sequence[Region], count: int, seed: int, augment: bool
+        self,
+        reader: PatchReader,
+        regions: Sequence[Region],
+        count: int,
+        seed: int,
+        augment: bool,
+        focus: Callable[[np.random.Generator], tuple[Region, int, int] | None] | None = None,
     ) -> None:
         self.reader = reader
         self.regions = list(regions)
         self.count = count
         self.seed = seed
         self.augment = augment
+        self.focus = focus
         self.epoch = 0
         areas = np.array([region.area for region in self.regions], dtype=np.float64)
         self._weights = areas / areas.sum()
+
+    def _uniform_window(self, rng: np.random.Generator) -> tuple[Region, int, int]:
+        region = self.regions[int(rng.choice(len(self.regions), p=self._weights))]
+        row = region.row + int(rng.integers(0, max(1, region.height - self.reader.patch + 1)))
+        col = region.col + int(rng.integers(0, max(1, region.width - self.reader.patch + 1)))
+        return region, row, col
 
     def set_epoch(self, epoch: int) -> None:
         """Chooses which epoch's patches the next iteration yields (call before making the iterator)."""
@@ -150,10 +195,8 @@ class RandomPatches(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         best: dict[str, np.ndarray] | None = None
         for _ in range(WINDOW_TRIES):
-            region = self.regions[int(rng.choice(len(self.regions), p=self._weights))]
-            row = region.row + int(rng.integers(0, max(1, region.height - self.reader.patch + 1)))
-            col = region.col + int(rng.integers(0, max(1, region.width - self.reader.patch + 1)))
-            patch = self.reader.read(region, row, col)
+            chosen = self.focus(rng) if self.focus is not None else None
+            patch = self.reader.read(*(chosen or self._uniform_window(rng)))
             if best is None or patch["valid"].mean() > best["valid"].mean():
                 best = patch
             if 1.0 - patch["valid"].mean() <= MAX_INVALID_FRACTION:

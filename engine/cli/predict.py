@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--precision",
         choices=PRECISIONS,
         default=DEFAULTS.precision,
-        help="arithmetic precision; auto picks mixed precision on a GPU (default auto)",
+        help="arithmetic precision; auto: mixed on a GPU or a CPU with native bf16 (default auto)",
     )
     parser.add_argument(
         "--probabilities", action="store_true", help="also write per-class probabilities (segmentation)"
@@ -81,6 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULTS.simplify,
         metavar="PIXELS",
         help="with --polygons: simplify edges by up to this many pixels, neighbours kept (default none)",
+    )
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="average the 8 flips and quarter turns of each tile: 8x the time (segmentation only)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument(
@@ -109,6 +114,7 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
         precision=args.precision,
         probabilities=args.probabilities,
         threshold=args.threshold,
+        tta=args.tta,
         overwrite=args.overwrite,
         polygons=args.polygons,
         min_area=args.min_area,

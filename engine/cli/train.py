@@ -23,6 +23,7 @@ from engine.normalize import METHODS
 from engine.progress import CancelToken
 from engine.raster import NODATA_HELP
 from engine.training import TrainConfig, TrainResult, checkpoint_config
+from engine.training.budget import parse_duration
 from engine.training.config import RUNTIME_SETTINGS, SCHEDULES, UNLABELLED
 
 DEFAULTS = {field.name: field.default for field in fields(TrainConfig)}
@@ -62,6 +63,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     segmentation.add_argument(
         "--class-colors", type=_names, metavar="#RRGGBB,…", help="class colours in id order"
+    )
+    segmentation.add_argument(
+        "--class-balance",
+        type=float,
+        help="share of patches centred on a class chosen uniformly, 0 for plain random "
+        f"(default {DEFAULTS['class_balance']})",
+    )
+    segmentation.add_argument(
+        "--class-weights",
+        action=argparse.BooleanOptionalAction,
+        help=f"weigh cross-entropy toward rare classes (default {DEFAULTS['class_weights']})",
     )
     anomaly = tasks.add_parser(
         "anomaly",
@@ -122,6 +134,13 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         help=f"patches per batch (default {DEFAULTS['batch_size']})",
     )
+    parser.add_argument(
+        "--time-budget",
+        dest="time_budget_s",
+        type=_duration,
+        metavar="DURATION",
+        help="train for this long (90s, 2m, 1h): epochs and schedule are planned to fit; replaces --epochs",
+    )
     parser.add_argument("--epochs", type=int, help=f"number of epochs (default {DEFAULTS['epochs']})")
     parser.add_argument("--lr", type=float, help=f"peak learning rate (default {DEFAULTS['lr']})")
     parser.add_argument(
@@ -171,6 +190,13 @@ def _bands(text: str) -> list[int]:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of band numbers") from exc
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _names(text: str) -> list[str]:

@@ -8,6 +8,8 @@ metadata that inference needs (bands, normalisation, classes, threshold, trainin
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,8 @@ from engine.progress import CancelToken, NullReporter, Reporter
 from engine.training.anomaly import make_anomaly_task
 from engine.training.config import TrainConfig, checkpoint_path_for, resume_differences, settings_hash
 from engine.training.fit import CHECKPOINT_FORMAT, FitInputs, FitResult, TrainingTask, fit
-from engine.training.segmentation import make_segmentation_task
+from engine.training.sampling import ClassFocus, class_census
+from engine.training.segmentation import SegmentationTask, make_segmentation_task
 
 __all__ = [
     "TrainConfig",
@@ -67,11 +70,13 @@ def train(
     reporter: Reporter | None = None,
     cancel: CancelToken | None = None,
     job_id: int | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TrainResult:
     """Trains a segmentation U-Net or an anomaly autoencoder and writes the model file.
 
     Every checkpoint records ``job_id`` (the job store's id of this run) and the settings' hash, so
     a checkpoint is only ever continued by its own job with its own settings (:func:`checkpoint_owner`).
+    ``clock`` measures a time budget (``config.time_budget_s``); tests pass a fake one.
 
     Raises:
         DatasetError: invalid settings, or images and masks that do not form a training set.
@@ -83,6 +88,7 @@ def train(
             from a run with other settings than ``config`` (more epochs excepted).
         JobCancelled: the token was set; ``checkpoint_path_for(config)`` holds the last epoch.
     """
+    started_at = clock()
     reporter = reporter or NullReporter()
     cancel = cancel or CancelToken()
     config.validate()
@@ -121,7 +127,12 @@ def train(
     patches_per_epoch = config.patches_per_epoch or default_patches_per_epoch(
         split.train, config.patch, config.batch_size
     )
-    train_patches = RandomPatches(reader, split.train, patches_per_epoch, config.seed, config.augment)
+    focus = None
+    if isinstance(task, SegmentationTask):
+        census = class_census(reader, split.train, len(task.classes))
+        focus = ClassFocus(census, split.train, config.patch, config.class_balance)
+        task.class_weights = census.loss_weights() if config.class_weights else None
+    train_patches = RandomPatches(reader, split.train, patches_per_epoch, config.seed, config.augment, focus)
     validation = GridPatches(reader, split.validation)
     reporter.on_message(
         "info",
@@ -139,6 +150,8 @@ def train(
         val_loader=make_loader(validation, config.batch_size, config.num_workers, pin),
         device=device,
         config=config,
+        clock=clock,
+        started_at=started_at,
         checkpoint_extra={
             "task": config.task,
             "bands": bands,
@@ -154,7 +167,8 @@ def train(
         reader.close()
     model.load_state_dict(result.best_model)
     summary = {
-        "epochs": config.epochs,
+        "epochs": result.planned_epochs,
+        "time_budget_s": config.time_budget_s,
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
         "best_epoch": result.best_epoch,

@@ -16,7 +16,7 @@ import torch
 
 from engine.model_metadata import ClassInfo
 from engine.training.config import TrainConfig
-from engine.training.fit import rgb_previews
+from engine.training.previews import rgb_previews
 
 MAX_CALIBRATION_PIXELS = 1_000_000
 

@@ -22,6 +22,8 @@ from engine.normalize import METHODS
 TASKS = ("segmentation", "anomaly")
 SCHEDULES = ("onecycle", "cosine")
 DEFAULT_DEPTH = {"segmentation": 4, "anomaly": 3}
+# Below this a budget cannot time its first steps and still train and validate a few epochs.
+MIN_BUDGET_S = 10.0
 _PATH_FIELDS = ("output", "resume", "checkpoint_dir", "labels", "label_cache")
 CHECKPOINTS_SUFFIX = ".checkpoints"
 # Settings that may change when a run is resumed: where things are and how they run, not what is learnt.
@@ -44,7 +46,11 @@ _PATH_LIST_FIELDS = ("images", "masks")
 
 @dataclass
 class TrainConfig:
-    """Everything that decides what a training run does. ``depth`` None means 4 (U-Net) or 3 (AE)."""
+    """Everything that decides what a training run does. ``depth`` None means 4 (U-Net) or 3 (AE).
+
+    With ``time_budget_s`` the run plans its own epochs and patches per epoch to fill that many
+    seconds (see `engine.training.budget`), and ``epochs`` is not used.
+    """
 
     task: str
     images: list[Path]
@@ -53,6 +59,7 @@ class TrainConfig:
     patch: int = 128
     batch_size: int = 16
     epochs: int = 20
+    time_budget_s: float | None = None
     lr: float = 1e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.2
@@ -71,6 +78,8 @@ class TrainConfig:
     warmup_fraction: float = 0.1
     patience: int | None = None
     augment: bool = True
+    class_balance: float = 0.5
+    class_weights: bool = False
     threshold_quantile: float = 0.99
     class_names: list[str] | None = None
     class_colors: list[str] | None = None
@@ -104,6 +113,10 @@ class TrainConfig:
             (self.patch >= 8, f"--patch must be at least 8, not {self.patch}"),
             (self.batch_size >= 1, f"--batch-size must be at least 1, not {self.batch_size}"),
             (self.epochs >= 1, f"--epochs must be at least 1, not {self.epochs}"),
+            (
+                self.time_budget_s is None or self.time_budget_s >= MIN_BUDGET_S,
+                f"--time-budget must be at least {MIN_BUDGET_S:g} s, not {self.time_budget_s} s",
+            ),
             (self.lr > 0, f"--lr must be positive, not {self.lr}"),
             (0 < self.val_fraction < 1, f"--val-fraction must be between 0 and 1, not {self.val_fraction}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
@@ -116,6 +129,10 @@ class TrainConfig:
             (
                 self.patches_per_epoch is None or self.patches_per_epoch >= 1,
                 f"--patches-per-epoch must be at least 1, not {self.patches_per_epoch}",
+            ),
+            (
+                0 <= self.class_balance <= 1,
+                f"--class-balance must be between 0 and 1, not {self.class_balance}",
             ),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
             (0 <= self.warmup_fraction < 1, "warm-up fraction must be in [0, 1)"),

@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,13 +28,14 @@ from engine.model_file import load_checkpoint, save_checkpoint
 from engine.model_metadata import ClassInfo
 from engine.patches import RandomPatches
 from engine.progress import CancelToken, EpochEvent, ProgressEvent, Reporter
+from engine.training.budget import CALIBRATION_STEPS, MIN_EPOCHS, BudgetState, TimeBudget, describe_duration
 from engine.training.config import TrainConfig, best_checkpoint_path_for, checkpoint_path_for
+from engine.training.schedule import make_scheduler, stretch
 
 CHECKPOINT_FORMAT = "modelai-checkpoint"
 # What a schedule's state says about how far it got; the rest (its plan) follows the current epochs.
 SCHEDULE_PROGRESS = ("last_epoch", "_step_count", "_last_lr")
 LOSS_SMOOTHING = 0.9
-COSINE_FLOOR = 0.01
 
 
 class Validator(Protocol):
@@ -72,7 +74,11 @@ class TrainingTask(Protocol):
 
 @dataclass
 class FitInputs:
-    """The model, data and settings of one run; ``checkpoint_extra`` is stored in every checkpoint."""
+    """The model, data and settings of one run; ``checkpoint_extra`` is stored in every checkpoint.
+
+    A time budget counts from ``started_at`` (a ``clock`` reading taken when the job began), so the
+    data checks before the first batch are paid from it too.
+    """
 
     model: nn.Module
     task: TrainingTask
@@ -82,6 +88,8 @@ class FitInputs:
     device: torch.device
     config: TrainConfig
     checkpoint_extra: dict[str, Any]
+    clock: Callable[[], float] = field(default=time.monotonic)
+    started_at: float | None = None
 
 
 @dataclass
@@ -93,6 +101,7 @@ class FitResult:
     best_epoch: int
     best_metric: float | None
     epochs_run: int
+    planned_epochs: int
     stopped_early: bool
 
 
@@ -104,20 +113,6 @@ class _Validation:
     sample: dict[str, np.ndarray] | None
 
 
-class WarmupCosine:
-    """Learning-rate factor: linear warm-up, then cosine decay to 1 %; plain attributes, so it checkpoints."""
-
-    def __init__(self, total_steps: int, warmup_steps: int) -> None:
-        self.total_steps = total_steps
-        self.warmup_steps = warmup_steps
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
-        return COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 class _Loop:
     """The state of one run: built once, then restored from a checkpoint or started fresh."""
 
@@ -127,23 +122,18 @@ class _Loop:
         self.cancel = cancel
         self.config = run.config
         self.device = run.device
-        self.channels_last = run.device.type == "cuda"
-        self.model = run.model.to(run.device)
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        # Channels-last lets oneDNN (CPU) and cuDNN pick their fastest convolutions, as in prediction.
+        self.model = run.model.to(run.device).to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
         )
-        total_steps = self.config.epochs * len(run.train_loader)
-        if self.config.schedule == "onecycle":
-            self.scheduler: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
-                self.optimizer, self.config.lr, total_steps=total_steps, pct_start=self.config.warmup_fraction
-            )
-        else:
-            warmup = round(self.config.warmup_fraction * total_steps)
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, WarmupCosine(total_steps, warmup)
-            )
+        self.preferred_steps = len(run.train_loader)
+        self.budget = self._fresh_budget()
+        # A budgeted run starts with a provisional length; its first plan sets the real one.
+        self.planned_epochs = self.config.epochs if self.budget is None else MIN_EPOCHS
+        self.scheduler = make_scheduler(
+            self.optimizer, self.config, self.planned_epochs * self.preferred_steps, self.budget is not None
+        )
         self.amp_dtype = autocast_dtype(run.device, self.config.precision)
         self.scaler = torch.amp.GradScaler(run.device.type, enabled=self.amp_dtype == torch.float16)
         self.epoch = 0
@@ -153,6 +143,13 @@ class _Loop:
         self.best_model = _cpu_copy(self.model.state_dict())
         self.last_path = checkpoint_path_for(self.config)
         self.best_path = best_checkpoint_path_for(self.config)
+
+    def _fresh_budget(self) -> TimeBudget | None:
+        if self.config.time_budget_s is None:
+            return None
+        clock = self.run.clock
+        spent = 0.0 if self.run.started_at is None else clock() - self.run.started_at
+        return TimeBudget(BudgetState(self.config.time_budget_s, spent_s=spent), clock)
 
     def restore(self, state: dict[str, Any], source: Path) -> None:
         """Continues from a ``last.ckpt`` and the ``best.ckpt`` beside it.
@@ -167,6 +164,9 @@ class _Loop:
         if self.scaler.is_enabled() and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
+        if self.budget is not None and state.get("budget"):
+            self.budget = TimeBudget(BudgetState(**state["budget"]), self.run.clock)
+            self.planned_epochs = max(self.budget.state.planned_epochs, self.epoch, 1)
         self.history = list(state["history"])
         self.best_epoch = int(state["best_epoch"])
         self.best_metric = state["best_metric"]
@@ -205,6 +205,7 @@ class _Loop:
                 "best_epoch": self.best_epoch,
                 "best_metric": self.best_metric,
                 "rng": rng,
+                "budget": None if self.budget is None else self.budget.to_dict(),
                 **self.run.checkpoint_extra,
             },
         )
@@ -223,23 +224,55 @@ class _Loop:
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         moved = {name: value.to(self.device, non_blocking=True) for name, value in batch.items()}
-        if self.channels_last:
-            moved["image"] = moved["image"].contiguous(memory_format=torch.channels_last)
+        moved["image"] = moved["image"].contiguous(memory_format=torch.channels_last)
         return moved
 
     def train_epoch(self) -> float:
         self.model.train()
-        self.run.train_patches.set_epoch(self.epoch + 1)
+        patches = self.run.train_patches
+        patches.set_epoch(self.epoch + 1)
+        if self.budget is not None:
+            steps = self.budget.state.steps_per_epoch or self.preferred_steps
+            patches.count = steps * self.config.batch_size
         loader = self.run.train_loader
-        total, smoothed, loss_sum = len(loader), None, 0.0
-        start = time.monotonic()
-        for index, batch in enumerate(loader, 1):
+        total, smoothed, loss_sum, steps = len(loader), None, 0.0, 0
+        start = last = self.run.clock()
+        for steps, batch in enumerate(loader, 1):
             self.check_cancel()
             value = self.train_step(self.to_device(batch))
             loss_sum += value
             smoothed = value if smoothed is None else LOSS_SMOOTHING * smoothed + (1 - LOSS_SMOOTHING) * value
-            self.report_progress("train", index, total, start, smoothed)
-        return loss_sum / max(1, total)
+            self.report_progress("train", steps, total, start, smoothed)
+            now = self.run.clock()
+            if self.budget is not None and self.budget_ends_epoch(steps, now - last):
+                break
+            last = now
+        return loss_sum / max(1, steps)
+
+    def budget_ends_epoch(self, steps: int, seconds: float) -> bool:
+        """Times the step; plans the run once calibrated; says when this epoch's share is used up."""
+        assert self.budget is not None
+        state = self.budget.state
+        if self.scheduler.last_epoch > 1:  # the run's first step pays one-off costs: not counted
+            self.budget.record_steps(1, seconds)
+        if state.planned_epochs == 0 and state.train_steps >= CALIBRATION_STEPS:
+            self.replan()
+        return (state.planned_epochs > 0 and steps >= state.steps_per_epoch) or self.budget.overrun()
+
+    def replan(self) -> None:
+        """Plans the epochs after this one into the time left and stretches the schedule to end there."""
+        assert self.budget is not None
+        first = self.budget.state.planned_epochs == 0
+        plan = self.budget.plan(self.epoch, len(self.run.val_loader), self.preferred_steps)
+        self.planned_epochs = max(self.budget.state.planned_epochs, self.epoch)
+        stretch(self.scheduler, self.scheduler.last_epoch + plan.epochs * plan.steps_per_epoch)
+        if first:
+            self.reporter.on_message(
+                "info",
+                f"Time budget {describe_duration(self.budget.state.seconds)}: "
+                f"{self.budget.step_s:.2f} s per batch, so {self.planned_epochs} epoch(s) of "
+                f"{plan.steps_per_epoch} batches.",
+            )
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> float:
         self.optimizer.zero_grad(set_to_none=True)
@@ -271,7 +304,7 @@ class _Loop:
         validator = self.run.task.validator()
         loader = self.run.val_loader
         loss_sum, pixels, sample = 0.0, 0, None
-        start = time.monotonic()
+        start = self.run.clock()
         with torch.no_grad():
             for index, batch in enumerate(loader, 1):
                 self.check_cancel()
@@ -294,17 +327,19 @@ class _Loop:
                 "Raise --val-fraction or add labelled images."
             )
         metrics, notes = validator.result()
+        if self.budget is not None:
+            self.budget.record_validation(self.run.clock() - start)
         return _Validation(loss_sum / pixels, metrics, notes, sample)
 
     def report_progress(self, stage: str, done: int, total: int, start: float, loss: float | None) -> None:
-        elapsed = max(time.monotonic() - start, 1e-9)
+        elapsed = max(self.run.clock() - start, 1e-9)
         self.reporter.on_progress(
             ProgressEvent(
                 stage=stage,
                 done=done,
                 total=total,
                 epoch=self.epoch + 1,
-                epochs=self.config.epochs,
+                epochs=self.planned_epochs,
                 loss=loss,
                 rate=done / elapsed,
                 rate_unit="batch/s",
@@ -320,10 +355,12 @@ class _Loop:
         return value > self.best_metric if self.run.task.higher_is_better else value < self.best_metric
 
     def run_epoch(self) -> None:
-        start = time.monotonic()
+        start = self.run.clock()
         train_loss = self.train_epoch()
         validation = self.validate()
         self.epoch += 1
+        if self.budget is not None:
+            self.replan()
         monitor = self.run.task.monitor
         value = validation.metrics.get(monitor)
         is_best = self.is_improvement(value)
@@ -332,7 +369,7 @@ class _Loop:
             self.best_model = _cpu_copy(self.model.state_dict())
             save_checkpoint(self.best_path, {"epoch": self.epoch, "metric": value, "model": self.best_model})
         lr = float(self.optimizer.param_groups[0]["lr"])
-        duration = time.monotonic() - start
+        duration = self.run.clock() - start
         self.history.append(
             {
                 "epoch": self.epoch,
@@ -349,7 +386,7 @@ class _Loop:
         self.reporter.on_epoch(
             EpochEvent(
                 epoch=self.epoch,
-                epochs=self.config.epochs,
+                epochs=self.planned_epochs,
                 train_loss=train_loss,
                 val_loss=validation.loss,
                 metrics=validation.metrics,
@@ -390,7 +427,7 @@ def fit(
         loop.restore(*resume)
     # At once, resumed or not: from here on last.ckpt belongs to this run (its job id and settings).
     loop.save_last()
-    while loop.epoch < run.config.epochs and not _patience_exhausted(loop, run.config.patience):
+    while loop.epoch < loop.planned_epochs and not _patience_exhausted(loop, run.config.patience):
         loop.run_epoch()
     return FitResult(
         history=loop.history,
@@ -398,28 +435,9 @@ def fit(
         best_epoch=loop.best_epoch,
         best_metric=loop.best_metric,
         epochs_run=loop.epoch,
-        stopped_early=loop.epoch < run.config.epochs,
+        planned_epochs=loop.planned_epochs,
+        stopped_early=loop.epoch < loop.planned_epochs,
     )
-
-
-def rgb_previews(valid: torch.Tensor, *images: torch.Tensor) -> list[np.ndarray]:
-    """HxWx3 uint8 views of (bands, H, W) images: the first three bands (fewer bands are repeated).
-
-    All images share the 2-98 % stretch of the first one's valid pixels, so an input and its
-    reconstruction are comparable at a glance.
-    """
-    arrays = [image.detach().float().cpu().numpy() for image in images]
-    arrays = [a[np.minimum(np.arange(3), a.shape[0] - 1)] for a in arrays]
-    mask = valid.cpu().numpy().astype(bool)
-    pixels = arrays[0][:, mask] if mask.any() else arrays[0].reshape(3, -1)
-    low, high = np.percentile(pixels, (2, 98), axis=1)
-    scale = np.where(high > low, high - low, 1.0)[:, None, None]
-    previews = []
-    for array in arrays:
-        stretched = np.clip((array - low[:, None, None]) / scale, 0, 1) * 255
-        stretched[:, ~mask] = 0
-        previews.append(np.ascontiguousarray(stretched.round().astype(np.uint8).transpose(1, 2, 0)))
-    return previews
 
 
 def _patience_exhausted(loop: _Loop, patience: int | None) -> bool:

@@ -21,8 +21,8 @@ from engine.datasets import IGNORE_INDEX, ImagePair, class_count
 from engine.errors import DatasetError
 from engine.model_metadata import ClassInfo
 from engine.training.config import TrainConfig
-from engine.training.fit import rgb_previews
 from engine.training.metrics import confusion_matrix, segmentation_scores
+from engine.training.previews import rgb_previews
 
 DICE_SMOOTHING = 1.0
 PALETTE = (
@@ -32,15 +32,19 @@ PALETTE = (
 _COLOR = re.compile(r"#[0-9a-fA-F]{6}")
 
 
-def cross_entropy_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over labelled pixels plus (1 - mean soft Dice over classes).
+def cross_entropy_dice_loss(
+    logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Cross-entropy over labelled pixels (weighted mean with ``class_weights``) plus (1 - mean soft Dice).
 
     Batches without any labelled pixel give 0 instead of NaN.
     """
     num_classes = logits.shape[1]
     labelled = target != IGNORE_INDEX
-    count = labelled.sum().clamp(min=1)
-    cross_entropy = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum") / count
+    weights = class_weights.to(logits.device) if class_weights is not None else None
+    summed = F.cross_entropy(logits, target, weight=weights, ignore_index=IGNORE_INDEX, reduction="sum")
+    count = (weights[target[labelled]].sum() if weights is not None else labelled.sum()).clamp(min=1e-6)
+    cross_entropy = summed / count
     weight = labelled.unsqueeze(1).to(logits.dtype)
     probabilities = logits.softmax(dim=1) * weight
     one_hot = F.one_hot(torch.where(labelled, target, 0), num_classes).permute(0, 3, 1, 2) * weight
@@ -80,12 +84,13 @@ class SegmentationTask:
 
     classes: list[ClassInfo]
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    class_weights: torch.Tensor | None = None
     architecture: ClassVar[str] = "unet"
     monitor: ClassVar[str] = "mean_iou"
     higher_is_better: ClassVar[bool] = True
 
     def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return cross_entropy_dice_loss(output, batch["target"])
+        return cross_entropy_dice_loss(output, batch["target"], self.class_weights)
 
     def validator(self) -> SegmentationValidator:
         return SegmentationValidator(self.classes)

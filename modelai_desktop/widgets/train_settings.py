@@ -81,6 +81,15 @@ def parse_bands(text: str) -> list[int] | None:
     return bands or None
 
 
+# "Train for" choices: a time budget in seconds, or None to train the given epochs.
+TRAIN_FOR: tuple[tuple[str, float | None], ...] = (
+    ("Until done", None),
+    ("2 min", 120.0),
+    ("10 min", 600.0),
+    ("1 h", 3600.0),
+)
+
+
 class TrainSettingsForm(QWidget):
     """The settings of one training run. ``changed`` is emitted on every edit (the estimate follows)."""
 
@@ -105,6 +114,16 @@ class TrainSettingsForm(QWidget):
         )
         self.epochs = _spin(1, 10_000, config_default("epochs"), 1)
         self.epochs.setToolTip("How many times training goes through an epoch's patches.")
+        self.train_for = QComboBox()
+        for label, seconds in TRAIN_FOR:
+            self.train_for.addItem(label, seconds)
+        self.train_for.setToolTip(
+            "A time budget: training measures its speed on the first steps and plans epochs and\n"
+            "learning-rate schedule to end when the time is up. 'Until done' trains the epochs below."
+        )
+        self.train_for.currentIndexChanged.connect(
+            lambda: self.epochs.setEnabled(self.train_for.currentData() is None)
+        )
         self.learning_rate = QDoubleSpinBox()
         self.learning_rate.setDecimals(5)
         self.learning_rate.setRange(0.00001, 1.0)
@@ -167,6 +186,7 @@ class TrainSettingsForm(QWidget):
         form.addRow("Bands", self.bands)
         form.addRow("Patch size", self.patch)
         form.addRow("Batch size", self.batch_size)
+        form.addRow("Train for", self.train_for)
         form.addRow("Epochs", self.epochs)
         form.addRow("Learning rate", self.learning_rate)
         form.addRow("Validation", self.val_percent)
@@ -190,6 +210,7 @@ class TrainSettingsForm(QWidget):
         self.bands.textChanged.connect(self.changed)
         self.output.textChanged.connect(self.changed)
         self.device.currentIndexChanged.connect(self.changed)
+        self.train_for.currentIndexChanged.connect(self.changed)
         self.augment.toggled.connect(self.changed)
 
     def set_devices(self, choices: Sequence[tuple[str, str]]) -> None:
@@ -224,6 +245,7 @@ class TrainSettingsForm(QWidget):
         self.patch.setValue(config.patch)
         self.batch_size.setValue(config.batch_size)
         self.epochs.setValue(config.epochs)
+        self.train_for.setCurrentIndex(max(0, self.train_for.findData(config.time_budget_s)))
         self.learning_rate.setValue(config.lr)
         self.val_percent.setValue(round(config.val_fraction * 100))
         self.base_width.setValue(config.base_width)
@@ -250,6 +272,7 @@ class TrainSettingsForm(QWidget):
             patch=self.patch.value(),
             batch_size=self.batch_size.value(),
             epochs=self.epochs.value(),
+            time_budget_s=self.train_for.currentData(),
             lr=self.learning_rate.value(),
             val_fraction=self.val_percent.value() / 100,
             device=self.device.currentData() or "auto",

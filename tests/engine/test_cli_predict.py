@@ -133,3 +133,12 @@ def test_band_mismatch_exits_2_with_one_line_and_no_traceback(models, tmp_path):
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("modelai: error: ")
     assert "unet.safetensors expects 5 band(s)" in lines[0] and "rgb.tif" in lines[0]
+
+
+def test_tta_predicts_segmentation_and_refuses_anomaly_models(models, scenes, tmp_path, capsys):
+    arguments = ["predict", "--tta", *SMALL_TILES, str(scenes / "scene0.tif")]
+    assert main([*arguments[:1], str(models["unet"]), *arguments[1:], "-o", str(tmp_path / "seg")]) == 0
+    assert (tmp_path / "seg" / "scene0_classes.tif").exists()
+    code = main([*arguments[:1], str(models["ae"]), *arguments[1:], "-o", str(tmp_path / "ae")])
+    assert code == EXIT_BAD_INPUT
+    assert "--tta is for segmentation models" in capsys.readouterr().err

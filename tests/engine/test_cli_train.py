@@ -116,6 +116,7 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "different band counts": (_band_counts, "has 4 band(s) but"),
     "bands out of range": (lambda p: [*_scenes(p), "--bands", "1,9"], "band(s) 9 do not exist"),
     "patch not a multiple": (lambda p: [*_scenes(p), "--patch", "96", "--depth", "6"], "multiple of 64"),
+    "time budget too short": (lambda p: [*_scenes(p), "--time-budget", "5s"], "at least 10 s"),
 }
 
 

