@@ -120,6 +120,7 @@ def absolute_spec(spec: JobSpec) -> JobSpec:
             output=config.output.absolute(),
             resume=None if config.resume is None else config.resume.absolute(),
             checkpoint_dir=None if config.checkpoint_dir is None else config.checkpoint_dir.absolute(),
+            init_model=None if config.init_model is None else config.init_model.absolute(),
         )
     )
 
@@ -150,6 +151,11 @@ def _validate_training(config: TrainConfig) -> list[str]:
     if config.resume is not None and not config.resume.is_file():
         raise ModelFileError(
             f"the checkpoint {config.resume} to resume from does not exist: check the path, or train anew"
+        )
+    if config.init_model is not None and not config.init_model.is_file():
+        raise ModelFileError(
+            f"the model {config.init_model} to start from does not exist: check the path, "
+            "or train from scratch"
         )
     if config.output.exists() and not config.overwrite:
         raise OutputError(f"{config.output} already exists. Choose another name or pass --overwrite.")

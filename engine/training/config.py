@@ -18,7 +18,7 @@ from engine.normalize import METHODS
 TASKS = ("segmentation", "anomaly")
 SCHEDULES = ("onecycle", "cosine")
 DEFAULT_DEPTH = {"segmentation": 4, "anomaly": 3}
-_PATH_FIELDS = ("output", "resume", "checkpoint_dir")
+_PATH_FIELDS = ("output", "resume", "checkpoint_dir", "init_model")
 _PATH_LIST_FIELDS = ("images", "masks")
 
 
@@ -56,6 +56,7 @@ class TrainConfig:
     class_colors: list[str] | None = None
     checkpoint_dir: Path | None = None
     overwrite: bool = False
+    init_model: Path | None = None
 
     @property
     def network_depth(self) -> int:

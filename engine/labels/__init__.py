@@ -1,0 +1,1 @@
+"""Labels: masks, polygons rasterised onto an image's grid, painted label tiles."""
