@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
 ICON_PATH = RESOURCES_DIR / "modelai.svg"
-PAGES = ("data", "train", "predict", "jobs", "models")
+PAGES = ("data", "train", "predict", "label", "jobs", "models")
 STYLE_SHEET = """
 QListWidget#navigation { border: none; border-right: 1px solid palette(mid); padding-top: 8px;
                          background: palette(window); font-size: 11pt; outline: 0; }
@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_band_list,
         metavar="R,G,B",
         help="with --screenshot: the band (or three bands) to display for the previewed raster",
+    )
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        metavar="MASK",
+        help="with --page label: a mask GeoTIFF on the raster's grid to label on from",
     )
     parser.add_argument("--version", action="version", version=f"modelai-desktop {__version__}")
     return parser
@@ -116,7 +122,7 @@ async def run_window(window: MainWindow, args: argparse.Namespace) -> int:
     """The whole session: until the window closes, or until a screenshot is saved."""
     window.train_page.start_background_reads()
     if args.screenshot:
-        code = await capture_window(window, args.screenshot, args.page, args.files, args.bands)
+        code = await capture_window(window, args.screenshot, args.page, args.files, args.bands, args.labels)
     else:
         closed = asyncio.Event()
         window.closed.connect(closed.set)
@@ -124,6 +130,8 @@ async def run_window(window: MainWindow, args: argparse.Namespace) -> int:
         window.show()
         window.show_page(args.page)
         window.open_paths(args.files)
+        if args.labels is not None and args.files:
+            window.label_page.open_raster(args.files[0], args.labels)
         await closed.wait()
         code = 0
     await window.tasks.aclose()

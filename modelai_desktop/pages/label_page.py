@@ -1,0 +1,388 @@
+"""The Label page: paint classes on a raster, train on them, see where the model is unsure, repeat.
+
+The page follows the raster selected on the Data page (or one given to `open_raster`). Its labels
+live in the data folder (`engine.labels.store`) and come back at the next start. Every read, save and
+file write runs on a read thread; training and whole-raster prediction are ordinary jobs (the job
+store, the Jobs page) run by a `JobWorker`. After each epoch the latest checkpoint predicts the part
+of the raster on screen, drawn as the class map or as "unsure here".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QSlider, QSpinBox, QVBoxLayout, QWidget
+
+from engine.errors import EngineError
+from engine.job_specs import PredictSpec, TrainSpec
+from engine.labels.live_prediction import predict_window
+from engine.labels.store import MASK_NAME, LabelClass, labels_folder, load_classes, load_mask, save_mask
+from engine.labels.tiles import UNLABELLED, LabelTiles
+from engine.labels.training_set import check_trainable, freeze_labels, label_training_config
+from engine.model_file import read_metadata
+from engine.preview import percentile_limits, read_preview, read_window, render_rgba
+from engine.raster import RasterInfo, read_info
+from engine.runner import JobOutcome
+from engine.training.config import checkpoint_path_for
+from modelai_desktop.async_tasks import BackgroundTasks
+from modelai_desktop.label_autosave import LabelAutosave
+from modelai_desktop.widgets.display_controls import DisplayChoice
+from modelai_desktop.widgets.label_canvas import LabelCanvas
+from modelai_desktop.widgets.label_classes import ClassList
+from modelai_desktop.widgets.label_tools import ToolBar
+from modelai_desktop.widgets.label_training import LabelTrainingPanel, prediction_rgba, uncertainty_rgba
+from modelai_desktop.widgets.message_banner import MessageBanner
+from modelai_desktop.workers import JobRegistry, JobWorker
+
+log = logging.getLogger(__name__)
+
+MODEL_FILTER = "ModelAI models (*.safetensors)"
+MASK_FILTER = "GeoTIFF mask (*.tif)"
+DEFAULT_CLASSES = (LabelClass("class 1", "#7fbf4d"), LabelClass("class 2", "#2a6fe8"))
+PLACEHOLDER = "Choose a raster on the Data page (drop it on the window), then label it here."
+
+
+class LabelPage(QWidget):
+    """Signals: status_message(str) for the status bar; model_saved(Path) when a training ends."""
+
+    status_message = Signal(str)
+    model_saved = Signal(object)
+
+    def __init__(self, tasks: BackgroundTasks, home: Path, jobs: JobRegistry, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._tasks = tasks
+        self._home = home
+        self._jobs = jobs
+        self.info: RasterInfo | None = None
+        self.tiles: LabelTiles | None = None
+        self.folder: Path | None = None
+        self.model_path: Path | None = None
+        self.worker: JobWorker | None = None
+        self.live_prediction = None
+        self._network: Path | None = None
+        self._view_task: asyncio.Task[None] | None = None
+        self._choice: DisplayChoice | None = None
+        self._limits: list[tuple[float, float] | None] = []
+        self.autosave = LabelAutosave(tasks, self)
+        self.autosave.failed.connect(self._show_error)
+
+        self.banner = MessageBanner()
+        self.canvas = LabelCanvas()
+        self.canvas.stroke_finished.connect(lambda: self.autosave.changed())
+        self.canvas.view_changed.connect(self.refresh_view)
+        self.canvas.cursor_moved.connect(self._show_cursor)
+        self.classes = ClassList()
+        self.classes.pixel_counts = lambda: self.tiles.class_pixels() if self.tiles else {}
+        self.classes.current_changed.connect(self._set_class)
+        self.classes.classes_changed.connect(self._classes_edited)
+        self.classes.class_deleted.connect(self._delete_class)
+        self.classes.from_model_requested.connect(self.choose_model_classes)
+        self.tools = ToolBar()
+        self.tools.tool_changed.connect(self.set_tool)
+        self.tools.undo_requested.connect(self.canvas.undo)
+        self.tools.redo_requested.connect(self.canvas.redo)
+        self.brush_size = QSpinBox()
+        self.brush_size.setRange(1, 200)
+        self.brush_size.setValue(self.canvas.brush_size)
+        self.brush_size.setSuffix(" px")
+        self.brush_size.setToolTip("Brush and eraser diameter in raster pixels ([ and ] change it)")
+        self.brush_size.valueChanged.connect(self._set_brush_size)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(70)
+        self.opacity.setToolTip("Label opacity")
+        self.opacity.valueChanged.connect(lambda value: self.canvas.set_opacity(value / 100))
+        self.canvas.set_opacity(0.7)
+        self.training = LabelTrainingPanel()
+        self.training.train_requested.connect(self.train)
+        self.training.stop_requested.connect(self._stop)
+        self.training.predict_requested.connect(self.predict_whole_raster)
+        self.training.overlay_changed.connect(self.refresh_view)
+        export = QLabel('<a href="#">Export labels as a mask GeoTIFF…</a>')
+        export.linkActivated.connect(lambda _link: self.choose_export())
+        self.position = QLabel(PLACEHOLDER)
+        self.position.setWordWrap(True)
+
+        side = QVBoxLayout()
+        side.addWidget(QLabel("Classes (keys 1-9)"))
+        side.addWidget(self.classes, 1)
+        side.addWidget(self.tools)
+        for text, widget in (("Brush", self.brush_size), ("Opacity", self.opacity)):
+            row = QHBoxLayout()
+            row.addWidget(QLabel(text))
+            row.addWidget(widget, 1)
+            side.addLayout(row)
+        side.addWidget(self.training)
+        side.addWidget(export)
+        side_panel = QWidget()
+        side_panel.setLayout(side)
+        side_panel.setFixedWidth(330)
+        body = QHBoxLayout()
+        body.addWidget(side_panel)
+        view = QVBoxLayout()
+        view.addWidget(self.canvas, 1)
+        view.addWidget(self.position)
+        body.addLayout(view, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addLayout(body, 1)
+        self._add_shortcuts()
+
+    def _add_shortcuts(self) -> None:
+        keys = {
+            "B": lambda: self.set_tool("brush"),
+            "E": lambda: self.set_tool("eraser"),
+            "P": lambda: self.set_tool("polygon"),
+            "H": lambda: self.set_tool("pan"),
+            "Ctrl+Z": self.canvas.undo,
+            "Ctrl+Shift+Z": self.canvas.redo,
+            "Return": self.canvas.close_polygon,
+            "Enter": self.canvas.close_polygon,
+            "Escape": self.canvas.cancel_polygon,
+            "[": lambda: self.brush_size.setValue(self.brush_size.value() - 2),
+            "]": lambda: self.brush_size.setValue(self.brush_size.value() + 2),
+            "Ctrl+T": self.train,
+        }
+        keys.update({str(number): (lambda n=number: self.classes.select(n - 1)) for number in range(1, 10)})
+        for key, slot in keys.items():
+            shortcut = QShortcut(QKeySequence(key), self, slot)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+
+    def set_tool(self, tool: str) -> None:
+        self.canvas.tool = tool
+        self.canvas.cancel_polygon()
+        self.tools.show_tool(tool)
+
+    def follow_raster(self, info: RasterInfo | None) -> None:
+        """The Data page selected a raster: label that one (its saved labels come back)."""
+        if info is not None and (self.info is None or self.info.path != info.path):
+            self.open_raster(info.path)
+
+    def open_raster(self, path: Path, labels: Path | None = None) -> asyncio.Task[None]:
+        """Shows ``path`` with its saved labels, or with ``labels`` (a mask GeoTIFF on its grid)."""
+        return self._tasks.start(self._open(path, labels), name="label-open")
+
+    async def _open(self, path: Path, labels: Path | None) -> None:
+        await self.autosave.flush()
+        try:
+            info = await self._tasks.run_blocking(read_info, path)
+            choice = DisplayChoice.default_for(info)
+            preview = await self._tasks.run_blocking(read_preview, info, list(choice.bands))
+            folder = labels_folder(self._home, info.path)
+            source = labels if labels is not None else folder / MASK_NAME
+            if source.is_file():
+                tiles = await self._tasks.run_blocking(load_mask, source, info)
+            else:
+                tiles = LabelTiles(info.height, info.width)
+            classes = await self._tasks.run_blocking(load_classes, folder / "labels.json")
+        except EngineError as exc:
+            self._show_error(str(exc))
+            return
+        highest = max(tiles.class_pixels(), default=-1)
+        classes = list(classes or DEFAULT_CLASSES)
+        while len(classes) <= highest:
+            classes.append(LabelClass(f"class {len(classes) + 1}", "#ffffff"))
+        self.info, self.tiles, self.folder, self._choice = info, tiles, folder, choice
+        self.model_path = self._network = None
+        self._limits = [percentile_limits(preview.band_array(band), preview.valid) for band in choice.bands]
+        self.classes.set_classes(classes)
+        self.canvas.set_labels(tiles, [label.color for label in classes])
+        self.canvas.show_raster(
+            render_rgba(preview, choice.bands, limits=self._limits), info.height, info.width
+        )
+        self.autosave.attach(folder, info, tiles, self.classes.classes)
+        if labels is not None:
+            self.autosave.changed(classes_too=True)
+        self.training.set_running(False, has_model=False)
+        self.position.setText(f"{info.describe()}. Labels: {sum(tiles.class_pixels().values())} pixels.")
+
+    def refresh_view(self) -> None:
+        """Reads the visible part sharply and, with a model, predicts it (on read threads)."""
+        if self._view_task is not None and not self._view_task.done():
+            self._view_task.cancel()
+        if self.info is not None:
+            self._view_task = self._tasks.start(self._refresh_view(), name="label-view")
+
+    async def _refresh_view(self) -> None:
+        info, window = self.info, self.canvas.visible_window()
+        if info is None or window is None or self._choice is None:
+            return
+        shape = self.canvas.screen_shape(window)
+        try:
+            detail = await self._tasks.run_blocking(
+                read_window, info, list(self._choice.bands), window, shape
+            )
+            self.canvas.set_detail(render_rgba(detail, self._choice.bands, limits=self._limits), window)
+            await self._show_overlay(window)
+        except EngineError as exc:
+            self._show_error(str(exc))
+
+    async def _show_overlay(self, window: object) -> None:
+        kind = self.training.overlay_kind()
+        if kind is None or self._network is None or not self._network.is_file() or self.info is None:
+            self.canvas.set_overlay(None)
+            return
+        measure = "margin" if kind == "prediction" else kind
+        prediction = await self._tasks.run_blocking(
+            predict_window, self._network, self.info, window, 512, measure
+        )
+        self.live_prediction = prediction
+        if kind == "prediction":
+            rgba = prediction_rgba(prediction.classes, [label.color for label in self.classes.classes()])
+        else:
+            rgba = uncertainty_rgba(prediction.uncertainty)
+        self.canvas.set_overlay(rgba, prediction.window)
+
+    def train(self) -> asyncio.Task[None] | None:
+        """Trains a small U-Net on the labels as they are now (refused, with the reason, on one class)."""
+        if self.info is None or self.tiles is None or self.folder is None or self.worker is not None:
+            return None
+        try:
+            check_trainable(self.tiles.class_pixels(), self.classes.classes())
+        except EngineError as exc:
+            self._show_error(str(exc))
+            return None
+        return self._tasks.start(self._train(self.info, self.tiles.copy(), self.folder), name="label-train")
+
+    async def _train(self, info: RasterInfo, snapshot: LabelTiles, folder: Path) -> None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        classes = self.classes.classes()
+        try:
+            frozen = await self._tasks.run_blocking(
+                freeze_labels, folder / "training" / stamp, info, snapshot
+            )
+        except EngineError as exc:
+            self._show_error(str(exc))
+            return
+        start_from = self.model_path if self.training.continue_box.isChecked() else None
+        output = self._home / "models" / f"{info.path.stem}-labels-{stamp}.safetensors"
+        config = label_training_config(frozen, output, classes, self.training.epochs.value(), start_from)
+        self._network = checkpoint_path_for(config)
+        worker = JobWorker(TrainSpec(config), self._home)
+        worker.epoch.connect(self._on_epoch)
+        worker.finished.connect(self._on_trained)
+        worker.failed.connect(lambda message, _details: self._job_ended(message))
+        worker.cancelled.connect(self._job_ended)
+        self.worker = worker
+        self._jobs.add(worker)
+        self.training.set_running(True, self.model_path is not None)
+        self.training.state.setText("Training started: the map appears after the first epoch.")
+        if self.training.overlay_kind() is None:
+            self.training.set_overlay_kind("margin")
+        worker.start()
+
+    def _on_epoch(self, event: object) -> None:
+        metric = getattr(event, "metrics", {}).get("mean_iou")
+        score = f", validation IoU {metric:.2f}" if metric is not None else ""
+        self.training.state.setText(f"Epoch {event.epoch} of {event.epochs}{score}.")
+        self.refresh_view()
+
+    def _on_trained(self, outcome: JobOutcome) -> None:
+        assert outcome.training is not None
+        self.model_path = self._network = outcome.training.model_path
+        self._job_ended(f"Model saved: {self.model_path.name}. Paint where it is unsure, then train again.")
+        self.model_saved.emit(self.model_path)
+        self.refresh_view()
+
+    def _job_ended(self, message: str) -> None:
+        self.worker = None
+        self.training.set_running(False, self.model_path is not None)
+        self.training.state.setText(message)
+        self.status_message.emit(message)
+
+    def _stop(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+
+    def predict_whole_raster(self) -> JobWorker | None:
+        """The normal prediction job with the latest model; outputs go to the data folder's outputs."""
+        if self.model_path is None or self.info is None or self.worker is not None:
+            return None
+        output_dir = self._home / "outputs" / f"{self.model_path.stem}"
+        worker = JobWorker(PredictSpec(self.model_path, [self.info.path], output_dir), self._home)
+        worker.finished.connect(lambda _outcome: self._job_ended(f"Class map written to {output_dir}."))
+        worker.failed.connect(lambda message, _details: self._job_ended(message))
+        worker.cancelled.connect(self._job_ended)
+        self.worker = worker
+        self._jobs.add(worker)
+        self.training.set_running(True, True)
+        self.training.state.setText("Predicting the whole raster…")
+        worker.start()
+        return worker
+
+    def choose_export(self) -> None:
+        """The Export dialog (a plain slot, so its modal loop is safe)."""
+        if self.info is None:
+            return
+        start = str(self.info.path.with_name(f"{self.info.path.stem}_mask.tif"))
+        name, _ = QFileDialog.getSaveFileName(self, "Export labels", start, MASK_FILTER)
+        if name:
+            self._tasks.start(self.export_labels(Path(name)), name="label-export")
+
+    async def export_labels(self, path: Path) -> None:
+        """Writes the labels as a mask GeoTIFF on the raster's grid (what `modelai train` accepts)."""
+        if self.info is None or self.tiles is None:
+            return
+        try:
+            await self._tasks.run_blocking(
+                save_mask, path, self.info, self.tiles.copy(), self.classes.classes()
+            )
+        except EngineError as exc:
+            self._show_error(str(exc))
+            return
+        self.status_message.emit(f"Labels exported to {path}.")
+
+    def choose_model_classes(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(
+            self, "Classes from a model", str(self._home / "models"), MODEL_FILTER
+        )
+        if name:
+            self._tasks.start(self.take_model_classes(Path(name)), name="label-model-classes")
+
+    async def take_model_classes(self, path: Path) -> None:
+        """Names and colours of a segmentation model's classes (labels keep their ids)."""
+        try:
+            metadata = await self._tasks.run_blocking(read_metadata, path)
+        except EngineError as exc:
+            self._show_error(str(exc))
+            return
+        if metadata.task != "segmentation":
+            self._show_error(f"{path.name} is an {metadata.task} model: it has no classes to take.")
+            return
+        ordered = sorted(metadata.classes, key=lambda info: info.id)
+        self.classes.set_classes([LabelClass(info.name, info.color) for info in ordered])
+        self._classes_edited()
+
+    def _classes_edited(self) -> None:
+        self.canvas.set_colors([label.color for label in self.classes.classes()])
+        self.autosave.changed(classes_too=True)
+
+    def _delete_class(self, class_id: int) -> None:
+        if self.tiles is not None:
+            lookup = np.arange(256, dtype=np.uint8)
+            lookup[class_id] = UNLABELLED
+            lookup[class_id + 1 : UNLABELLED] = np.arange(class_id, UNLABELLED - 1, dtype=np.uint8)
+            self.tiles.remap(lookup)
+        self._classes_edited()
+
+    def _set_class(self, class_id: int) -> None:
+        self.canvas.current_class = class_id
+        if self.canvas.tool == "eraser":
+            self.set_tool("brush")
+
+    def _set_brush_size(self, size: int) -> None:
+        self.canvas.brush_size = size
+
+    def _show_cursor(self, col: float, row: float) -> None:
+        if self.info is not None and 0 <= col < self.info.width and 0 <= row < self.info.height:
+            self.position.setText(f"Pixel {int(col)}, {int(row)}")
+
+    def _show_error(self, text: str) -> None:
+        self.banner.show_message(text)
+        self.status_message.emit(text.splitlines()[0])

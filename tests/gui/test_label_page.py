@@ -1,0 +1,219 @@
+"""The Label page driven as a person would: real mouse and key events on the canvas, real files,
+a real training job, and a restart after the app was killed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtTest import QTest
+
+from engine.job_records import JobStatus
+from engine.labels.store import MASK_NAME, labels_folder
+from engine.labels.tiles import UNLABELLED
+from engine.model_file import read_metadata
+from engine.paths import app_home
+from engine.runner import open_store
+from engine.synthetic import write_scene
+from modelai_desktop.pages.label_page import LabelPage
+from modelai_desktop.workers import JobRegistry
+from tests.engine.test_labels import scribble
+
+JOB_STOP_MS = 10_000
+TRAINING_TIMEOUT_S = 480
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def home(isolated_home: Path) -> Path:
+    return app_home(isolated_home)
+
+
+@pytest.fixture
+def scene(tmp_path: Path):
+    result = write_scene(tmp_path / "scene", "scene", size=(192, 192), seed=3)
+    with rasterio.open(result.mask) as dataset:
+        return result.image, dataset.read(1)
+
+
+@pytest.fixture
+def page(qtbot, tasks, home):
+    jobs = JobRegistry()
+    label_page = LabelPage(tasks, home, jobs)
+    qtbot.addWidget(label_page)
+    label_page.resize(1100, 700)
+    label_page.show()
+    yield label_page
+    assert jobs.stop_all(JOB_STOP_MS)
+
+
+def screen_point(page: LabelPage, col: float, row: float) -> QPoint:
+    scene_point = page.canvas.viewbox.mapViewToScene(QPointF(col, row))
+    return page.canvas.graphics.mapFromScene(scene_point)
+
+
+def drag(page: LabelPage, start: tuple[float, float], end: tuple[float, float], steps: int = 12) -> None:
+    """A left-button drag from ``start`` to ``end`` (column, row in raster pixels)."""
+    viewport = page.canvas.graphics.viewport()
+    first, last = screen_point(page, *start), screen_point(page, *end)
+    QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, first)
+    for step in range(1, steps + 1):
+        QTest.mouseMove(viewport, first + (last - first) * (step / steps))
+    QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, last)
+
+
+def click(page: LabelPage, col: float, row: float) -> None:
+    viewport = page.canvas.graphics.viewport()
+    QTest.mouseClick(
+        viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, screen_point(page, col, row)
+    )
+
+
+def key(page: LabelPage, sequence: Qt.Key, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
+    QTest.keyClick(page.canvas.graphics.viewport(), sequence, modifiers)
+
+
+async def open_scene(page: LabelPage, raster: Path, until) -> None:
+    await page.open_raster(raster)
+    await until(lambda: page.canvas.visible_window() is not None, "the raster to show")
+    page.canvas.graphics.viewport().setFocus()
+
+
+def test_paint_two_classes_undo_polygon_and_erase_then_autosave(page, scene, home, run, until):
+    raster, _ = scene
+
+    async def scenario() -> None:
+        await open_scene(page, raster, until)
+        tiles = page.tiles
+        drag(page, (20, 30), (120, 30))
+        first = tiles.class_pixels()
+        assert set(first) == {0} and first[0] > 500
+        key(page, Qt.Key.Key_2)
+        assert page.classes.current() == 1
+        drag(page, (20, 80), (120, 80))
+        assert set(tiles.class_pixels()) == {0, 1}
+        key(page, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+        assert tiles.class_pixels() == first
+        key(page, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+        assert set(tiles.class_pixels()) == {0, 1}
+
+        key(page, Qt.Key.Key_P)
+        assert page.canvas.tool == "polygon"
+        for corner in ((40, 120), (150, 120), (150, 170)):
+            click(page, *corner)
+        key(page, Qt.Key.Key_Return)
+        assert tiles.read(130, 140, 1, 1)[0, 0] == 1
+        assert tiles.read(160, 50, 1, 1)[0, 0] == UNLABELLED
+
+        key(page, Qt.Key.Key_E)
+        before = tiles.class_pixels()[0]
+        drag(page, (60, 30), (100, 30))
+        assert 0 < tiles.class_pixels()[0] < before - 200
+        assert tiles.read(30, 80, 1, 1)[0, 0] == UNLABELLED
+
+        await until(lambda: not page.autosave.pending(), "the autosave")
+        painted = tiles.read(0, 0, 192, 192)
+        mask = labels_folder(home, raster) / MASK_NAME
+        with rasterio.open(mask) as saved, rasterio.open(raster) as source:
+            assert np.array_equal(saved.read(1), painted)
+            assert saved.crs == source.crs and saved.transform == source.transform
+            assert saved.nodata == UNLABELLED
+
+    run(scenario())
+    page.grab().save("/tmp/label-page-test.png")
+
+
+def test_brush_outline_follows_the_cursor_at_brush_size(page, scene, run, until):
+    raster, _ = scene
+
+    async def scenario() -> None:
+        await open_scene(page, raster, until)
+        page.brush_size.setValue(21)
+        QTest.mouseMove(page.canvas.graphics.viewport(), screen_point(page, 100, 60))
+        await until(lambda: page.canvas.outline_item.isVisible(), "the brush outline")
+        rect = page.canvas.outline_item.rect()
+        assert rect.width() == pytest.approx(21) and rect.center().x() == pytest.approx(100, abs=1)
+
+    run(scenario())
+
+
+def test_one_class_is_refused_with_a_clear_message(page, scene, run, until):
+    raster, _ = scene
+
+    async def scenario() -> None:
+        await open_scene(page, raster, until)
+        drag(page, (20, 30), (120, 30))
+        page.training.train_button.click()
+        assert "Only 'class 1' is labelled" in page.banner.text()
+        assert page.worker is None
+
+    run(scenario())
+
+
+def test_train_on_my_labels_shows_uncertainty_and_trains_again_from_its_weights(
+    page, scene, home, tasks, qt_loop, until
+):
+    raster, truth = scene
+
+    async def scenario() -> None:
+        await open_scene(page, raster, until)
+        for key_, tile in scribble(truth).tiles():
+            page.tiles.set_tile(key_, tile)
+        page.training.epochs.setValue(2)
+        page.training.train_button.click()
+        await until(lambda: page.model_path is not None, "the training job", timeout=240)
+        assert page.model_path.is_file()
+        await until(lambda: page.live_prediction is not None, "the uncertainty overlay", timeout=60)
+        assert page.training.overlay_kind() == "margin"
+        assert page.canvas.overlay_item.image is not None
+        overlay = page.canvas.overlay_item.image
+        assert overlay.shape[2] == 4 and overlay[..., 3].max() > 0
+        first = page.model_path
+
+        page.training.epochs.setValue(1)
+        page.training.train_button.click()
+        await until(lambda: page.model_path != first, "the second training", timeout=240)
+        config = read_metadata(page.model_path).training["config"]
+        assert config["init_model"] == str(first)
+        await tasks.wait_idle()
+
+    qt_loop.run_until_complete(asyncio.wait_for(scenario(), TRAINING_TIMEOUT_S))
+    page.grab().save("/tmp/label-page-uncertainty.png")
+    with open_store(home) as store:
+        jobs = store.list_jobs()
+    assert [job.status for job in jobs] == [JobStatus.SUCCEEDED, JobStatus.SUCCEEDED]
+    assert {job.kind for job in jobs} == {"train-segmentation"}
+
+
+def test_labels_survive_a_kill_and_come_back_at_the_next_start(page, scene, home, run, until):
+    raster, _ = scene
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "MODELAI_HOME": str(home)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.gui.label_child", str(raster)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        painted = child.stdout.readline().strip()
+        assert painted.startswith("saved "), painted
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    expected = int(painted.split()[1])
+
+    async def scenario() -> None:
+        await open_scene(page, raster, until)
+        assert sum(page.tiles.class_pixels().values()) == expected
+        assert set(page.tiles.class_pixels()) == {0, 1}
+
+    run(scenario())
