@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import rasterio
 from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
 
 from engine.job_records import JobStatus
-from engine.labels.store import MASK_NAME, labels_folder
+from engine.labels.store import MASK_NAME, labels_folder, load_classes
 from engine.labels.tiles import UNLABELLED
 from engine.model_file import read_metadata
 from engine.paths import app_home
@@ -217,3 +218,103 @@ def test_labels_survive_a_kill_and_come_back_at_the_next_start(page, scene, home
         assert set(page.tiles.class_pixels()) == {0, 1}
 
     run(scenario())
+
+
+def test_classes_add_rename_recolour_and_delete_with_confirmation(page, scene, run, until):
+    raster, _ = scene
+    questions: list[str] = []
+
+    async def scenario() -> None:
+        await open_scene(page, raster, until)
+        drag(page, (20, 30), (120, 30))
+        key(page, Qt.Key.Key_2)
+        drag(page, (20, 80), (120, 80))
+        page.classes.add_class()
+        key(page, Qt.Key.Key_3)
+        drag(page, (20, 130), (120, 130))
+        assert set(page.tiles.class_pixels()) == {0, 1, 2}
+        page.classes.rename(2, "trees")
+        page.classes.choose_color = lambda _current: "#123456"
+        page.classes.recolor_current()
+        assert page.classes.classes()[2].name == "trees" and page.classes.classes()[2].color == "#123456"
+
+        page.classes.confirm = lambda text: questions.append(text) or False
+        page.classes.select(1)
+        assert not page.classes.delete_current()
+        assert set(page.tiles.class_pixels()) == {0, 1, 2}
+        page.classes.confirm = lambda text: questions.append(text) or True
+        assert page.classes.delete_current()
+        assert set(page.tiles.class_pixels()) == {0, 1}
+        assert [label.name for label in page.classes.classes()] == ["class 1", "trees"]
+        assert page.tiles.read(130, 60, 1, 1)[0, 0] == 1
+        await page.autosave.flush()
+        classes = load_classes(labels_folder(page._home, raster) / "labels.json")
+        assert [(label.name, label.color) for label in classes][1] == ("trees", "#123456")
+
+    run(scenario())
+    assert "Delete the class 'class 2'" in questions[0] and "cannot be undone" in questions[0]
+
+
+def test_zoomed_in_the_raster_is_read_at_full_resolution(page, tmp_path, run, until):
+    scene = write_scene(tmp_path / "big", "big", size=(2500, 2200), seed=1)
+
+    async def scenario() -> None:
+        await open_scene(page, scene.image, until)
+        overview = page.canvas.overview_item.image
+        assert max(overview.shape[:2]) <= 1024
+        page.canvas.viewbox.setRange(xRange=(1000, 1200), yRange=(1000, 1150), padding=0)
+        await until(lambda: page.canvas.detail_item.image is not None, "the detail read")
+        await until(lambda: page._view_task is None or page._view_task.done(), "the view task")
+        window = page.canvas.visible_window()
+        detail = page.canvas.detail_item.image
+        assert detail.shape[:2] == (int(window.height), int(window.width))
+        with rasterio.open(scene.image) as dataset:
+            assert dataset.read(1, window=window).shape == detail.shape[:2]
+
+    run(scenario())
+
+
+def test_export_and_a_given_mask_and_classes_from_a_model(page, scene, tmp_path, run, until):
+    raster, truth = scene
+    mask = tmp_path / "given_mask.tif"
+    with rasterio.open(raster) as source:
+        profile = {**source.profile, "count": 1, "dtype": "uint8", "nodata": 255}
+    given = np.full(truth.shape, 255, np.uint8)
+    given[10:20, 10:60] = 0
+    given[100:110, 10:60] = 2
+    with rasterio.open(mask, "w", **profile) as dataset:
+        dataset.write(given[None])
+
+    async def scenario() -> None:
+        await page.open_raster(raster, mask)
+        assert np.array_equal(page.tiles.read(0, 0, 192, 192), given)
+        assert len(page.classes.classes()) == 3
+        exported = tmp_path / "out" / "exported_mask.tif"
+        await page.export_labels(exported)
+        with rasterio.open(exported) as dataset, rasterio.open(raster) as source:
+            assert np.array_equal(dataset.read(1), given)
+            assert dataset.transform == source.transform and dataset.crs == source.crs
+        await page.autosave.flush()
+        assert (labels_folder(page._home, raster) / MASK_NAME).is_file()
+
+    run(scenario())
+
+
+def test_screenshot_of_the_label_page_draws_the_given_labels(scene, tmp_path):
+    raster, truth = scene
+    mask = tmp_path / "labels.tif"
+    with rasterio.open(raster) as source:
+        profile = {**source.profile, "count": 1, "dtype": "uint8", "nodata": 255}
+    given = np.full(truth.shape, 255, np.uint8)
+    given[40:150, 40:150] = 1
+    with rasterio.open(mask, "w", **profile) as dataset:
+        dataset.write(given[None])
+    out = tmp_path / "label.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    command = [sys.executable, "-m", "modelai_desktop", "--home", str(tmp_path / "home"), "--screenshot"]
+    command += [str(out), "--page", "label", str(raster), "--labels", str(mask)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    image = QImage(str(out))
+    blue = [image.pixelColor(x, 400) for x in range(500, 1200, 10)]
+    assert sum(color.blue() > 150 and color.red() < 120 for color in blue) > 10, "the labels are not drawn"
