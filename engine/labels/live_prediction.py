@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rasterio.enums import Resampling
 from rasterio.windows import Window
 from torch import nn
 
@@ -24,7 +23,8 @@ from engine.labels.tiles import UNLABELLED
 from engine.model_file import load_checkpoint, load_model
 from engine.models import build_model
 from engine.normalize import Normalization
-from engine.raster import RasterInfo, open_raster, pixel_validity
+from engine.preview import read_window
+from engine.raster import RasterInfo
 
 MEASURES = ("margin", "entropy")
 LIVE_MAX_SIDE = 512
@@ -93,16 +93,9 @@ def predict_window(
     model, bands, normalization = load_network(network)
     factor = max(1.0, max(window.width, window.height) / max_side)
     shape = (max(1, round(window.height / factor)), max(1, round(window.width / factor)))
-    with open_raster(info.path) as dataset:
-        data = dataset.read(
-            bands,
-            window=window,
-            out_shape=(len(bands), *shape),
-            resampling=Resampling.average,
-            out_dtype="float32",
-        )
-        valid = pixel_validity(dataset, data, info, bands, window=window, out_shape=shape)
-    inputs = torch.from_numpy(normalization.apply(data, valid))[None]
+    view = read_window(info, bands, window, shape)
+    valid = view.valid
+    inputs = torch.from_numpy(normalization.apply(view.data, valid))[None]
     multiple = getattr(model, "size_multiple", 1)
     pad_rows, pad_cols = -shape[0] % multiple, -shape[1] % multiple
     inputs = F.pad(inputs, (0, pad_cols, 0, pad_rows), mode="replicate" if min(shape) > 1 else "constant")

@@ -32,6 +32,7 @@ LABELS_FOLDER = "labels"
 MASK_NAME = "labels.tif"
 CLASSES_NAME = "labels.json"
 CLASSES_FORMAT = 1
+LAST_MODEL_NAME = "last_model.txt"
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,20 @@ def load_classes(path: Path) -> list[LabelClass]:
         raise RasterError(
             f"{path}: the label classes cannot be read ({exc}). Delete the file to start the classes anew."
         ) from exc
+
+
+def save_last_model(folder: Path, model: Path) -> None:
+    """Remembers the latest model trained on these labels, so the next run can start from it."""
+    write_atomically(folder / LAST_MODEL_NAME, lambda temporary: temporary.write_text(str(model), "utf-8"))
+
+
+def load_last_model(folder: Path) -> Path | None:
+    """The latest model trained on these labels, if it is still there."""
+    try:
+        model = Path((folder / LAST_MODEL_NAME).read_text("utf-8").strip())
+    except OSError:
+        return None
+    return model if model.is_file() else None
 
 
 def load_mask(path: Path, info: RasterInfo, tile: int = TILE) -> LabelTiles:

@@ -22,7 +22,17 @@ from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QSlider, QSpinBo
 from engine.errors import EngineError
 from engine.job_specs import PredictSpec, TrainSpec
 from engine.labels.live_prediction import predict_window
-from engine.labels.store import MASK_NAME, LabelClass, labels_folder, load_classes, load_mask, save_mask
+from engine.labels.store import (
+    CLASSES_NAME,
+    MASK_NAME,
+    LabelClass,
+    labels_folder,
+    load_classes,
+    load_last_model,
+    load_mask,
+    save_last_model,
+    save_mask,
+)
 from engine.labels.tiles import UNLABELLED, LabelTiles
 from engine.labels.training_set import check_trainable, freeze_labels, label_training_config
 from engine.model_file import read_metadata
@@ -180,7 +190,8 @@ class LabelPage(QWidget):
                 tiles = await self._tasks.run_blocking(load_mask, source, info)
             else:
                 tiles = LabelTiles(info.height, info.width)
-            classes = await self._tasks.run_blocking(load_classes, folder / "labels.json")
+            classes = await self._tasks.run_blocking(load_classes, folder / CLASSES_NAME)
+            last_model = await self._tasks.run_blocking(load_last_model, folder)
         except EngineError as exc:
             self._show_error(str(exc))
             return
@@ -189,7 +200,7 @@ class LabelPage(QWidget):
         while len(classes) <= highest:
             classes.append(LabelClass(f"class {len(classes) + 1}", "#ffffff"))
         self.info, self.tiles, self.folder, self._choice = info, tiles, folder, choice
-        self.model_path = self._network = None
+        self.model_path = self._network = last_model
         self._limits = [percentile_limits(preview.band_array(band), preview.valid) for band in choice.bands]
         self.classes.set_classes(classes)
         self.canvas.set_labels(tiles, [label.color for label in classes])
@@ -199,7 +210,7 @@ class LabelPage(QWidget):
         self.autosave.attach(folder, info, tiles, self.classes.classes)
         if labels is not None:
             self.autosave.changed(classes_too=True)
-        self.training.set_running(False, has_model=False)
+        self.training.set_running(False, has_model=last_model is not None)
         self.position.setText(f"{info.describe()}. Labels: {sum(tiles.class_pixels().values())} pixels.")
 
     def refresh_view(self) -> None:
@@ -286,9 +297,17 @@ class LabelPage(QWidget):
     def _on_trained(self, outcome: JobOutcome) -> None:
         assert outcome.training is not None
         self.model_path = self._network = outcome.training.model_path
+        if self.folder is not None:
+            self._tasks.start(self._remember_model(self.folder, self.model_path), name="label-last-model")
         self._job_ended(f"Model saved: {self.model_path.name}. Paint where it is unsure, then train again.")
         self.model_saved.emit(self.model_path)
         self.refresh_view()
+
+    async def _remember_model(self, folder: Path, model: Path) -> None:
+        try:
+            await self._tasks.run_blocking(save_last_model, folder, model)
+        except EngineError as exc:
+            self._show_error(str(exc))
 
     def _job_ended(self, message: str) -> None:
         self.worker = None

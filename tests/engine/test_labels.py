@@ -11,8 +11,8 @@ import rasterio
 from rasterio.windows import Window
 
 from engine.datasets import find_training_data
-from engine.errors import DatasetError, OutputError, RasterError
-from engine.job_specs import TrainSpec
+from engine.errors import DatasetError, ModelFileError, OutputError, RasterError
+from engine.job_specs import TrainSpec, validate
 from engine.labels.live_prediction import entropy_uncertainty, margin_uncertainty, predict_window
 from engine.labels.store import (
     LabelClass,
@@ -29,6 +29,8 @@ from engine.progress import CancelToken, RecordingReporter
 from engine.raster import read_info
 from engine.runner import open_store, run
 from engine.synthetic import write_scene
+from engine.training import train
+from engine.training.config import TrainConfig
 
 CLASSES = [LabelClass("field", "#7fbf4d"), LabelClass("water", "#2a6fe8")]
 FIELD, WATER = 0, 3  # ids in the synthetic truth
@@ -137,8 +139,7 @@ def test_autosaved_mask_is_on_the_raster_grid_and_trains_from_the_command_line(
     scene: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:
     image, truth = scene
-    info = read_info(image)
-    tiles = scribble(truth)
+    info, tiles = read_info(image), scribble(truth)
     folder = labels_folder(tmp_path / "home", image)
     mask = folder / "labels.tif"
     save_mask(mask, info, tiles.copy(), CLASSES)
@@ -213,9 +214,7 @@ def test_train_on_labels_learns_then_trains_again_from_its_weights(
     scene: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:
     image, truth = scene
-    info = read_info(image)
-    tiles = scribble(truth)
-    home = tmp_path / "home"
+    info, tiles, home = read_info(image), scribble(truth), tmp_path / "home"
     frozen = freeze_labels(tmp_path / "job1", info, tiles)
     first = label_training_config(frozen, tmp_path / "m1.safetensors", CLASSES, epochs=4)
     with open_store(home) as store:
@@ -254,3 +253,33 @@ def test_uncertainty_measures() -> None:
     flat = np.full((3, 1, 1), 1 / 3, dtype=np.float32)
     assert entropy_uncertainty(flat)[0, 0] == pytest.approx(1.0, abs=1e-4)
     assert entropy_uncertainty(sure)[0, 0] < 0.2
+
+
+def test_a_missing_or_unfit_model_to_start_from_is_refused(
+    scene: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    image, truth = scene
+    frozen = freeze_labels(tmp_path / "job", read_info(image), scribble(truth))
+    missing = label_training_config(
+        frozen, tmp_path / "m.safetensors", CLASSES, init_model=tmp_path / "none.safetensors"
+    )
+    with pytest.raises(ModelFileError, match="to start from does not exist"):
+        validate(TrainSpec(missing))
+    anomaly = train(
+        TrainConfig(
+            task="anomaly",
+            images=[image],
+            output=tmp_path / "ae.safetensors",
+            patch=32,
+            epochs=1,
+            batch_size=4,
+            base_width=4,
+            patches_per_epoch=4,
+            device="cpu",
+        )
+    )
+    unfit = label_training_config(
+        frozen, tmp_path / "m.safetensors", CLASSES, epochs=1, init_model=anomaly.model_path
+    )
+    with pytest.raises(ModelFileError, match="cannot start a segmentation training"):
+        train(unfit)

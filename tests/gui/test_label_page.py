@@ -82,6 +82,15 @@ def key(page: LabelPage, sequence: Qt.Key, modifiers=Qt.KeyboardModifier.NoModif
     QTest.keyClick(page.canvas.graphics.viewport(), sequence, modifiers)
 
 
+def write_mask(path: Path, raster: Path, values: np.ndarray) -> Path:
+    """A mask GeoTIFF of class ids on the raster's grid (255 = unlabelled)."""
+    with rasterio.open(raster) as source:
+        profile = {**source.profile, "count": 1, "dtype": "uint8", "nodata": 255}
+    with rasterio.open(path, "w", **profile) as dataset:
+        dataset.write(values[None])
+    return path
+
+
 async def open_scene(page: LabelPage, raster: Path, until) -> None:
     await page.open_raster(raster)
     await until(lambda: page.canvas.visible_window() is not None, "the raster to show")
@@ -185,6 +194,11 @@ def test_train_on_my_labels_shows_uncertainty_and_trains_again_from_its_weights(
         config = read_metadata(page.model_path).training["config"]
         assert config["init_model"] == str(first)
         await tasks.wait_idle()
+        restarted = LabelPage(tasks, home, JobRegistry())
+        await restarted.open_raster(raster)
+        assert restarted.model_path == page.model_path
+        assert restarted.training.predict_button.isEnabled()
+        restarted.deleteLater()
 
     qt_loop.run_until_complete(asyncio.wait_for(scenario(), TRAINING_TIMEOUT_S))
     page.grab().save("/tmp/label-page-uncertainty.png")
@@ -276,14 +290,10 @@ def test_zoomed_in_the_raster_is_read_at_full_resolution(page, tmp_path, run, un
 
 def test_export_and_a_given_mask_and_classes_from_a_model(page, scene, tmp_path, run, until):
     raster, truth = scene
-    mask = tmp_path / "given_mask.tif"
-    with rasterio.open(raster) as source:
-        profile = {**source.profile, "count": 1, "dtype": "uint8", "nodata": 255}
     given = np.full(truth.shape, 255, np.uint8)
     given[10:20, 10:60] = 0
     given[100:110, 10:60] = 2
-    with rasterio.open(mask, "w", **profile) as dataset:
-        dataset.write(given[None])
+    mask = write_mask(tmp_path / "given_mask.tif", raster, given)
 
     async def scenario() -> None:
         await page.open_raster(raster, mask)
@@ -302,13 +312,9 @@ def test_export_and_a_given_mask_and_classes_from_a_model(page, scene, tmp_path,
 
 def test_screenshot_of_the_label_page_draws_the_given_labels(scene, tmp_path):
     raster, truth = scene
-    mask = tmp_path / "labels.tif"
-    with rasterio.open(raster) as source:
-        profile = {**source.profile, "count": 1, "dtype": "uint8", "nodata": 255}
     given = np.full(truth.shape, 255, np.uint8)
     given[40:150, 40:150] = 1
-    with rasterio.open(mask, "w", **profile) as dataset:
-        dataset.write(given[None])
+    mask = write_mask(tmp_path / "labels.tif", raster, given)
     out = tmp_path / "label.png"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     command = [sys.executable, "-m", "modelai_desktop", "--home", str(tmp_path / "home"), "--screenshot"]
