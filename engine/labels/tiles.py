@@ -184,8 +184,14 @@ class LabelTiles:
         )
         self._apply(top, left, inside.astype(bool), value)
 
-    def remap(self, lookup: np.ndarray) -> None:
-        """Replaces every class id by ``lookup[id]`` (a 256-entry uint8 table); clears the history."""
+    def delete_class(self, class_id: int) -> None:
+        """Makes a class's pixels unlabelled and moves every later class id down by one.
+
+        The history is cleared: undoing a stroke from before would bring back old ids.
+        """
+        lookup = np.arange(256, dtype=np.uint8)
+        lookup[class_id] = UNLABELLED
+        lookup[class_id + 1 : UNLABELLED] = np.arange(class_id, UNLABELLED - 1, dtype=np.uint8)
         for key in list(self._tiles):
             self.set_tile(key, lookup[self._tiles[key]])
         self._undo.clear()

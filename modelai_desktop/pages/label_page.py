@@ -20,7 +20,6 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QSlider, QSpinBox, QVBoxLayout, QWidget
 
 from engine.errors import EngineError
-from engine.job_specs import PredictSpec, TrainSpec
 from engine.labels.live_prediction import predict_window
 from engine.labels.store import (
     CLASSES_NAME,
@@ -33,21 +32,21 @@ from engine.labels.store import (
     save_last_model,
     save_mask,
 )
-from engine.labels.tiles import UNLABELLED, LabelTiles
+from engine.labels.tiles import LabelTiles
 from engine.labels.training_set import check_trainable, freeze_labels, label_training_config
 from engine.model_file import read_metadata
-from engine.preview import percentile_limits, read_preview, read_window, render_rgba
+from engine.preview import Preview, percentile_limits, read_preview, read_window, render_rgba
 from engine.raster import RasterInfo, read_info
-from engine.runner import JobOutcome
-from engine.training.config import checkpoint_path_for
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.label_autosave import LabelAutosave
-from modelai_desktop.widgets.display_controls import DisplayChoice
+from modelai_desktop.label_jobs import LabelJobs
+from modelai_desktop.widgets.display_controls import DisplayChoice, DisplayControls, colormap_lut
 from modelai_desktop.widgets.label_canvas import LabelCanvas
 from modelai_desktop.widgets.label_classes import ClassList
 from modelai_desktop.widgets.label_tools import ToolBar
 from modelai_desktop.widgets.label_training import LabelTrainingPanel, prediction_rgba, uncertainty_rgba
 from modelai_desktop.widgets.message_banner import MessageBanner
+from modelai_desktop.widgets.raster_view import MAX_PREVIEW_BANDS
 from modelai_desktop.workers import JobRegistry, JobWorker
 
 log = logging.getLogger(__name__)
@@ -68,17 +67,18 @@ class LabelPage(QWidget):
         super().__init__(parent)
         self._tasks = tasks
         self._home = home
-        self._jobs = jobs
         self.info: RasterInfo | None = None
         self.tiles: LabelTiles | None = None
         self.folder: Path | None = None
-        self.model_path: Path | None = None
-        self.worker: JobWorker | None = None
         self.live_prediction = None
-        self._network: Path | None = None
         self._view_task: asyncio.Task[None] | None = None
-        self._choice: DisplayChoice | None = None
-        self._limits: list[tuple[float, float] | None] = []
+        self._preview: Preview | None = None
+        self.controls = DisplayControls()
+        self.controls.changed.connect(self._on_choice_changed)
+        self.label_jobs = LabelJobs(home, jobs, self)
+        self.label_jobs.epoch.connect(self._on_epoch)
+        self.label_jobs.trained.connect(self._on_trained)
+        self.label_jobs.ended.connect(self._job_ended)
         self.autosave = LabelAutosave(tasks, self)
         self.autosave.failed.connect(self._show_error)
 
@@ -111,7 +111,7 @@ class LabelPage(QWidget):
         self.canvas.set_opacity(0.7)
         self.training = LabelTrainingPanel()
         self.training.train_requested.connect(self.train)
-        self.training.stop_requested.connect(self._stop)
+        self.training.stop_requested.connect(self.label_jobs.cancel)
         self.training.predict_requested.connect(self.predict_whole_raster)
         self.training.overlay_changed.connect(self.refresh_view)
         export = QLabel('<a href="#">Export labels as a mask GeoTIFF…</a>')
@@ -136,6 +136,7 @@ class LabelPage(QWidget):
         body = QHBoxLayout()
         body.addWidget(side_panel)
         view = QVBoxLayout()
+        view.addWidget(self.controls)
         view.addWidget(self.canvas, 1)
         view.addWidget(self.position)
         body.addLayout(view, 1)
@@ -183,7 +184,8 @@ class LabelPage(QWidget):
         try:
             info = await self._tasks.run_blocking(read_info, path)
             choice = DisplayChoice.default_for(info)
-            preview = await self._tasks.run_blocking(read_preview, info, list(choice.bands))
+            bands = None if len(info.data_bands) <= MAX_PREVIEW_BANDS else list(choice.bands)
+            preview = await self._tasks.run_blocking(read_preview, info, bands)
             folder = labels_folder(self._home, info.path)
             source = labels if labels is not None else folder / MASK_NAME
             if source.is_file():
@@ -199,19 +201,47 @@ class LabelPage(QWidget):
         classes = list(classes or DEFAULT_CLASSES)
         while len(classes) <= highest:
             classes.append(LabelClass(f"class {len(classes) + 1}", "#ffffff"))
-        self.info, self.tiles, self.folder, self._choice = info, tiles, folder, choice
-        self.model_path = self._network = last_model
-        self._limits = [percentile_limits(preview.band_array(band), preview.valid) for band in choice.bands]
+        self.info, self.tiles, self.folder, self._preview = info, tiles, folder, preview
         self.classes.set_classes(classes)
         self.canvas.set_labels(tiles, [label.color for label in classes])
-        self.canvas.show_raster(
-            render_rgba(preview, choice.bands, limits=self._limits), info.height, info.width
-        )
+        self.controls.set_raster(info, choice)
+        self.canvas.show_raster(self._render(preview), info.height, info.width)
         self.autosave.attach(folder, info, tiles, self.classes.classes)
         if labels is not None:
             self.autosave.changed(classes_too=True)
+        self.label_jobs.use_model(last_model)
         self.training.set_running(False, has_model=last_model is not None)
+        if last_model is not None:
+            self.training.state.setText(f"Last model: {last_model.name}. Train again to improve it.")
         self.position.setText(f"{info.describe()}. Labels: {sum(tiles.class_pixels().values())} pixels.")
+
+    def _render(self, pixels: Preview) -> np.ndarray:
+        """RGBA of the preview or of a window, stretched by the limits of the whole raster's preview."""
+        assert self._preview is not None
+        choice = self.controls.choice()
+        limits = [
+            percentile_limits(self._preview.band_array(band), self._preview.valid, choice.percentiles)
+            for band in choice.bands
+        ]
+        lut = colormap_lut(choice.colormap) if len(choice.bands) == 1 else None
+        return render_rgba(pixels, choice.bands, lut=lut, limits=limits)
+
+    def _on_choice_changed(self) -> None:
+        if self.info is not None:
+            self._tasks.start(self._redraw(self.info), name="label-bands")
+
+    async def _redraw(self, info: RasterInfo) -> None:
+        """Draws the raster with the bands and stretch chosen now (reading them if not read yet)."""
+        bands = self.controls.choice().bands
+        if self._preview is None or not set(bands) <= set(self._preview.bands):
+            try:
+                self._preview = await self._tasks.run_blocking(read_preview, info, list(bands))
+            except EngineError as exc:
+                self._show_error(str(exc))
+                return
+        if self.info is info:
+            self.canvas.set_overview(self._render(self._preview))
+            self.refresh_view()
 
     def refresh_view(self) -> None:
         """Reads the visible part sharply and, with a model, predicts it (on read threads)."""
@@ -222,27 +252,26 @@ class LabelPage(QWidget):
 
     async def _refresh_view(self) -> None:
         info, window = self.info, self.canvas.visible_window()
-        if info is None or window is None or self._choice is None:
+        if info is None or window is None:
             return
         shape = self.canvas.screen_shape(window)
         try:
             detail = await self._tasks.run_blocking(
-                read_window, info, list(self._choice.bands), window, shape
+                read_window, info, list(self.controls.choice().bands), window, shape
             )
-            self.canvas.set_detail(render_rgba(detail, self._choice.bands, limits=self._limits), window)
+            self.canvas.set_detail(self._render(detail), window)
             await self._show_overlay(window)
         except EngineError as exc:
             self._show_error(str(exc))
 
     async def _show_overlay(self, window: object) -> None:
         kind = self.training.overlay_kind()
-        if kind is None or self._network is None or not self._network.is_file() or self.info is None:
+        network = self.label_jobs.network
+        if kind is None or network is None or not network.is_file() or self.info is None:
             self.canvas.set_overlay(None)
             return
         measure = "margin" if kind == "prediction" else kind
-        prediction = await self._tasks.run_blocking(
-            predict_window, self._network, self.info, window, 512, measure
-        )
+        prediction = await self._tasks.run_blocking(predict_window, network, self.info, window, 512, measure)
         self.live_prediction = prediction
         if kind == "prediction":
             rgba = prediction_rgba(prediction.classes, [label.color for label in self.classes.classes()])
@@ -252,7 +281,7 @@ class LabelPage(QWidget):
 
     def train(self) -> asyncio.Task[None] | None:
         """Trains a small U-Net on the labels as they are now (refused, with the reason, on one class)."""
-        if self.info is None or self.tiles is None or self.folder is None or self.worker is not None:
+        if self.info is None or self.tiles is None or self.folder is None or self.label_jobs.running:
             return None
         try:
             check_trainable(self.tiles.class_pixels(), self.classes.classes())
@@ -271,22 +300,14 @@ class LabelPage(QWidget):
         except EngineError as exc:
             self._show_error(str(exc))
             return
-        start_from = self.model_path if self.training.continue_box.isChecked() else None
+        start_from = self.label_jobs.model_path if self.training.continue_box.isChecked() else None
         output = self._home / "models" / f"{info.path.stem}-labels-{stamp}.safetensors"
         config = label_training_config(frozen, output, classes, self.training.epochs.value(), start_from)
-        self._network = checkpoint_path_for(config)
-        worker = JobWorker(TrainSpec(config), self._home)
-        worker.epoch.connect(self._on_epoch)
-        worker.finished.connect(self._on_trained)
-        worker.failed.connect(lambda message, _details: self._job_ended(message))
-        worker.cancelled.connect(self._job_ended)
-        self.worker = worker
-        self._jobs.add(worker)
-        self.training.set_running(True, self.model_path is not None)
+        self.label_jobs.train(config)
+        self.training.set_running(True, self.label_jobs.model_path is not None)
         self.training.state.setText("Training started: the map appears after the first epoch.")
         if self.training.overlay_kind() is None:
             self.training.set_overlay_kind("margin")
-        worker.start()
 
     def _on_epoch(self, event: object) -> None:
         metric = getattr(event, "metrics", {}).get("mean_iou")
@@ -294,13 +315,10 @@ class LabelPage(QWidget):
         self.training.state.setText(f"Epoch {event.epoch} of {event.epochs}{score}.")
         self.refresh_view()
 
-    def _on_trained(self, outcome: JobOutcome) -> None:
-        assert outcome.training is not None
-        self.model_path = self._network = outcome.training.model_path
+    def _on_trained(self, model: Path) -> None:
         if self.folder is not None:
-            self._tasks.start(self._remember_model(self.folder, self.model_path), name="label-last-model")
-        self._job_ended(f"Model saved: {self.model_path.name}. Paint where it is unsure, then train again.")
-        self.model_saved.emit(self.model_path)
+            self._tasks.start(self._remember_model(self.folder, model), name="label-last-model")
+        self.model_saved.emit(model)
         self.refresh_view()
 
     async def _remember_model(self, folder: Path, model: Path) -> None:
@@ -310,29 +328,16 @@ class LabelPage(QWidget):
             self._show_error(str(exc))
 
     def _job_ended(self, message: str) -> None:
-        self.worker = None
-        self.training.set_running(False, self.model_path is not None)
+        self.training.set_running(False, self.label_jobs.model_path is not None)
         self.training.state.setText(message)
         self.status_message.emit(message)
 
-    def _stop(self) -> None:
-        if self.worker is not None:
-            self.worker.cancel()
-
     def predict_whole_raster(self) -> JobWorker | None:
         """The normal prediction job with the latest model; outputs go to the data folder's outputs."""
-        if self.model_path is None or self.info is None or self.worker is not None:
-            return None
-        output_dir = self._home / "outputs" / f"{self.model_path.stem}"
-        worker = JobWorker(PredictSpec(self.model_path, [self.info.path], output_dir), self._home)
-        worker.finished.connect(lambda _outcome: self._job_ended(f"Class map written to {output_dir}."))
-        worker.failed.connect(lambda message, _details: self._job_ended(message))
-        worker.cancelled.connect(self._job_ended)
-        self.worker = worker
-        self._jobs.add(worker)
-        self.training.set_running(True, True)
-        self.training.state.setText("Predicting the whole raster…")
-        worker.start()
+        worker = self.label_jobs.predict(self.info.path) if self.info is not None else None
+        if worker is not None:
+            self.training.set_running(True, True)
+            self.training.state.setText("Predicting the whole raster…")
         return worker
 
     def choose_export(self) -> None:
@@ -384,10 +389,7 @@ class LabelPage(QWidget):
 
     def _delete_class(self, class_id: int) -> None:
         if self.tiles is not None:
-            lookup = np.arange(256, dtype=np.uint8)
-            lookup[class_id] = UNLABELLED
-            lookup[class_id + 1 : UNLABELLED] = np.arange(class_id, UNLABELLED - 1, dtype=np.uint8)
-            self.tiles.remap(lookup)
+            self.tiles.delete_class(class_id)
         self._classes_edited()
 
     def _set_class(self, class_id: int) -> None:

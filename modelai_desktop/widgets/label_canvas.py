@@ -131,11 +131,15 @@ class LabelCanvas(QWidget):
 
     def show_raster(self, rgba: np.ndarray, height: int, width: int) -> None:
         """Draws the whole raster's preview (any resolution) over ``height`` x ``width`` raster pixels."""
-        self.overview_item.setImage(rgba, autoLevels=False)
+        self.set_overview(rgba)
         self.overview_item.setRect(QRectF(0, 0, width, height))
         self.detail_item.clear()
         self.overlay_item.clear()
         self.reset_zoom()
+
+    def set_overview(self, rgba: np.ndarray) -> None:
+        """Redraws the whole raster's preview (another band choice or stretch) where it is."""
+        self.overview_item.setImage(rgba, autoLevels=False)
 
     def set_labels(self, tiles: LabelTiles, colors: Sequence[str]) -> None:
         self.tiles = tiles

@@ -163,7 +163,7 @@ def test_one_class_is_refused_with_a_clear_message(page, scene, run, until):
         drag(page, (20, 30), (120, 30))
         page.training.train_button.click()
         assert "Only 'class 1' is labelled" in page.banner.text()
-        assert page.worker is None
+        assert not page.label_jobs.running
 
     run(scenario())
 
@@ -179,24 +179,24 @@ def test_train_on_my_labels_shows_uncertainty_and_trains_again_from_its_weights(
             page.tiles.set_tile(key_, tile)
         page.training.epochs.setValue(2)
         page.training.train_button.click()
-        await until(lambda: page.model_path is not None, "the training job", timeout=240)
-        assert page.model_path.is_file()
+        await until(lambda: page.label_jobs.model_path is not None, "the training job", timeout=240)
+        assert page.label_jobs.model_path.is_file()
         await until(lambda: page.live_prediction is not None, "the uncertainty overlay", timeout=60)
         assert page.training.overlay_kind() == "margin"
         assert page.canvas.overlay_item.image is not None
         overlay = page.canvas.overlay_item.image
         assert overlay.shape[2] == 4 and overlay[..., 3].max() > 0
-        first = page.model_path
+        first = page.label_jobs.model_path
 
         page.training.epochs.setValue(1)
         page.training.train_button.click()
-        await until(lambda: page.model_path != first, "the second training", timeout=240)
-        config = read_metadata(page.model_path).training["config"]
+        await until(lambda: page.label_jobs.model_path != first, "the second training", timeout=240)
+        config = read_metadata(page.label_jobs.model_path).training["config"]
         assert config["init_model"] == str(first)
         await tasks.wait_idle()
         restarted = LabelPage(tasks, home, JobRegistry())
         await restarted.open_raster(raster)
-        assert restarted.model_path == page.model_path
+        assert restarted.label_jobs.model_path == page.label_jobs.model_path
         assert restarted.training.predict_button.isEnabled()
         restarted.deleteLater()
 
