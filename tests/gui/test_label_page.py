@@ -211,7 +211,6 @@ def test_train_on_my_labels_shows_uncertainty_and_trains_again_from_its_weights(
         await restarted.open_raster(raster)
         assert restarted.label_jobs.model_path == page.label_jobs.model_path
         assert restarted.training.predict_button.isEnabled()
-        restarted.deleteLater()
         await settle(tasks)
 
     qt_loop.run_until_complete(asyncio.wait_for(scenario(), TRAINING_TIMEOUT_S))
