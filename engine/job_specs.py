@@ -124,6 +124,7 @@ def absolute_spec(spec: JobSpec) -> JobSpec:
             resume=None if config.resume is None else config.resume.absolute(),
             labels=None if config.labels is None else config.labels.absolute(),
             checkpoint_dir=None if config.checkpoint_dir is None else config.checkpoint_dir.absolute(),
+            init_model=None if config.init_model is None else config.init_model.absolute(),
         )
     )
 
@@ -156,6 +157,11 @@ def _validate_training(config: TrainConfig) -> list[str]:
             f"the checkpoint {config.resume} to resume from does not exist: check the path, or train anew"
         )
     check_resumable(config)
+    if config.init_model is not None and not config.init_model.is_file():
+        raise ModelFileError(
+            f"the model {config.init_model} to start from does not exist: check the path, "
+            "or train from scratch"
+        )
     if config.output.exists() and not config.overwrite:
         raise OutputError(f"{config.output} already exists. Choose another name or pass --overwrite.")
     check_writable_folder(config.output.parent)

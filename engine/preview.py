@@ -17,6 +17,7 @@ import numpy as np
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.transform import Affine
+from rasterio.windows import Window
 
 from engine.errors import BandMismatchError, RasterError
 from engine.raster import RasterInfo, check_bands, first_line, open_raster, pixel_validity
@@ -122,6 +123,38 @@ def read_preview(
     return Preview(info=info, bands=tuple(chosen), data=data, valid=valid, transform=transform)
 
 
+def read_window(
+    info: RasterInfo, bands: Sequence[int], window: Window, out_shape: tuple[int, int]
+) -> Preview:
+    """Reads one window of the raster at ``out_shape`` pixels: full resolution when zoomed in, the
+    overviews when zoomed out (GDAL picks them for a decimated read), for a view that stays sharp.
+
+    Raises:
+        RasterError: the pixels cannot be read.
+        BandMismatchError: a band does not exist.
+    """
+    chosen = check_bands(info, bands)
+    with open_raster(info.path) as dataset:
+        try:
+            data = dataset.read(
+                chosen,
+                window=window,
+                out_shape=(len(chosen), *out_shape),
+                resampling=Resampling.average,
+                out_dtype="float32",
+            )
+            valid = pixel_validity(dataset, data, info, chosen, window=window, out_shape=out_shape)
+        except RasterioError as exc:
+            raise RasterError(
+                f"{info.path}: a window of the raster cannot be read ({first_line(exc)}). "
+                "The file is probably corrupt: copy or export it again."
+            ) from exc
+    data[:, ~valid] = 0.0
+    transform = Affine(*info.transform) * Affine.translation(window.col_off, window.row_off)
+    transform *= Affine.scale(window.width / out_shape[1], window.height / out_shape[0])
+    return Preview(info=info, bands=tuple(chosen), data=data, valid=valid, transform=transform)
+
+
 def percentile_limits(
     values: np.ndarray, valid: np.ndarray, percentiles: tuple[float, float] = DEFAULT_PERCENTILES
 ) -> tuple[float, float] | None:
@@ -152,6 +185,7 @@ def render_rgba(
     bands: Sequence[int],
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
     lut: np.ndarray | None = None,
+    limits: Sequence[tuple[float, float] | None] | None = None,
 ) -> np.ndarray:
     """RGBA uint8 (rows, cols, 4) of a 3-band composite or a single band, nodata transparent.
 
@@ -160,6 +194,8 @@ def render_rgba(
         bands: three 1-based bands for red, green and blue, or one band.
         percentiles: the stretch of each band, computed on its own valid pixels.
         lut: for a single band, a (256, 3|4) uint8 colour map; grey when None.
+        limits: the stretch of each band given instead (those of the whole raster's preview, so a
+            full-resolution window drawn over it has the same colours).
 
     Raises:
         BandMismatchError: a band is not in the preview.
@@ -170,10 +206,10 @@ def render_rgba(
     rows, cols = preview.shape
     rgba = np.zeros((rows, cols, 4), dtype=np.uint8)
     channels = []
-    for band in bands:
+    for index, band in enumerate(bands):
         values = preview.band_array(band)
-        limits = percentile_limits(values, preview.valid, percentiles)
-        channels.append(stretch(values, limits) if limits else np.zeros((rows, cols), np.uint8))
+        band_limits = limits[index] if limits else percentile_limits(values, preview.valid, percentiles)
+        channels.append(stretch(values, band_limits) if band_limits else np.zeros((rows, cols), np.uint8))
     if len(channels) == 3:
         rgba[..., :3] = np.stack(channels, axis=-1)
     elif lut is not None:

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
 ICON_PATH = RESOURCES_DIR / "modelai.svg"
-PAGES = ("data", "train", "predict", "jobs", "models")
+PAGES = ("data", "train", "predict", "label", "jobs", "models")
 STYLE_SHEET = """
 QListWidget#navigation { border: none; border-right: 1px solid palette(mid); padding-top: 8px;
                          background: palette(window); font-size: 11pt; outline: 0; }
@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_band_list,
         metavar="R,G,B",
         help="with --screenshot: the band (or three bands) to display for the previewed raster",
+    )
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        metavar="MASK",
+        help="with --page label: a mask GeoTIFF on the raster's grid to label on from",
     )
     parser.add_argument("--version", action="version", version=f"modelai-desktop {__version__}")
     return parser
@@ -139,7 +145,7 @@ async def run_window(window: MainWindow, args: argparse.Namespace, clock: Startu
 
     window.start_background_reads()
     if args.screenshot:
-        code = await capture_window(window, args.screenshot, args.page, args.files, args.bands)
+        code = await capture_window(window, args.screenshot, args.page, args.files, args.bands, args.labels)
     else:
         closed = asyncio.Event()
         window.closed.connect(closed.set)
@@ -150,6 +156,8 @@ async def run_window(window: MainWindow, args: argparse.Namespace, clock: Startu
             window.open_paths(args.files)
         else:
             window.restore_session()
+        if args.labels is not None and args.files:
+            window.label_page.open_raster(args.files[0], args.labels)
         if clock is not None:
             clock.mark("main window")
             log.info("Start-up: %s", clock.summary())

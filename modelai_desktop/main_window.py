@@ -43,6 +43,7 @@ from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.interrupted import InterruptedBanner, find_interrupted
 from modelai_desktop.pages.data_page import DataPage
 from modelai_desktop.pages.jobs_page import JobsPage
+from modelai_desktop.pages.label_page import LabelPage
 from modelai_desktop.pages.models_page import ModelsPage
 from modelai_desktop.pages.predict_page import PredictPage
 from modelai_desktop.pages.train_page import TrainPage
@@ -119,6 +120,10 @@ class MainWindow(QMainWindow):
         self.predict_page = PredictPage(self.tasks, self.home, self.data_page.table.raster_model, self.jobs)
         self.predict_page.status_message.connect(self.show_status)
         self.add_page("Predict", self.predict_page)
+        self.label_page = LabelPage(self.tasks, self.home, self.jobs)
+        self.label_page.status_message.connect(self.show_status)
+        self.data_page.table.selected.connect(self.label_page.follow_raster)
+        self.add_page("Label", self.label_page)
         self.jobs_page = JobsPage(self.tasks, self.home, self.jobs)
         self.jobs_page.status_message.connect(self.show_status)
         self.jobs_page.resume_requested.connect(self._resume_training)
@@ -128,6 +133,7 @@ class MainWindow(QMainWindow):
         self.models_page.predict_requested.connect(lambda model: self.open_paths([model]))
         self.train_page.model_saved.connect(lambda _model: self.models_page.refresh())
         self.train_page.model_saved.connect(self.predict_page.set_model)
+        self.label_page.model_saved.connect(lambda _model: self.models_page.refresh())
         self.add_page("Models", self.models_page)
         self._build_menus()
         self.show_status("Ready. Drop GeoTIFF files or a folder on the window to add them.")

@@ -21,13 +21,19 @@ SETTLE_S = 0.2
 
 
 async def capture_window(
-    window: MainWindow, out: Path, page: str, files: Sequence[Path], bands: Sequence[int] | None = None
+    window: MainWindow,
+    out: Path,
+    page: str,
+    files: Sequence[Path],
+    bands: Sequence[int] | None = None,
+    labels: Path | None = None,
 ) -> int:
     """Shows the window, opens ``files`` as a drop would (the first raster is previewed, a model goes
     to the Predict page), shows ``page`` and saves a grab.
 
     Args:
         bands: one band, or three for red, green and blue, to display for the previewed raster.
+        labels: a mask GeoTIFF to show on the Label page over the first raster.
 
     Returns:
         0 when the PNG was written; 2 when the bands do not exist or the file cannot be written.
@@ -35,11 +41,14 @@ async def capture_window(
     window.show()
     window.open_paths(files)
     await window.tasks.wait_idle()
+    if labels is not None and files:
+        await window.label_page.open_raster(files[0], labels)
     if bands and not _show_bands(window, bands):
         return 2
     window.show_page(page)
     await window.tasks.wait_idle()
     await asyncio.sleep(SETTLE_S)
+    await window.tasks.wait_idle()
     out = out.expanduser().resolve()
     temporary = out.with_name(f".{out.stem}.partial.png")
     if not (out.parent.is_dir() and window.grab().save(str(temporary), "PNG")):

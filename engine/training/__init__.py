@@ -40,6 +40,7 @@ from engine.training.config import TrainConfig, checkpoint_path_for, resume_diff
 from engine.training.fit import CHECKPOINT_FORMAT, FitInputs, FitResult, TrainingTask, fit
 from engine.training.sampling import ClassFocus, class_census
 from engine.training.segmentation import SegmentationTask, make_segmentation_task
+from engine.training.warm_start import warm_start
 
 __all__ = [
     "TrainConfig",
@@ -114,15 +115,18 @@ def train(
     task = _make_task(config, pairs, len(bands))
     device_info = describe_device(device)
     reporter.on_message("info", f"Device: {device_info.reason}")
+    torch.manual_seed(config.seed)
+    model = build_model(task.architecture, task.hyperparameters)
     if resume is None:
-        normalization = _normalization(config, split, bands, reporter)
+        started = None
+        if config.init_model is not None:
+            started = warm_start(model, config.init_model, config.task, bands, reporter)
+        normalization = started or _normalization(config, split, bands, reporter)
     else:
         normalization = Normalization.from_dict(resume[0]["normalization"])
         reporter.on_message(
             "info", f"Resuming {config.resume} after epoch {resume[0]['epoch']} of {config.epochs}."
         )
-    torch.manual_seed(config.seed)
-    model = build_model(task.architecture, task.hyperparameters)
     reader = PatchReader(bands, normalization, config.patch)
     patches_per_epoch = config.patches_per_epoch or default_patches_per_epoch(
         split.train, config.patch, config.batch_size

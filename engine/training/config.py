@@ -24,7 +24,7 @@ SCHEDULES = ("onecycle", "cosine")
 DEFAULT_DEPTH = {"segmentation": 4, "anomaly": 3}
 # Below this a budget cannot time its first steps and still train and validate a few epochs.
 MIN_BUDGET_S = 10.0
-_PATH_FIELDS = ("output", "resume", "checkpoint_dir", "labels", "label_cache")
+_PATH_FIELDS = ("output", "resume", "checkpoint_dir", "labels", "label_cache", "init_model")
 CHECKPOINTS_SUFFIX = ".checkpoints"
 # Settings that may change when a run is resumed: where things are and how they run, not what is learnt.
 RUNTIME_SETTINGS = (
@@ -39,6 +39,7 @@ RUNTIME_SETTINGS = (
     "resume",
     "labels",
     "label_cache",
+    "init_model",
 )
 UNLABELLED = ("background", "ignore")
 _PATH_LIST_FIELDS = ("images", "masks")
@@ -94,6 +95,7 @@ class TrainConfig:
     label_cache: Path | None = None
     # The nodata value of images that declare none (``--nodata``).
     nodata: float | None = None
+    init_model: Path | None = None
 
     @property
     def network_depth(self) -> int:

@@ -54,7 +54,7 @@ def test_screenshot_of_a_page_that_does_not_exist_fails_clearly(tmp_path):
 
 
 def test_navigation_lists_every_page_in_order(window):
-    assert window.page_names() == ["Data", "Train", "Predict", "Jobs", "Models"]
+    assert window.page_names() == ["Data", "Train", "Predict", "Label", "Jobs", "Models"]
     assert window.show_page("jobs") and window.current_page_name() == "Jobs"
     assert not window.show_page("settings")
     with pytest.raises(ValueError, match="already exists"):

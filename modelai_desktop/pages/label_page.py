@@ -1,0 +1,409 @@
+"""The Label page: paint classes on a raster, train on them, see where the model is unsure, repeat.
+
+The page follows the raster selected on the Data page (or one given to `open_raster`). Its labels
+live in the data folder (`engine.labels.store`) and come back at the next start. Every read, save and
+file write runs on a read thread; training and whole-raster prediction are ordinary jobs (the job
+store, the Jobs page) run by a `JobWorker`. After each epoch the latest checkpoint predicts the part
+of the raster on screen, drawn as the class map or as "unsure here".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QSlider, QSpinBox, QVBoxLayout, QWidget
+
+from engine.errors import EngineError
+from engine.labels.live_prediction import predict_window
+from engine.labels.store import (
+    CLASSES_NAME,
+    MASK_NAME,
+    LabelClass,
+    labels_folder,
+    load_classes,
+    load_last_model,
+    load_mask,
+    save_last_model,
+    save_mask,
+)
+from engine.labels.tiles import LabelTiles
+from engine.labels.training_set import check_trainable, freeze_labels, label_training_config
+from engine.model_file import read_metadata
+from engine.preview import Preview, percentile_limits, read_preview, read_window, render_rgba
+from engine.raster import RasterInfo, read_info
+from modelai_desktop.async_tasks import BackgroundTasks
+from modelai_desktop.label_autosave import LabelAutosave
+from modelai_desktop.label_jobs import LabelJobs
+from modelai_desktop.widgets.display_controls import DisplayChoice, DisplayControls, colormap_lut
+from modelai_desktop.widgets.label_canvas import LabelCanvas
+from modelai_desktop.widgets.label_classes import ClassList
+from modelai_desktop.widgets.label_tools import ToolBar
+from modelai_desktop.widgets.label_training import LabelTrainingPanel, prediction_rgba, uncertainty_rgba
+from modelai_desktop.widgets.message_banner import MessageBanner
+from modelai_desktop.widgets.raster_view import MAX_PREVIEW_BANDS
+from modelai_desktop.workers import JobRegistry, JobWorker
+
+log = logging.getLogger(__name__)
+
+MODEL_FILTER = "ModelAI models (*.safetensors)"
+MASK_FILTER = "GeoTIFF mask (*.tif)"
+DEFAULT_CLASSES = (LabelClass("class 1", "#7fbf4d"), LabelClass("class 2", "#2a6fe8"))
+PLACEHOLDER = "Choose a raster on the Data page (drop it on the window), then label it here."
+
+
+class LabelPage(QWidget):
+    """Signals: status_message(str) for the status bar; model_saved(Path) when a training ends."""
+
+    status_message = Signal(str)
+    model_saved = Signal(object)
+
+    def __init__(self, tasks: BackgroundTasks, home: Path, jobs: JobRegistry, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._tasks = tasks
+        self._home = home
+        self.info: RasterInfo | None = None
+        self.tiles: LabelTiles | None = None
+        self.folder: Path | None = None
+        self.live_prediction = None
+        self._view_task: asyncio.Task[None] | None = None
+        self._preview: Preview | None = None
+        self.controls = DisplayControls()
+        self.controls.changed.connect(self._on_choice_changed)
+        self.label_jobs = LabelJobs(home, jobs, self)
+        self.label_jobs.epoch.connect(self._on_epoch)
+        self.label_jobs.trained.connect(self._on_trained)
+        self.label_jobs.ended.connect(self._job_ended)
+        self.autosave = LabelAutosave(tasks, self)
+        self.autosave.failed.connect(self._show_error)
+
+        self.banner = MessageBanner()
+        self.canvas = LabelCanvas()
+        self.canvas.stroke_finished.connect(lambda: self.autosave.changed())
+        self.canvas.view_changed.connect(self.refresh_view)
+        self.canvas.cursor_moved.connect(self._show_cursor)
+        self.classes = ClassList()
+        self.classes.pixel_counts = lambda: self.tiles.class_pixels() if self.tiles else {}
+        self.classes.current_changed.connect(self._set_class)
+        self.classes.classes_changed.connect(self._classes_edited)
+        self.classes.class_deleted.connect(self._delete_class)
+        self.classes.from_model_requested.connect(self.choose_model_classes)
+        self.tools = ToolBar()
+        self.tools.tool_changed.connect(self.set_tool)
+        self.tools.undo_requested.connect(self.canvas.undo)
+        self.tools.redo_requested.connect(self.canvas.redo)
+        self.brush_size = QSpinBox()
+        self.brush_size.setRange(1, 200)
+        self.brush_size.setValue(self.canvas.brush_size)
+        self.brush_size.setSuffix(" px")
+        self.brush_size.setToolTip("Brush and eraser diameter in raster pixels ([ and ] change it)")
+        self.brush_size.valueChanged.connect(self._set_brush_size)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(70)
+        self.opacity.setToolTip("Label opacity")
+        self.opacity.valueChanged.connect(lambda value: self.canvas.set_opacity(value / 100))
+        self.canvas.set_opacity(0.7)
+        self.training = LabelTrainingPanel()
+        self.training.train_requested.connect(self.train)
+        self.training.stop_requested.connect(self.label_jobs.cancel)
+        self.training.predict_requested.connect(self.predict_whole_raster)
+        self.training.overlay_changed.connect(self.refresh_view)
+        export = QLabel('<a href="#">Export labels as a mask GeoTIFF…</a>')
+        export.linkActivated.connect(lambda _link: self.choose_export())
+        self.position = QLabel(PLACEHOLDER)
+        self.position.setWordWrap(True)
+
+        side = QVBoxLayout()
+        side.addWidget(QLabel("Classes (keys 1-9)"))
+        side.addWidget(self.classes, 1)
+        side.addWidget(self.tools)
+        for text, widget in (("Brush", self.brush_size), ("Opacity", self.opacity)):
+            row = QHBoxLayout()
+            row.addWidget(QLabel(text))
+            row.addWidget(widget, 1)
+            side.addLayout(row)
+        side.addWidget(self.training)
+        side.addWidget(export)
+        side_panel = QWidget()
+        side_panel.setLayout(side)
+        side_panel.setFixedWidth(330)
+        body = QHBoxLayout()
+        body.addWidget(side_panel)
+        view = QVBoxLayout()
+        view.addWidget(self.controls)
+        view.addWidget(self.canvas, 1)
+        view.addWidget(self.position)
+        body.addLayout(view, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addLayout(body, 1)
+        self._add_shortcuts()
+
+    def _add_shortcuts(self) -> None:
+        keys = {
+            "B": lambda: self.set_tool("brush"),
+            "E": lambda: self.set_tool("eraser"),
+            "P": lambda: self.set_tool("polygon"),
+            "H": lambda: self.set_tool("pan"),
+            "Ctrl+Z": self.canvas.undo,
+            "Ctrl+Shift+Z": self.canvas.redo,
+            "Return": self.canvas.close_polygon,
+            "Enter": self.canvas.close_polygon,
+            "Escape": self.canvas.cancel_polygon,
+            "[": lambda: self.brush_size.setValue(self.brush_size.value() - 2),
+            "]": lambda: self.brush_size.setValue(self.brush_size.value() + 2),
+            "Ctrl+T": self.train,
+        }
+        keys.update({str(number): (lambda n=number: self.classes.select(n - 1)) for number in range(1, 10)})
+        for key, slot in keys.items():
+            shortcut = QShortcut(QKeySequence(key), self, slot)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+
+    def set_tool(self, tool: str) -> None:
+        self.canvas.tool = tool
+        self.canvas.cancel_polygon()
+        self.tools.show_tool(tool)
+
+    def follow_raster(self, info: RasterInfo | None) -> None:
+        """The Data page selected a raster: label that one (its saved labels come back)."""
+        if info is not None and (self.info is None or self.info.path != info.path):
+            self.open_raster(info.path)
+
+    def open_raster(self, path: Path, labels: Path | None = None) -> asyncio.Task[None]:
+        """Shows ``path`` with its saved labels, or with ``labels`` (a mask GeoTIFF on its grid)."""
+        return self._tasks.start(self._open(path, labels), name="label-open")
+
+    async def _open(self, path: Path, labels: Path | None) -> None:
+        await self.autosave.flush()
+        try:
+            info = await self._tasks.run_blocking(read_info, path)
+            choice = DisplayChoice.default_for(info)
+            bands = None if len(info.data_bands) <= MAX_PREVIEW_BANDS else list(choice.bands)
+            preview = await self._tasks.run_blocking(read_preview, info, bands)
+            folder = labels_folder(self._home, info.path)
+            source = labels if labels is not None else folder / MASK_NAME
+            if source.is_file():
+                tiles = await self._tasks.run_blocking(load_mask, source, info)
+            else:
+                tiles = LabelTiles(info.height, info.width)
+            classes = await self._tasks.run_blocking(load_classes, folder / CLASSES_NAME)
+            last_model = await self._tasks.run_blocking(load_last_model, folder)
+        except EngineError as exc:
+            self._show_error(str(exc))
+            return
+        highest = max(tiles.class_pixels(), default=-1)
+        classes = list(classes or DEFAULT_CLASSES)
+        while len(classes) <= highest:
+            classes.append(LabelClass(f"class {len(classes) + 1}", "#ffffff"))
+        self.info, self.tiles, self.folder, self._preview = info, tiles, folder, preview
+        self.classes.set_classes(classes)
+        self.canvas.set_labels(tiles, [label.color for label in classes])
+        self.controls.set_raster(info, choice)
+        self.canvas.show_raster(self._render(preview), info.height, info.width)
+        self.autosave.attach(folder, info, tiles, self.classes.classes)
+        if labels is not None:
+            self.autosave.changed(classes_too=True)
+        self.label_jobs.use_model(last_model)
+        self.training.set_running(False, has_model=last_model is not None)
+        if last_model is not None:
+            self.training.state.setText(f"Last model: {last_model.name}. Train again to improve it.")
+        self.position.setText(f"{info.describe()}. Labels: {sum(tiles.class_pixels().values())} pixels.")
+
+    def _render(self, pixels: Preview) -> np.ndarray:
+        """RGBA of the preview or of a window, stretched by the limits of the whole raster's preview."""
+        assert self._preview is not None
+        choice = self.controls.choice()
+        limits = [
+            percentile_limits(self._preview.band_array(band), self._preview.valid, choice.percentiles)
+            for band in choice.bands
+        ]
+        lut = colormap_lut(choice.colormap) if len(choice.bands) == 1 else None
+        return render_rgba(pixels, choice.bands, lut=lut, limits=limits)
+
+    def _on_choice_changed(self) -> None:
+        if self.info is not None:
+            self._tasks.start(self._redraw(self.info), name="label-bands")
+
+    async def _redraw(self, info: RasterInfo) -> None:
+        """Draws the raster with the bands and stretch chosen now (reading them if not read yet)."""
+        bands = self.controls.choice().bands
+        if self._preview is None or not set(bands) <= set(self._preview.bands):
+            try:
+                self._preview = await self._tasks.run_blocking(read_preview, info, list(bands))
+            except EngineError as exc:
+                self._show_error(str(exc))
+                return
+        if self.info is info:
+            self.canvas.set_overview(self._render(self._preview))
+            self.refresh_view()
+
+    def refresh_view(self) -> None:
+        """Reads the visible part sharply and, with a model, predicts it (on read threads)."""
+        if self._view_task is not None and not self._view_task.done():
+            self._view_task.cancel()
+        if self.info is not None:
+            self._view_task = self._tasks.start(self._refresh_view(), name="label-view")
+
+    async def _refresh_view(self) -> None:
+        info, window = self.info, self.canvas.visible_window()
+        if info is None or window is None:
+            return
+        shape = self.canvas.screen_shape(window)
+        try:
+            detail = await self._tasks.run_blocking(
+                read_window, info, list(self.controls.choice().bands), window, shape
+            )
+            self.canvas.set_detail(self._render(detail), window)
+            await self._show_overlay(window)
+        except EngineError as exc:
+            self._show_error(str(exc))
+
+    async def _show_overlay(self, window: object) -> None:
+        kind = self.training.overlay_kind()
+        network = self.label_jobs.network
+        if kind is None or network is None or not network.is_file() or self.info is None:
+            self.canvas.set_overlay(None)
+            return
+        measure = "margin" if kind == "prediction" else kind
+        prediction = await self._tasks.run_blocking(predict_window, network, self.info, window, 512, measure)
+        self.live_prediction = prediction
+        if kind == "prediction":
+            rgba = prediction_rgba(prediction.classes, [label.color for label in self.classes.classes()])
+        else:
+            rgba = uncertainty_rgba(prediction.uncertainty)
+        self.canvas.set_overlay(rgba, prediction.window)
+
+    def train(self) -> asyncio.Task[None] | None:
+        """Trains a small U-Net on the labels as they are now (refused, with the reason, on one class)."""
+        if self.info is None or self.tiles is None or self.folder is None or self.label_jobs.running:
+            return None
+        try:
+            check_trainable(self.tiles.class_pixels(), self.classes.classes())
+        except EngineError as exc:
+            self._show_error(str(exc))
+            return None
+        return self._tasks.start(self._train(self.info, self.tiles.copy(), self.folder), name="label-train")
+
+    async def _train(self, info: RasterInfo, snapshot: LabelTiles, folder: Path) -> None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        classes = self.classes.classes()
+        try:
+            frozen = await self._tasks.run_blocking(
+                freeze_labels, folder / "training" / stamp, info, snapshot
+            )
+        except EngineError as exc:
+            self._show_error(str(exc))
+            return
+        start_from = self.label_jobs.model_path if self.training.continue_box.isChecked() else None
+        output = self._home / "models" / f"{info.path.stem}-labels-{stamp}.safetensors"
+        config = label_training_config(frozen, output, classes, self.training.epochs.value(), start_from)
+        self.label_jobs.train(config)
+        self.training.set_running(True, self.label_jobs.model_path is not None)
+        self.training.state.setText("Training started: the map appears after the first epoch.")
+        if self.training.overlay_kind() is None:
+            self.training.set_overlay_kind("margin")
+
+    def _on_epoch(self, event: object) -> None:
+        metric = getattr(event, "metrics", {}).get("mean_iou")
+        score = f", validation IoU {metric:.2f}" if metric is not None else ""
+        self.training.state.setText(f"Epoch {event.epoch} of {event.epochs}{score}.")
+        self.refresh_view()
+
+    def _on_trained(self, model: Path) -> None:
+        if self.folder is not None:
+            self._tasks.start(self._remember_model(self.folder, model), name="label-last-model")
+        self.model_saved.emit(model)
+        self.refresh_view()
+
+    async def _remember_model(self, folder: Path, model: Path) -> None:
+        try:
+            await self._tasks.run_blocking(save_last_model, folder, model)
+        except EngineError as exc:
+            self._show_error(str(exc))
+
+    def _job_ended(self, message: str) -> None:
+        self.training.set_running(False, self.label_jobs.model_path is not None)
+        self.training.state.setText(message)
+        self.status_message.emit(message)
+
+    def predict_whole_raster(self) -> JobWorker | None:
+        """The normal prediction job with the latest model; outputs go to the data folder's outputs."""
+        worker = self.label_jobs.predict(self.info.path) if self.info is not None else None
+        if worker is not None:
+            self.training.set_running(True, True)
+            self.training.state.setText("Predicting the whole raster…")
+        return worker
+
+    def choose_export(self) -> None:
+        """The Export dialog (a plain slot, so its modal loop is safe)."""
+        if self.info is None:
+            return
+        start = str(self.info.path.with_name(f"{self.info.path.stem}_mask.tif"))
+        name, _ = QFileDialog.getSaveFileName(self, "Export labels", start, MASK_FILTER)
+        if name:
+            self._tasks.start(self.export_labels(Path(name)), name="label-export")
+
+    async def export_labels(self, path: Path) -> None:
+        """Writes the labels as a mask GeoTIFF on the raster's grid (what `modelai train` accepts)."""
+        if self.info is None or self.tiles is None:
+            return
+        try:
+            await self._tasks.run_blocking(
+                save_mask, path, self.info, self.tiles.copy(), self.classes.classes()
+            )
+        except EngineError as exc:
+            self._show_error(str(exc))
+            return
+        self.status_message.emit(f"Labels exported to {path}.")
+
+    def choose_model_classes(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(
+            self, "Classes from a model", str(self._home / "models"), MODEL_FILTER
+        )
+        if name:
+            self._tasks.start(self.take_model_classes(Path(name)), name="label-model-classes")
+
+    async def take_model_classes(self, path: Path) -> None:
+        """Names and colours of a segmentation model's classes (labels keep their ids)."""
+        try:
+            metadata = await self._tasks.run_blocking(read_metadata, path)
+        except EngineError as exc:
+            self._show_error(str(exc))
+            return
+        if metadata.task != "segmentation":
+            self._show_error(f"{path.name} is an {metadata.task} model: it has no classes to take.")
+            return
+        ordered = sorted(metadata.classes, key=lambda info: info.id)
+        self.classes.set_classes([LabelClass(info.name, info.color) for info in ordered])
+        self._classes_edited()
+
+    def _classes_edited(self) -> None:
+        self.canvas.set_colors([label.color for label in self.classes.classes()])
+        self.autosave.changed(classes_too=True)
+
+    def _delete_class(self, class_id: int) -> None:
+        if self.tiles is not None:
+            self.tiles.delete_class(class_id)
+        self._classes_edited()
+
+    def _set_class(self, class_id: int) -> None:
+        self.canvas.current_class = class_id
+        if self.canvas.tool == "eraser":
+            self.set_tool("brush")
+
+    def _set_brush_size(self, size: int) -> None:
+        self.canvas.brush_size = size
+
+    def _show_cursor(self, col: float, row: float) -> None:
+        if self.info is not None and 0 <= col < self.info.width and 0 <= row < self.info.height:
+            self.position.setText(f"Pixel {int(col)}, {int(row)}")
+
+    def _show_error(self, text: str) -> None:
+        self.banner.show_message(text)
+        self.status_message.emit(text.splitlines()[0])
