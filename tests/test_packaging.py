@@ -21,13 +21,14 @@ import rasterio
 from rasterio.crs import CRS
 
 from engine.cli.selftest_cmd import EXIT_SELF_TEST_FAILED
+from engine.selftest import DEFAULT_CHECKS
 from engine.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_PACKAGES = ("engine", "modelai_desktop")
 BUILD_TIMEOUT_S = 1800
 RUN_TIMEOUT_S = 300
-CHECKS = 7
+CHECKS = len(DEFAULT_CHECKS)
 RunFrozen = Callable[..., subprocess.CompletedProcess[str]]
 
 
