@@ -30,6 +30,7 @@ from engine.errors import EngineError, JobStoreError
 from engine.host_memory import keep_freed_memory
 from engine.paths import app_home
 from modelai_desktop import STARTED_AT
+from modelai_desktop.gui_thread_gc import GuiThreadCollector
 from modelai_desktop.logging_setup import configure_logging
 from modelai_desktop.qt_platform import xcb_problem
 from modelai_desktop.settings import AppSettings
@@ -185,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setStyle("Fusion")
     app.setStyleSheet(STYLE_SHEET)
     app.setQuitOnLastWindowClosed(False)
+    GuiThreadCollector(app)  # jobs run Python in worker threads: garbage is collected on this one
     try:
         home = app_home(args.home)
     except JobStoreError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -27,6 +28,7 @@ from engine.errors import OutputError, RasterError
 from engine.labels.tiles import TILE, UNLABELLED, LabelTiles
 from engine.outputs import color_table
 from engine.raster import RasterInfo, first_line, open_raster, read_info
+from engine.vectorize.prediction import write_class_polygons
 
 LABELS_FOLDER = "labels"
 MASK_NAME = "labels.tif"
@@ -88,6 +90,23 @@ def save_mask(path: Path, info: RasterInfo, tiles: LabelTiles, classes: Sequence
                 dataset.write(values[None], window=Window(col, row, width, height))
 
     write_atomically(path, write)
+
+
+def save_label_polygons(
+    path: Path, info: RasterInfo, tiles: LabelTiles, classes: Sequence[LabelClass]
+) -> int:
+    """Writes labels (a `LabelTiles.copy` snapshot) as a GeoPackage of polygons, one feature per
+    connected region with its class id, class name and area, styled with the class colours for QGIS;
+    returns how many polygons were written. Unlabelled pixels become no polygon.
+
+    Raises:
+        OutputError: the folder is not writable or the disk is full.
+    """
+    with tempfile.TemporaryDirectory(prefix="modelai-labels-") as scratch:
+        mask = Path(scratch) / f"{path.stem}.tif"
+        save_mask(mask, info, tiles, classes)
+        described = [(class_id, label.name, label.color) for class_id, label in enumerate(classes)]
+        return write_class_polygons(mask, described, path)
 
 
 def save_classes(path: Path, raster: Path, classes: Sequence[LabelClass]) -> None:

@@ -117,8 +117,10 @@ def label_training_config(
     classes: Sequence[LabelClass],
     epochs: int = DEFAULT_LABEL_EPOCHS,
     init_model: Path | None = None,
+    time_budget_s: float | None = None,
 ) -> TrainConfig:
-    """A segmentation run sized to finish in minutes on a CPU: a small U-Net on 64-pixel patches."""
+    """A segmentation run sized to finish in minutes on a CPU: a small U-Net on 64-pixel patches,
+    for ``epochs`` or, given a ``time_budget_s``, for as many epochs as fit in it."""
     return TrainConfig(
         task="segmentation",
         images=list(frozen.images),
@@ -127,6 +129,7 @@ def label_training_config(
         patch=LABEL_PATCH,
         batch_size=LABEL_BATCH,
         epochs=epochs,
+        time_budget_s=time_budget_s,
         lr=LABEL_LEARNING_RATE,
         val_fraction=1 / FOLDS,
         base_width=LABEL_BASE_WIDTH,

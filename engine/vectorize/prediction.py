@@ -8,6 +8,7 @@ anomalous regions with their area and mean reconstruction error.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -72,22 +73,39 @@ def write_prediction_polygons(
     """
     tolerance = simplify * min(info.pixel_size)
     if metadata.task == "segmentation":
-        regions = _large_enough(raster_regions(outputs["classes"], {CLASS_NODATA}), min_area)
-        regions = simplify_regions(regions, tolerance)
-        names = {item.id: item.name for item in metadata.classes}
-        fields = {
-            "class_id": regions.values.astype(np.int32),
-            "class_name": np.array([names.get(int(v), f"class {v}") for v in regions.values], dtype=object),
-            "area_m2": regions.areas,
-        }
         classes = [(item.id, item.name, item.color) for item in metadata.classes]
-        style = categorized_style("class_id", classes)
-    else:
-        regions = _large_enough(raster_regions(outputs["anomaly_mask"], {0, CLASS_NODATA}), min_area)
-        scores = mean_scores(outputs["anomaly"], regions)
-        regions = simplify_regions(regions, tolerance)
-        fields = {"area_m2": regions.areas, "mean_score": scores}
-        style = single_style(ANOMALY_COLOR)
+        return write_class_polygons(outputs["classes"], classes, target, min_area, tolerance)
+    regions = _large_enough(raster_regions(outputs["anomaly_mask"], {0, CLASS_NODATA}), min_area)
+    scores = mean_scores(outputs["anomaly"], regions)
+    regions = simplify_regions(regions, tolerance)
+    fields = {"area_m2": regions.areas, "mean_score": scores}
+    write_styled_geopackage(
+        target, target.stem, regions.geometries, fields, regions.crs_wkt, single_style(ANOMALY_COLOR)
+    )
+    return len(regions)
+
+
+def write_class_polygons(
+    class_raster: Path,
+    classes: Sequence[tuple[int, str, str]],
+    target: Path,
+    min_area: float = 0.0,
+    tolerance: float = 0.0,
+) -> int:
+    """Writes the regions of a class raster (a class map, or painted labels with 255 unlabelled) to a
+    GeoPackage styled with the classes' ``(id, name, colour)``; returns how many were written.
+
+    ``min_area`` is in square metres, ``tolerance`` (simplification) in map units.
+    """
+    regions = _large_enough(raster_regions(class_raster, {CLASS_NODATA}), min_area)
+    regions = simplify_regions(regions, tolerance)
+    names = {class_id: name for class_id, name, _color in classes}
+    fields = {
+        "class_id": regions.values.astype(np.int32),
+        "class_name": np.array([names.get(int(v), f"class {v}") for v in regions.values], dtype=object),
+        "area_m2": regions.areas,
+    }
+    style = categorized_style("class_id", list(classes))
     write_styled_geopackage(target, target.stem, regions.geometries, fields, regions.crs_wkt, style)
     return len(regions)
 

@@ -29,6 +29,7 @@ from engine.labels.store import (
     load_classes,
     load_last_model,
     load_mask,
+    save_label_polygons,
     save_last_model,
     save_mask,
 )
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FILTER = "ModelAI models (*.safetensors)"
 MASK_FILTER = "GeoTIFF mask (*.tif)"
+EXPORT_FILTER = f"{MASK_FILTER};;GeoPackage polygons with class names (*.gpkg)"
 DEFAULT_CLASSES = (LabelClass("class 1", "#7fbf4d"), LabelClass("class 2", "#2a6fe8"))
 PLACEHOLDER = "Choose a raster on the Data page (drop it on the window), then label it here."
 
@@ -302,7 +304,10 @@ class LabelPage(QWidget):
             return
         start_from = self.label_jobs.model_path if self.training.continue_box.isChecked() else None
         output = self._home / "models" / f"{info.path.stem}-labels-{stamp}.safetensors"
-        config = label_training_config(frozen, output, classes, self.training.epochs.value(), start_from)
+        config = label_training_config(
+            frozen, output, classes, self.training.epochs.value(), start_from,
+            self.training.train_for.currentData(),
+        )  # fmt: skip
         self.label_jobs.train(config)
         self.training.set_running(True, self.label_jobs.model_path is not None)
         self.training.state.setText("Training started: the map appears after the first epoch.")
@@ -345,18 +350,20 @@ class LabelPage(QWidget):
         if self.info is None:
             return
         start = str(self.info.path.with_name(f"{self.info.path.stem}_mask.tif"))
-        name, _ = QFileDialog.getSaveFileName(self, "Export labels", start, MASK_FILTER)
+        name, chosen = QFileDialog.getSaveFileName(self, "Export labels", start, EXPORT_FILTER)
+        if name and chosen != MASK_FILTER and not name.lower().endswith(".gpkg"):
+            name = str(Path(name).with_suffix(".gpkg"))
         if name:
             self._tasks.start(self.export_labels(Path(name)), name="label-export")
 
     async def export_labels(self, path: Path) -> None:
-        """Writes the labels as a mask GeoTIFF on the raster's grid (what `modelai train` accepts)."""
+        """Writes the labels as a mask GeoTIFF on the raster's grid (what `modelai train` accepts) or,
+        for a ``.gpkg`` path, as polygons with their class names (what `--labels` accepts)."""
         if self.info is None or self.tiles is None:
             return
+        save = save_label_polygons if path.suffix.lower() == ".gpkg" else save_mask
         try:
-            await self._tasks.run_blocking(
-                save_mask, path, self.info, self.tiles.copy(), self.classes.classes()
-            )
+            await self._tasks.run_blocking(save, path, self.info, self.tiles.copy(), self.classes.classes())
         except EngineError as exc:
             self._show_error(str(exc))
             return

@@ -25,6 +25,15 @@ from PySide6.QtWidgets import (
 from engine.labels.training_set import DEFAULT_LABEL_EPOCHS
 from modelai_desktop.widgets.label_canvas import class_lut
 
+# "Train for" choices on the Label page: a time budget in seconds, or None to train the given epochs.
+LABEL_TRAIN_FOR: tuple[tuple[str, float | None], ...] = (
+    ("Epochs below", None),
+    ("1 min", 60.0),
+    ("2 min", 120.0),
+    ("5 min", 300.0),
+)
+DEFAULT_LABEL_BUDGET_S = 120.0
+
 OVERLAYS = {
     "Labels only": None,
     "Prediction": "prediction",
@@ -72,6 +81,17 @@ class LabelTrainingPanel(QGroupBox):
         self.epochs.setToolTip(
             "Passes over 128 patches of 64 x 64 pixels each; a small U-Net, a few seconds per epoch on a CPU"
         )
+        self.train_for = QComboBox()
+        for label, seconds in LABEL_TRAIN_FOR:
+            self.train_for.addItem(label, seconds)
+        self.train_for.setCurrentIndex(self.train_for.findData(DEFAULT_LABEL_BUDGET_S))
+        self.train_for.setToolTip(
+            "How long to train: the epochs and learning-rate schedule are planned to end in time"
+        )
+        self.train_for.currentIndexChanged.connect(
+            lambda: self.epochs.setEnabled(self.train_for.currentData() is None)
+        )
+        self.epochs.setEnabled(False)
         self.continue_box = QCheckBox("Start from the last model")
         self.continue_box.setToolTip("Train again from the previous weights instead of from scratch")
         self.continue_box.setChecked(True)
@@ -96,6 +116,7 @@ class LabelTrainingPanel(QGroupBox):
         buttons.addWidget(self.train_button, 1)
         buttons.addWidget(self.stop_button)
         layout = QFormLayout(self)
+        layout.addRow("Train for", self.train_for)
         layout.addRow("Epochs", self.epochs)
         layout.addRow(self.continue_box)
         layout.addRow(buttons)

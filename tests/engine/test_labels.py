@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from rasterio.features import rasterize
 from rasterio.windows import Window
 
 from engine.datasets import find_training_data
@@ -20,11 +21,13 @@ from engine.labels.store import (
     load_classes,
     load_mask,
     save_classes,
+    save_label_polygons,
     save_mask,
     write_atomically,
 )
 from engine.labels.tiles import HISTORY_STEPS, UNLABELLED, LabelTiles
 from engine.labels.training_set import check_trainable, freeze_labels, label_training_config
+from engine.labels.vector_file import read_label_features
 from engine.progress import CancelToken, RecordingReporter
 from engine.raster import read_info
 from engine.runner import open_store, run
@@ -163,6 +166,23 @@ def test_a_mask_of_another_grid_is_refused(scene: tuple[Path, np.ndarray], tmp_p
     other = write_scene(tmp_path / "other", "other", size=(64, 64)).mask
     with pytest.raises(RasterError, match="not a label mask"):
         load_mask(other, read_info(image))
+
+
+def test_labels_exported_as_polygons_burn_back_to_the_same_pixels_and_train_with_labels(
+    scene: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    image, truth = scene
+    info, tiles = read_info(image), scribble(truth)
+    target = tmp_path / "labels.gpkg"
+    assert save_label_polygons(target, info, tiles.copy(), CLASSES) > 0
+    features = read_label_features(target, field="class_name")
+    assert set(features.values.tolist()) == {label.name for label in CLASSES}
+    ids = {label.name: class_id for class_id, label in enumerate(CLASSES)}
+    burnt = rasterize(
+        ((geometry, ids[name]) for geometry, name in zip(features.geometries, features.values, strict=True)),
+        out_shape=(info.height, info.width), transform=info.transform, fill=UNLABELLED, dtype="uint8",
+    )  # fmt: skip
+    assert np.array_equal(burnt, tiles.read(0, 0, info.height, info.width))
 
 
 def test_a_failed_save_keeps_the_previous_labels(scene: tuple[Path, np.ndarray], tmp_path: Path) -> None:

@@ -27,12 +27,22 @@ from PySide6.QtWidgets import QApplication
 from rasterio.transform import from_origin
 
 from modelai_desktop.async_tasks import BackgroundTasks
+from modelai_desktop.gui_thread_gc import GuiThreadCollector
 from modelai_desktop.main_window import MainWindow
 from modelai_desktop.settings import AppSettings
 from tests.rasters import write_raster as write_raster_file
 
 SCENARIO_TIMEOUT_S = 20.0
 THREAD_STOP_S = 5.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _garbage_collected_on_the_gui_thread(qapp: QApplication) -> Iterator[None]:
+    """As in the app (`modelai_desktop.gui_thread_gc`): a job thread collecting garbage that holds
+    Qt objects crashed a test process."""
+    collector = GuiThreadCollector(qapp)
+    yield
+    collector.stop()
 
 
 @pytest.fixture(autouse=True)

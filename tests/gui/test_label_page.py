@@ -20,6 +20,7 @@ from PySide6.QtTest import QTest
 from engine.job_records import JobStatus
 from engine.labels.store import MASK_NAME, labels_folder, load_classes
 from engine.labels.tiles import UNLABELLED
+from engine.labels.vector_file import read_label_features
 from engine.model_file import read_metadata
 from engine.paths import app_home
 from engine.runner import open_store
@@ -190,6 +191,10 @@ def test_train_on_my_labels_shows_uncertainty_and_trains_again_from_its_weights(
         await open_scene(page, raster, until)
         for key_, tile in scribble(truth).tiles():
             page.tiles.set_tile(key_, tile)
+        assert page.training.train_for.currentData() == 120.0, "a time budget by default"
+        assert not page.training.epochs.isEnabled()
+        page.training.train_for.setCurrentIndex(0)  # epochs, not a time budget: a test stays short
+        assert page.training.epochs.isEnabled()
         page.training.epochs.setValue(2)
         page.training.train_button.click()
         await until(lambda: page.label_jobs.model_path is not None, "the training job", timeout=240)
@@ -201,6 +206,7 @@ def test_train_on_my_labels_shows_uncertainty_and_trains_again_from_its_weights(
         assert overlay.shape[2] == 4 and overlay[..., 3].max() > 0
         first = page.label_jobs.model_path
 
+        page.training.train_for.setCurrentIndex(0)
         page.training.epochs.setValue(1)
         page.training.train_button.click()
         await until(lambda: page.label_jobs.model_path != first, "the second training", timeout=240)
@@ -323,12 +329,17 @@ def test_export_and_a_given_mask_and_classes_from_a_model(page, tasks, scene, tm
         with rasterio.open(exported) as dataset, rasterio.open(raster) as source:
             assert np.array_equal(dataset.read(1), given)
             assert dataset.transform == source.transform and dataset.crs == source.crs
+        await page.export_labels(polygons)
+        assert polygons.is_file()
         await page.autosave.flush()
         assert (labels_folder(page._home, raster) / MASK_NAME).is_file()
 
         await settle(tasks)
 
+    polygons = tmp_path / "out" / "exported_labels.gpkg"
     run(scenario())
+    names = {label.name for index, label in enumerate(page.classes.classes()) if index in (0, 2)}
+    assert set(read_label_features(polygons, field="class_name").values.tolist()) == names
 
 
 def test_screenshot_of_the_label_page_draws_the_given_labels(scene, tmp_path):
