@@ -116,7 +116,7 @@ class LabelPage(QWidget):
         self.training.stop_requested.connect(self.label_jobs.cancel)
         self.training.predict_requested.connect(self.predict_whole_raster)
         self.training.overlay_changed.connect(self.refresh_view)
-        export = QLabel('<a href="#">Export labels as a mask GeoTIFF…</a>')
+        export = QLabel('<a href="#">Export labels (mask GeoTIFF or GeoPackage)…</a>')
         export.linkActivated.connect(lambda _link: self.choose_export())
         self.position = QLabel(PLACEHOLDER)
         self.position.setWordWrap(True)
