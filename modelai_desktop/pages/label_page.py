@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QSlider, QSpinBox, QVBoxLayout, QWidget
 
 from engine.errors import EngineError
@@ -67,6 +67,7 @@ class LabelPage(QWidget):
 
     def __init__(self, tasks: BackgroundTasks, home: Path, jobs: JobRegistry, parent: QWidget | None = None):
         super().__init__(parent)
+        self._followed: Path | None = None  # the Data page's raster, opened when this page shows
         self._tasks = tasks
         self._home = home
         self.info: RasterInfo | None = None
@@ -173,9 +174,23 @@ class LabelPage(QWidget):
         self.tools.show_tool(tool)
 
     def follow_raster(self, info: RasterInfo | None) -> None:
-        """The Data page selected a raster: label that one (its saved labels come back)."""
-        if info is not None and (self.info is None or self.info.path != info.path):
-            self.open_raster(info.path)
+        """The Data page selected a raster: label that one (its saved labels come back).
+
+        It is opened when the page is shown, not at once: most selections are never labelled, and
+        opening reads a preview and the saved labels.
+        """
+        self._followed = None if info is None else info.path
+        if self.isVisible():
+            self._open_followed()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._open_followed()
+
+    def _open_followed(self) -> None:
+        followed, self._followed = self._followed, None
+        if followed is not None and (self.info is None or self.info.path != followed):
+            self.open_raster(followed)
 
     def open_raster(self, path: Path, labels: Path | None = None) -> asyncio.Task[None]:
         """Shows ``path`` with its saved labels, or with ``labels`` (a mask GeoTIFF on its grid)."""
