@@ -138,13 +138,16 @@ class TimeBudget:
     def record_validation(self, seconds: float) -> None:
         self.state.validation_s = seconds
 
-    def plan(self, epochs_done: int, validation_batches: int, preferred_steps: int) -> EpochPlan:
+    def plan(
+        self, epochs_done: int, validation_batches: int, preferred_steps: int, epoch_s: float = 0.0
+    ) -> EpochPlan:
         """Plans the epochs after ``epochs_done`` into the time left (the first plan chooses their count).
 
+        ``epoch_s`` is what the epoch in progress has taken so far: its time is planned with the rest.
         Before any validation has run, its cost is estimated from the step time.
         """
         validation_s = self.state.validation_s or validation_batches * self.step_s * FORWARD_SHARE
-        available = self.state.seconds - self.reserve_s - self.elapsed_s
+        available = self.state.seconds - self.reserve_s - self.elapsed_s + epoch_s
         first = self.state.planned_epochs == 0
         left = None if first else max(0, self.state.planned_epochs - epochs_done)
         plan = (

@@ -244,28 +244,36 @@ class _Loop:
             smoothed = value if smoothed is None else LOSS_SMOOTHING * smoothed + (1 - LOSS_SMOOTHING) * value
             self.report_progress("train", steps, total, start, smoothed)
             now = self.run.clock()
-            if self.budget is not None and self.budget_ends_epoch(steps, now - last):
+            if self.budget is not None and self.budget_ends_epoch(steps, now - last, now - start):
                 break
             last = now
         return loss_sum / max(1, steps)
 
-    def budget_ends_epoch(self, steps: int, seconds: float) -> bool:
-        """Times the step; plans the run once calibrated; says when this epoch's share is used up."""
+    def budget_ends_epoch(self, steps: int, seconds: float, epoch_s: float) -> bool:
+        """Times the step; plans the run once calibrated; says when this epoch's share is used up.
+
+        ``steps`` and ``epoch_s`` are what this epoch has done and taken so far.
+        """
         assert self.budget is not None
         state = self.budget.state
         if self.scheduler.last_epoch > 1:  # the run's first step pays one-off costs: not counted
             self.budget.record_steps(1, seconds)
         if state.planned_epochs == 0 and state.train_steps >= CALIBRATION_STEPS:
-            self.replan()
+            self.replan(steps, epoch_s)
         return (state.planned_epochs > 0 and steps >= state.steps_per_epoch) or self.budget.overrun()
 
-    def replan(self) -> None:
-        """Plans the epochs after this one into the time left and stretches the schedule to end there."""
+    def replan(self, steps_done: int = 0, epoch_s: float = 0.0) -> None:
+        """Plans the epochs from this one on into the time left and stretches the schedule to end there.
+
+        The first plan comes in the middle of the first epoch: the ``steps_done`` in it (taking
+        ``epoch_s``) count towards that epoch's steps and time, or the run would end that much early.
+        """
         assert self.budget is not None
         first = self.budget.state.planned_epochs == 0
-        plan = self.budget.plan(self.epoch, len(self.run.val_loader), self.preferred_steps)
+        plan = self.budget.plan(self.epoch, len(self.run.val_loader), self.preferred_steps, epoch_s)
         self.planned_epochs = max(self.budget.state.planned_epochs, self.epoch)
-        stretch(self.scheduler, self.scheduler.last_epoch + plan.epochs * plan.steps_per_epoch)
+        steps_left = plan.epochs * plan.steps_per_epoch - min(steps_done, plan.steps_per_epoch)
+        stretch(self.scheduler, self.scheduler.last_epoch + max(0, steps_left))
         if first:
             self.reporter.on_message(
                 "info",
@@ -327,8 +335,6 @@ class _Loop:
                 "Raise --val-fraction or add labelled images."
             )
         metrics, notes = validator.result()
-        if self.budget is not None:
-            self.budget.record_validation(self.run.clock() - start)
         return _Validation(loss_sum / pixels, metrics, notes, sample)
 
     def report_progress(self, stage: str, done: int, total: int, start: float, loss: float | None) -> None:
@@ -357,10 +363,9 @@ class _Loop:
     def run_epoch(self) -> None:
         start = self.run.clock()
         train_loss = self.train_epoch()
+        trained = self.run.clock()
         validation = self.validate()
         self.epoch += 1
-        if self.budget is not None:
-            self.replan()
         monitor = self.run.task.monitor
         value = validation.metrics.get(monitor)
         is_best = self.is_improvement(value)
@@ -397,6 +402,10 @@ class _Loop:
                 sample=validation.sample,
             )
         )
+        if self.budget is not None:
+            # What an epoch costs besides its steps: validation, checkpoints and the epoch's report.
+            self.budget.record_validation(self.run.clock() - trained)
+            self.replan()
 
 
 def fit(

@@ -109,3 +109,13 @@ def test_a_first_epoch_that_used_up_the_budget_is_the_last() -> None:
     assert ended.plan(epochs_done=1, validation_batches=4, preferred_steps=16).epochs == 0
     assert ended.state.planned_epochs == 1
     assert starting.plan(epochs_done=0, validation_batches=4, preferred_steps=16) == EpochPlan(1, 1)
+
+
+def test_slow_steps_that_calibrate_through_half_the_budget_still_fill_it(tmp_path: Path) -> None:
+    """Steps of 3 s, epochs costing 7 s besides their steps: the plan counts the steps timed before it
+    and everything an epoch costs (validation, checkpoints, reports), or the run ends early or late."""
+    config = replace(write_two_class_scenes(tmp_path, uniform=False), time_budget_s=60)
+    clock = TickingClock(1.0)
+    result = train(config, clock=clock)
+    assert abs(clock.now - 60) <= 0.1 * 60
+    assert result.history[-1]["lr"] <= 2 * COSINE_FLOOR * config.lr
