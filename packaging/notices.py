@@ -175,6 +175,11 @@ def missing_license_texts(libraries: list[NativeLibrary]) -> list[str]:
     ]
 
 
+def libraries_without_license_text() -> list[str]:
+    """:func:`missing_license_texts` of the installed runtime packages (what a build bundles)."""
+    return missing_license_texts(native_libraries(runtime_components()))
+
+
 def notices_text(components: list[Component], libraries: list[NativeLibrary]) -> str:
     """The whole file: the summary, then the licence texts."""
     version = metadata.version(APP_DISTRIBUTION)
