@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import torch
-from notices import write_notices  # packaging/ is this script's folder, first on sys.path
+from notices import libraries_without_license_text, write_notices  # packaging/ is first on sys.path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPainter
 from PySide6.QtSvg import QSvgRenderer
@@ -107,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     icon = render_icon(ICON_SOURCE, work / "modelai.ico")
     bundle = run_pyinstaller(args.dist.resolve(), work, icon, args.clean)
     print(f"build.py: licences of the bundled software in {write_notices(bundle)}")
+    unresolved = libraries_without_license_text()
+    if unresolved:
+        sys.exit(
+            f"build.py: no licence text for {', '.join(unresolved)}: add the project of each to"
+            " NATIVE_LIBRARIES in packaging/notices.py and its notice to packaging/licenses/, then rebuild."
+        )
     print(f"build.py: {APP_NAME} ({args.variant}, torch {torch_version}) built.")
     print(describe_bundle(bundle))
     program = "modelai.exe" if sys.platform == "win32" else "modelai"

@@ -116,6 +116,7 @@ def test_bundle_holds_both_programs_and_gdal_proj_data_without_unused_qt(bundle:
     notices = (bundle / "THIRD-PARTY-NOTICES.txt").read_text(encoding="utf-8")
     assert "PySide6_Essentials" in notices and "GNU LESSER GENERAL PUBLIC LICENSE" in notices
     assert "GDAL/OGR Licensing" in notices and "not identified" not in notices
+    assert "Sam Leffler" in notices and "\nPROJ (native library): PROJ.txt\n" in notices  # libtiff, PROJ
     names = [path.name for path in internal.rglob("*")]
     unwanted = [name for name in names if re.search(r"Qt6(Qml|Quick|WebEngine|3D|Pdf)|PyQt[56]", name)]
     assert not unwanted, f"unused Qt parts were bundled: {sorted(set(unwanted))[:10]}"
