@@ -184,6 +184,14 @@ class LabelTiles:
         )
         self._apply(top, left, inside.astype(bool), value)
 
+    def paste(self, other: LabelTiles) -> None:
+        """Writes every labelled pixel of ``other`` (labels of the same grid) over these, as part of
+        the current stroke; ``other``'s unlabelled pixels leave these labels as they are."""
+        for key, values in other.tiles():
+            row, col, _, _ = other.tile_window(key)
+            for value in np.unique(values[values != UNLABELLED]).tolist():
+                self._apply(row, col, values == value, value)
+
     def delete_class(self, class_id: int) -> None:
         """Makes a class's pixels unlabelled and moves every later class id down by one.
 

@@ -20,6 +20,7 @@ from PySide6.QtGui import QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QSlider, QSpinBox, QVBoxLayout, QWidget
 
 from engine.errors import EngineError
+from engine.labels.label_import import is_mask_file
 from engine.labels.live_prediction import predict_window
 from engine.labels.store import (
     CLASSES_NAME,
@@ -40,6 +41,7 @@ from engine.preview import Preview, percentile_limits, read_preview, read_window
 from engine.raster import RasterInfo, read_info
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.label_autosave import LabelAutosave
+from modelai_desktop.label_import import LabelImporter
 from modelai_desktop.label_jobs import LabelJobs
 from modelai_desktop.widgets.display_controls import DisplayChoice, DisplayControls, colormap_lut
 from modelai_desktop.widgets.label_canvas import LabelCanvas
@@ -84,6 +86,10 @@ class LabelPage(QWidget):
         self.label_jobs.ended.connect(self._job_ended)
         self.autosave = LabelAutosave(tasks, self)
         self.autosave.failed.connect(self._show_error)
+        self.importer = LabelImporter(self, tasks)
+        self.importer.applied.connect(self._classes_edited)
+        self.importer.imported.connect(self.status_message)
+        self.importer.failed.connect(self._show_error)
 
         self.banner = MessageBanner()
         self.canvas = LabelCanvas()
@@ -117,6 +123,8 @@ class LabelPage(QWidget):
         self.training.stop_requested.connect(self.label_jobs.cancel)
         self.training.predict_requested.connect(self.predict_whole_raster)
         self.training.overlay_changed.connect(self.refresh_view)
+        imports = QLabel('<a href="#">Import labels (polygons or a mask) to edit…</a>')
+        imports.linkActivated.connect(lambda _link: self.importer.choose())
         export = QLabel('<a href="#">Export labels (mask GeoTIFF or GeoPackage)…</a>')
         export.linkActivated.connect(lambda _link: self.choose_export())
         self.position = QLabel(PLACEHOLDER)
@@ -132,6 +140,7 @@ class LabelPage(QWidget):
             row.addWidget(widget, 1)
             side.addLayout(row)
         side.addWidget(self.training)
+        side.addWidget(imports)
         side.addWidget(export)
         side_panel = QWidget()
         side_panel.setLayout(side)
@@ -192,11 +201,18 @@ class LabelPage(QWidget):
         if followed is not None and (self.info is None or self.info.path != followed):
             self.open_raster(followed)
 
-    def open_raster(self, path: Path, labels: Path | None = None) -> asyncio.Task[None]:
-        """Shows ``path`` with its saved labels, or with ``labels`` (a mask GeoTIFF on its grid)."""
-        return self._tasks.start(self._open(path, labels), name="label-open")
+    def open_raster(
+        self,
+        path: Path,
+        labels: Path | None = None,
+        label_layer: str | None = None,
+        label_field: str | None = None,
+    ) -> asyncio.Task[None]:
+        """Shows ``path`` with its saved labels, or with ``labels`` instead: a mask GeoTIFF on its grid,
+        or polygons imported from a vector file (its ``label_layer`` and class field ``label_field``)."""
+        return self._tasks.start(self._open(path, labels, label_layer, label_field), name="label-open")
 
-    async def _open(self, path: Path, labels: Path | None) -> None:
+    async def _open(self, path: Path, labels: Path | None, layer: str | None, field: str | None) -> None:
         await self.autosave.flush()
         try:
             info = await self._tasks.run_blocking(read_info, path)
@@ -205,7 +221,7 @@ class LabelPage(QWidget):
             preview = await self._tasks.run_blocking(read_preview, info, bands)
             folder = labels_folder(self._home, info.path)
             source = labels if labels is not None else folder / MASK_NAME
-            if source.is_file():
+            if is_mask_file(source) and source.is_file():
                 tiles = await self._tasks.run_blocking(load_mask, source, info)
             else:
                 tiles = LabelTiles(info.height, info.width)
@@ -231,6 +247,8 @@ class LabelPage(QWidget):
         if last_model is not None:
             self.training.state.setText(f"Last model: {last_model.name}. Train again to improve it.")
         self.position.setText(f"{info.describe()}. Labels: {sum(tiles.class_pixels().values())} pixels.")
+        if labels is not None and not is_mask_file(labels):
+            await self.importer.run(labels, layer, field)
 
     def _render(self, pixels: Preview) -> np.ndarray:
         """RGBA of the preview or of a window, stretched by the limits of the whole raster's preview."""
