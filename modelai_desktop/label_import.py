@@ -1,4 +1,5 @@
-"""Import labels on the Label page: polygons or a mask from a file, merged into the labels as one step.
+"""Labels and classes from files on the Label page: polygons or a mask merged into the labels as one
+step, and the class list of a label file or of a model.
 
 The flow keeps the event loop free and every modal dialog in a plain slot: the file is chosen
 (dialog), its layers and fields are read (read thread), the layer and class field are asked
@@ -22,13 +23,16 @@ from PySide6.QtWidgets import QFileDialog
 
 from engine.errors import EngineError
 from engine.labels.label_import import describe_layers, import_labels, is_mask_file, label_file_classes
+from engine.labels.store import LabelClass
 from engine.labels.vector_file import LabelLayerInfo
+from engine.model_file import read_metadata
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.label_import_dialog import ImportChoice, ask_import
 
 if TYPE_CHECKING:
     from modelai_desktop.pages.label_page import LabelPage
 
+MODEL_FILTER = "ModelAI models (*.safetensors)"
 IMPORT_FILTER = (
     "Labels (*.gpkg *.shp *.zip *.geojson *.json *.fgb *.tif *.tiff);;"
     "Polygons (*.gpkg *.shp *.zip *.geojson *.json *.fgb);;Mask GeoTIFF on the raster's grid (*.tif *.tiff)"
@@ -36,7 +40,7 @@ IMPORT_FILTER = (
 
 
 class LabelImporter(QObject):
-    """Imports label files into a Label page's labels and classes.
+    """Imports label files (and models' classes) into a Label page's labels and classes.
 
     ``ask`` answers the layer and field question (a dialog; a test can replace it).
 
@@ -50,10 +54,11 @@ class LabelImporter(QObject):
     imported = Signal(str)
     failed = Signal(str)
 
-    def __init__(self, page: LabelPage, tasks: BackgroundTasks) -> None:
+    def __init__(self, page: LabelPage, tasks: BackgroundTasks, home: Path) -> None:
         super().__init__(page)
         self._page = page
         self._tasks = tasks
+        self._home = home
         self.ask: Callable[[dict[str, LabelLayerInfo]], ImportChoice | None] = lambda layers: ask_import(
             page, layers
         )
@@ -130,4 +135,28 @@ class LabelImporter(QObject):
             message += " Ctrl+Z undoes it."
         self.applied.emit()
         self.imported.emit(message)
+        return True
+
+    def choose_model_classes(self) -> None:
+        """The dialog for a model whose classes to take (a plain slot, so its modal loop is safe)."""
+        name, _ = QFileDialog.getOpenFileName(
+            self._page, "Classes from a model", str(self._home / "models"), MODEL_FILTER
+        )
+        if name:
+            self._tasks.start(self.take_model_classes(Path(name)), name="label-model-classes")
+
+    async def take_model_classes(self, path: Path) -> bool:
+        """Names and colours of a segmentation model's classes (labels keep their ids)."""
+        try:
+            metadata = await self._tasks.run_blocking(read_metadata, path)
+        except EngineError as exc:
+            self.failed.emit(str(exc))
+            return False
+        if metadata.task != "segmentation":
+            self.failed.emit(f"{path.name} is an {metadata.task} model: it has no classes to take.")
+            return False
+        ordered = sorted(metadata.classes, key=lambda info: info.id)
+        self._page.classes.set_classes([LabelClass(info.name, info.color) for info in ordered])
+        self.applied.emit()
+        self.imported.emit(f"Classes taken from {path.name}.")
         return True

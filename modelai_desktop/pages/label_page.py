@@ -36,7 +36,6 @@ from engine.labels.store import (
 )
 from engine.labels.tiles import LabelTiles
 from engine.labels.training_set import check_trainable, freeze_labels, label_training_config
-from engine.model_file import read_metadata
 from engine.preview import Preview, percentile_limits, read_preview, read_window, render_rgba
 from engine.raster import RasterInfo, read_info
 from modelai_desktop.async_tasks import BackgroundTasks
@@ -54,7 +53,6 @@ from modelai_desktop.workers import JobRegistry, JobWorker
 
 log = logging.getLogger(__name__)
 
-MODEL_FILTER = "ModelAI models (*.safetensors)"
 MASK_FILTER = "GeoTIFF mask (*.tif)"
 EXPORT_FILTER = f"{MASK_FILTER};;GeoPackage polygons with class names (*.gpkg)"
 DEFAULT_CLASSES = (LabelClass("class 1", "#7fbf4d"), LabelClass("class 2", "#2a6fe8"))
@@ -86,7 +84,7 @@ class LabelPage(QWidget):
         self.label_jobs.ended.connect(self._job_ended)
         self.autosave = LabelAutosave(tasks, self)
         self.autosave.failed.connect(self._show_error)
-        self.importer = LabelImporter(self, tasks)
+        self.importer = LabelImporter(self, tasks, home)
         self.importer.applied.connect(self._classes_edited)
         self.importer.imported.connect(self.status_message)
         self.importer.failed.connect(self._show_error)
@@ -101,7 +99,7 @@ class LabelPage(QWidget):
         self.classes.current_changed.connect(self._set_class)
         self.classes.classes_changed.connect(self._classes_edited)
         self.classes.class_deleted.connect(self._delete_class)
-        self.classes.from_model_requested.connect(self.choose_model_classes)
+        self.classes.from_model_requested.connect(self.importer.choose_model_classes)
         self.tools = ToolBar()
         self.tools.tool_changed.connect(self.set_tool)
         self.tools.undo_requested.connect(self.canvas.undo)
@@ -401,27 +399,6 @@ class LabelPage(QWidget):
             self._show_error(str(exc))
             return
         self.status_message.emit(f"Labels exported to {path}.")
-
-    def choose_model_classes(self) -> None:
-        name, _ = QFileDialog.getOpenFileName(
-            self, "Classes from a model", str(self._home / "models"), MODEL_FILTER
-        )
-        if name:
-            self._tasks.start(self.take_model_classes(Path(name)), name="label-model-classes")
-
-    async def take_model_classes(self, path: Path) -> None:
-        """Names and colours of a segmentation model's classes (labels keep their ids)."""
-        try:
-            metadata = await self._tasks.run_blocking(read_metadata, path)
-        except EngineError as exc:
-            self._show_error(str(exc))
-            return
-        if metadata.task != "segmentation":
-            self._show_error(f"{path.name} is an {metadata.task} model: it has no classes to take.")
-            return
-        ordered = sorted(metadata.classes, key=lambda info: info.id)
-        self.classes.set_classes([LabelClass(info.name, info.color) for info in ordered])
-        self._classes_edited()
 
     def _classes_edited(self) -> None:
         self.canvas.set_colors([label.color for label in self.classes.classes()])
