@@ -128,7 +128,7 @@ def _page_classes(
         name = scheme.names[scheme_id]
         if name not in known:
             known[name] = len(merged)
-            merged.append(LabelClass(name, default_color(len(merged))))
+            merged.append(LabelClass(name, unused_color(merged)))
         lookup[scheme_id] = known[name]
     _check_count(merged)
     return lookup[scheme.feature_ids], merged
@@ -137,9 +137,17 @@ def _page_classes(
 def _with_ids(classes: list[LabelClass], used: dict[int, int]) -> list[LabelClass]:
     """``classes`` extended so that every used class id has a class."""
     while len(classes) <= max(used, default=-1):
-        classes.append(LabelClass(f"class {len(classes) + 1}", default_color(len(classes))))
+        classes.append(LabelClass(f"class {len(classes) + 1}", unused_color(classes)))
     _check_count(classes)
     return classes
+
+
+def unused_color(classes: Sequence[LabelClass]) -> str:
+    """The first colour of the class palette that no class has yet, so an added class stands out."""
+    taken = {label.color.lower() for label in classes}
+    return next(
+        color for index in range(IGNORE_INDEX + len(taken)) if (color := default_color(index)) not in taken
+    )
 
 
 def _check_count(classes: list[LabelClass]) -> None:
