@@ -168,6 +168,7 @@ async def run_window(window: MainWindow, args: argparse.Namespace, clock: Startu
             log.info("Start-up: %s", clock.summary())
         await closed.wait()
         code = 0
+    await window.label_page.autosave.flush()  # the last strokes (or labels given) reach the disk
     await window.tasks.aclose()
     return code
 

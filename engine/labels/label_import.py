@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import count
 from pathlib import Path
 
 import numpy as np
@@ -143,11 +144,9 @@ def _with_ids(classes: list[LabelClass], used: dict[int, int]) -> list[LabelClas
 
 
 def unused_color(classes: Sequence[LabelClass]) -> str:
-    """The first colour of the class palette that no class has yet, so an added class stands out."""
+    """The class palette's colour of the next class id, or of a later one when a class has that colour."""
     taken = {label.color.lower() for label in classes}
-    return next(
-        color for index in range(IGNORE_INDEX + len(taken)) if (color := default_color(index)) not in taken
-    )
+    return next(color for index in count(len(classes)) if (color := default_color(index)) not in taken)
 
 
 def _check_count(classes: list[LabelClass]) -> None:

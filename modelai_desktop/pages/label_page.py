@@ -87,6 +87,7 @@ class LabelPage(QWidget):
         self.importer = LabelImporter(self, tasks, home)
         self.importer.applied.connect(self._classes_edited)
         self.importer.imported.connect(self.status_message)
+        self.importer.imported.connect(lambda text: self.position.setText(text))
         self.importer.failed.connect(self._show_error)
 
         self.banner = MessageBanner()

@@ -189,6 +189,10 @@ def test_screenshot_of_the_label_page_draws_polygons_from_a_vector_file(scene, t
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
+    assert "Unhandled error" not in result.stderr, result.stderr
+    (saved,) = (tmp_path / "home").glob("**/labels.tif")
+    with rasterio.open(saved) as mask:
+        assert mask.read(1)[95, 95] == 1, "the imported labels are saved before the window closes"
     image = QImage(str(out))
     blue = [image.pixelColor(x, 400) for x in range(500, 1200, 10)]
     assert sum(color.blue() > 150 and color.red() < 120 for color in blue) > 10, "the labels are not drawn"
