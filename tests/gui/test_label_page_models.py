@@ -16,9 +16,8 @@ from engine.model_file import read_metadata
 from engine.runner import open_store
 from engine.training import train
 from tests.engine.runner_child import tiny_config, write_training_data
-from tests.engine.test_labels import scribble
 from tests.gui import test_label_page as label_page_tests
-from tests.gui.test_label_page import TRAINING_TIMEOUT_S, open_scene, settle
+from tests.gui.test_label_page import TRAINING_TIMEOUT_S, open_scribbled, settle
 
 home, page, scene = label_page_tests.home, label_page_tests.page, label_page_tests.scene  # its fixtures
 
@@ -38,9 +37,7 @@ def test_classes_from_a_model_keep_the_painted_labels(
     damaged.write_bytes(b"not a model")
 
     async def scenario() -> None:
-        await open_scene(page, raster, until)
-        for key_, tile in scribble(truth).tiles():
-            page.tiles.set_tile(key_, tile)
+        await open_scribbled(page, raster, truth, until)
         painted = page.tiles.read(0, 0, *truth.shape)
         before = page.classes.classes()
 
@@ -68,9 +65,7 @@ def test_predict_whole_raster_after_a_tiny_training_writes_the_class_map(
     raster, truth = scene
 
     async def scenario() -> None:
-        await open_scene(page, raster, until)
-        for key_, tile in scribble(truth).tiles():
-            page.tiles.set_tile(key_, tile)
+        await open_scribbled(page, raster, truth, until)
         assert not page.training.predict_button.isEnabled(), "no model yet"
         page.training.train_for.setCurrentIndex(0)  # epochs, not a time budget: a test stays short
         page.training.epochs.setValue(1)
