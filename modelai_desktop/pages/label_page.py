@@ -207,8 +207,9 @@ class LabelPage(QWidget):
         label_layer: str | None = None,
         label_field: str | None = None,
     ) -> asyncio.Task[None]:
-        """Shows ``path`` with its saved labels, or with ``labels`` instead: a mask GeoTIFF on its grid,
-        or polygons imported from a vector file (its ``label_layer`` and class field ``label_field``)."""
+        """Shows ``path`` with its saved labels, or with ``labels``: a mask GeoTIFF on its grid instead
+        of them, or polygons of a vector file (its ``label_layer`` and class field ``label_field``)
+        imported into them as Import labels does, so a file that cannot be used loses nothing."""
         return self._tasks.start(self._open(path, labels, label_layer, label_field), name="label-open")
 
     async def _open(self, path: Path, labels: Path | None, layer: str | None, field: str | None) -> None:
@@ -219,8 +220,9 @@ class LabelPage(QWidget):
             bands = None if len(info.data_bands) <= MAX_PREVIEW_BANDS else list(choice.bands)
             preview = await self._tasks.run_blocking(read_preview, info, bands)
             folder = labels_folder(self._home, info.path)
-            source = labels if labels is not None else folder / MASK_NAME
-            if is_mask_file(source) and source.is_file():
+            given_mask = labels is not None and is_mask_file(labels)
+            source = labels if given_mask else folder / MASK_NAME
+            if source.is_file():
                 tiles = await self._tasks.run_blocking(load_mask, source, info)
             else:
                 tiles = LabelTiles(info.height, info.width)
@@ -239,14 +241,14 @@ class LabelPage(QWidget):
         self.controls.set_raster(info, choice)
         self.canvas.show_raster(self._render(preview), info.height, info.width)
         self.autosave.attach(folder, info, tiles, self.classes.classes)
-        if labels is not None:
+        if given_mask:
             self.autosave.changed(classes_too=True)
         self.label_jobs.use_model(last_model)
         self.training.set_running(False, has_model=last_model is not None)
         if last_model is not None:
             self.training.state.setText(f"Last model: {last_model.name}. Train again to improve it.")
         self.position.setText(f"{info.describe()}. Labels: {sum(tiles.class_pixels().values())} pixels.")
-        if labels is not None and not is_mask_file(labels):
+        if labels is not None and not given_mask:
             await self.importer.run(labels, layer, field)
 
     def _render(self, pixels: Preview) -> np.ndarray:

@@ -170,6 +170,29 @@ def test_polygons_that_miss_the_raster_change_nothing(page, tasks, scene, tmp_pa
     run(scenario())
 
 
+def test_polygons_given_at_open_go_onto_the_saved_labels_and_a_bad_file_loses_none(
+    page, tasks, scene, tmp_path, run, until
+):
+    raster, _ = scene
+    far_away = write_labels(tmp_path / "alps.fgb", [shapely.box(7.0, 46.0, 7.1, 46.1)], "EPSG:4326")
+    near = write_labels(tmp_path / "near.fgb", in_wgs84([pixel_box(100, 100, 120, 120)]), "EPSG:4326")
+
+    async def scenario() -> None:
+        await open_scene(page, raster, until)
+        before = paint_before(page)
+        await page.autosave.flush()
+        await page.open_raster(raster, far_away)
+        assert "overlaps none" in page.banner.text()
+        np.testing.assert_array_equal(page.tiles.read(0, 0, SIZE, SIZE), before)
+        await page.open_raster(raster, near)
+        labels = page.tiles.read(0, 0, SIZE, SIZE)
+        assert labels[110, 110] == 2 and page.classes.classes()[2].name == "near"
+        np.testing.assert_array_equal(labels[:100], before[:100])
+        await settle(tasks)
+
+    run(scenario())
+
+
 def test_screenshot_of_the_label_page_draws_polygons_from_a_vector_file(scene, tmp_path):
     raster, _ = scene
     footprint = in_wgs84([pixel_box(40, 40, 150, 150)])
