@@ -153,6 +153,24 @@ def test_the_layer_and_field_are_asked_and_classes_can_come_alone(page, tasks, s
     assert set(asked[0]) == {"roads", "fields"}
 
 
+def test_a_mask_on_the_grid_merges_as_one_step_too(page, tasks, scene, tmp_path, run, until):
+    raster, _ = scene
+    given = np.full((SIZE, SIZE), UNLABELLED, np.uint8)
+    given[100:120, 0:30] = 1
+    mask = label_page_tests.write_mask(tmp_path / "colleague.tif", raster, given)
+
+    async def scenario() -> None:
+        await open_scene(page, raster, until)
+        before = paint_before(page)
+        await page.importer.prepare(mask)
+        np.testing.assert_array_equal(page.tiles.read(0, 0, SIZE, SIZE), np.where(given == 1, 1, before))
+        assert page.canvas.undo()
+        np.testing.assert_array_equal(page.tiles.read(0, 0, SIZE, SIZE), before)
+        await settle(tasks)
+
+    run(scenario())
+
+
 def test_polygons_that_miss_the_raster_change_nothing(page, tasks, scene, tmp_path, run, until):
     raster, _ = scene
     far_away = write_labels(tmp_path / "alps.geojson", [shapely.box(7.0, 46.0, 7.1, 46.1)], "EPSG:4326")
