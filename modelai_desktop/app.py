@@ -80,9 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--labels",
         type=Path,
-        metavar="MASK",
-        help="with --page label: a mask GeoTIFF on the raster's grid to label on from",
+        metavar="MASK_OR_VECTOR",
+        help="with --page label: labels to go on from: a mask GeoTIFF on the raster's grid, or polygons "
+        "(GeoPackage, Shapefile or .zip, GeoJSON, FlatGeobuf)",
     )
+    parser.add_argument("--label-field", metavar="NAME", help="with --labels POLYGONS: the class field")
+    parser.add_argument("--label-layer", metavar="NAME", help="with --labels POLYGONS: the layer")
     parser.add_argument("--version", action="version", version=f"modelai-desktop {__version__}")
     return parser
 
@@ -146,7 +149,8 @@ async def run_window(window: MainWindow, args: argparse.Namespace, clock: Startu
 
     window.start_background_reads()
     if args.screenshot:
-        code = await capture_window(window, args.screenshot, args.page, args.files, args.bands, args.labels)
+        labels = (args.labels, args.label_layer, args.label_field) if args.labels else None
+        code = await capture_window(window, args.screenshot, args.page, args.files, args.bands, labels)
     else:
         closed = asyncio.Event()
         window.closed.connect(closed.set)
@@ -158,12 +162,13 @@ async def run_window(window: MainWindow, args: argparse.Namespace, clock: Startu
         else:
             window.restore_session()
         if args.labels is not None and args.files:
-            window.label_page.open_raster(args.files[0], args.labels)
+            window.label_page.open_raster(args.files[0], args.labels, args.label_layer, args.label_field)
         if clock is not None:
             clock.mark("main window")
             log.info("Start-up: %s", clock.summary())
         await closed.wait()
         code = 0
+    await window.label_page.autosave.flush()  # the last strokes (or labels given) reach the disk
     await window.tasks.aclose()
     return code
 

@@ -26,14 +26,15 @@ async def capture_window(
     page: str,
     files: Sequence[Path],
     bands: Sequence[int] | None = None,
-    labels: Path | None = None,
+    labels: tuple[Path, str | None, str | None] | None = None,
 ) -> int:
     """Shows the window, opens ``files`` as a drop would (the first raster is previewed, a model goes
     to the Predict page), shows ``page`` and saves a grab.
 
     Args:
         bands: one band, or three for red, green and blue, to display for the previewed raster.
-        labels: a mask GeoTIFF to show on the Label page over the first raster.
+        labels: labels to show on the Label page over the first raster: a mask GeoTIFF or a vector
+            file, with the vector file's layer and class field (None: the only layer, one class).
 
     Returns:
         0 when the PNG was written; 2 when the bands do not exist or the file cannot be written.
@@ -42,7 +43,7 @@ async def capture_window(
     window.open_paths(files)
     await window.tasks.wait_idle()
     if labels is not None and files:
-        await window.label_page.open_raster(files[0], labels)
+        await window.label_page.open_raster(files[0], *labels)
     if bands and not _show_bands(window, bands):
         return 2
     window.show_page(page)

@@ -115,7 +115,7 @@ def rasterize_mask(
         with rasterio.open(staging, "w", **profile) as dataset:
             for row in range(0, image.height, STRIP_ROWS):
                 window = Window(0, row, image.width, min(STRIP_ROWS, image.height - row))
-                block = _burn_window(polygons, image, window, affine, fill, all_touched)
+                block = burn_window(polygons, image, window, affine, fill, all_touched)
                 counts += np.bincount(block.ravel(), minlength=256)
                 dataset.write(block, 1, window=window)
         staging.replace(target)
@@ -124,7 +124,7 @@ def rasterize_mask(
     return {value: int(count) for value, count in enumerate(counts.tolist()) if count}
 
 
-def _burn_window(
+def burn_window(
     polygons: GridPolygons,
     image: RasterInfo,
     window: Window,
@@ -132,6 +132,7 @@ def _burn_window(
     fill: int,
     all_touched: bool,
 ) -> np.ndarray:
+    """The class ids of one window of the image: ``fill`` where no polygon lies."""
     shape = (int(window.height), int(window.width))
     hits = polygons.tree.query(footprint(image, window), predicate="intersects")
     if hits.size == 0:

@@ -130,7 +130,7 @@ def label_masks(
         counts.pop(IGNORE_INDEX, None)
         labelled.append(LabelledImage(info.path, mask, counts))
     if not labelled:
-        raise DatasetError(_no_overlap_message(features, infos))
+        raise DatasetError(no_overlap_message(features, infos))
     if untouched:
         reporter.on_message(
             "warning",
@@ -193,7 +193,8 @@ def _check_classes(
     )
 
 
-def _no_overlap_message(features: LabelFeatures, infos: list[RasterInfo]) -> str:
+def no_overlap_message(features: LabelFeatures, infos: list[RasterInfo]) -> str:
+    """Where the polygons lie and where the first image lies, both in the label file's CRS."""
     left, bottom, right, top = shapely.total_bounds(features.geometries).tolist()
     where = (
         f"its polygons lie within x {left:.6g}..{right:.6g}, y {bottom:.6g}..{top:.6g} "

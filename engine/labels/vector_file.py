@@ -73,6 +73,22 @@ def describe_label_file(path: Path, layer: str | None = None) -> LabelLayerInfo:
         LabelFileError: missing file, not a vector format, unknown or ambiguous layer.
     """
     path = Path(path)
+    layers = label_layers(path)
+    chosen = _choose_layer(path, layers, layer)
+    info = pyogrio.read_info(gdal_path(path), layer=chosen)
+    fields = {
+        str(name): _field_kind(str(dtype)) for name, dtype in zip(info["fields"], info["dtypes"], strict=True)
+    }
+    crs = info.get("crs")
+    return LabelLayerInfo(path, chosen, layers, fields, int(info["features"]), _crs_wkt(crs))
+
+
+def label_layers(path: Path) -> tuple[str, ...]:
+    """The names of a label file's layers that hold geometries.
+
+    Raises:
+        LabelFileError: missing file, not a vector format, or no layer with geometries.
+    """
     if not path.exists():
         raise LabelFileError(f"The label file {path} does not exist. Check the path.")
     if path.suffix.lower() not in LABEL_SUFFIXES:
@@ -87,13 +103,7 @@ def describe_label_file(path: Path, layer: str | None = None) -> LabelLayerInfo:
         ) from exc
     if not layers:
         raise LabelFileError(f"{path} holds no layer of polygons. Save the polygons into it from QGIS.")
-    chosen = _choose_layer(path, layers, layer)
-    info = pyogrio.read_info(gdal_path(path), layer=chosen)
-    fields = {
-        str(name): _field_kind(str(dtype)) for name, dtype in zip(info["fields"], info["dtypes"], strict=True)
-    }
-    crs = info.get("crs")
-    return LabelLayerInfo(path, chosen, layers, fields, int(info["features"]), _crs_wkt(crs))
+    return layers
 
 
 def read_label_features(path: Path, layer: str | None = None, field: str | None = None) -> LabelFeatures:

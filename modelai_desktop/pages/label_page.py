@@ -20,6 +20,7 @@ from PySide6.QtGui import QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QSlider, QSpinBox, QVBoxLayout, QWidget
 
 from engine.errors import EngineError
+from engine.labels.label_import import is_mask_file
 from engine.labels.live_prediction import predict_window
 from engine.labels.store import (
     CLASSES_NAME,
@@ -35,11 +36,11 @@ from engine.labels.store import (
 )
 from engine.labels.tiles import LabelTiles
 from engine.labels.training_set import check_trainable, freeze_labels, label_training_config
-from engine.model_file import read_metadata
 from engine.preview import Preview, percentile_limits, read_preview, read_window, render_rgba
 from engine.raster import RasterInfo, read_info
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.label_autosave import LabelAutosave
+from modelai_desktop.label_import import LabelImporter
 from modelai_desktop.label_jobs import LabelJobs
 from modelai_desktop.widgets.display_controls import DisplayChoice, DisplayControls, colormap_lut
 from modelai_desktop.widgets.label_canvas import LabelCanvas
@@ -52,7 +53,6 @@ from modelai_desktop.workers import JobRegistry, JobWorker
 
 log = logging.getLogger(__name__)
 
-MODEL_FILTER = "ModelAI models (*.safetensors)"
 MASK_FILTER = "GeoTIFF mask (*.tif)"
 EXPORT_FILTER = f"{MASK_FILTER};;GeoPackage polygons with class names (*.gpkg)"
 DEFAULT_CLASSES = (LabelClass("class 1", "#7fbf4d"), LabelClass("class 2", "#2a6fe8"))
@@ -84,6 +84,11 @@ class LabelPage(QWidget):
         self.label_jobs.ended.connect(self._job_ended)
         self.autosave = LabelAutosave(tasks, self)
         self.autosave.failed.connect(self._show_error)
+        self.importer = LabelImporter(self, tasks, home)
+        self.importer.applied.connect(self._classes_edited)
+        self.importer.imported.connect(self.status_message)
+        self.importer.imported.connect(lambda text: self.position.setText(text))
+        self.importer.failed.connect(self._show_error)
 
         self.banner = MessageBanner()
         self.canvas = LabelCanvas()
@@ -95,7 +100,7 @@ class LabelPage(QWidget):
         self.classes.current_changed.connect(self._set_class)
         self.classes.classes_changed.connect(self._classes_edited)
         self.classes.class_deleted.connect(self._delete_class)
-        self.classes.from_model_requested.connect(self.choose_model_classes)
+        self.classes.from_model_requested.connect(self.importer.choose_model_classes)
         self.tools = ToolBar()
         self.tools.tool_changed.connect(self.set_tool)
         self.tools.undo_requested.connect(self.canvas.undo)
@@ -117,6 +122,8 @@ class LabelPage(QWidget):
         self.training.stop_requested.connect(self.label_jobs.cancel)
         self.training.predict_requested.connect(self.predict_whole_raster)
         self.training.overlay_changed.connect(self.refresh_view)
+        imports = QLabel('<a href="#">Import labels (polygons or a mask) to edit…</a>')
+        imports.linkActivated.connect(lambda _link: self.importer.choose())
         export = QLabel('<a href="#">Export labels (mask GeoTIFF or GeoPackage)…</a>')
         export.linkActivated.connect(lambda _link: self.choose_export())
         self.position = QLabel(PLACEHOLDER)
@@ -132,6 +139,7 @@ class LabelPage(QWidget):
             row.addWidget(widget, 1)
             side.addLayout(row)
         side.addWidget(self.training)
+        side.addWidget(imports)
         side.addWidget(export)
         side_panel = QWidget()
         side_panel.setLayout(side)
@@ -192,11 +200,19 @@ class LabelPage(QWidget):
         if followed is not None and (self.info is None or self.info.path != followed):
             self.open_raster(followed)
 
-    def open_raster(self, path: Path, labels: Path | None = None) -> asyncio.Task[None]:
-        """Shows ``path`` with its saved labels, or with ``labels`` (a mask GeoTIFF on its grid)."""
-        return self._tasks.start(self._open(path, labels), name="label-open")
+    def open_raster(
+        self,
+        path: Path,
+        labels: Path | None = None,
+        label_layer: str | None = None,
+        label_field: str | None = None,
+    ) -> asyncio.Task[None]:
+        """Shows ``path`` with its saved labels, or with ``labels``: a mask GeoTIFF on its grid instead
+        of them, or polygons of a vector file (its ``label_layer`` and class field ``label_field``)
+        imported into them as Import labels does, so a file that cannot be used loses nothing."""
+        return self._tasks.start(self._open(path, labels, label_layer, label_field), name="label-open")
 
-    async def _open(self, path: Path, labels: Path | None) -> None:
+    async def _open(self, path: Path, labels: Path | None, layer: str | None, field: str | None) -> None:
         await self.autosave.flush()
         try:
             info = await self._tasks.run_blocking(read_info, path)
@@ -204,7 +220,8 @@ class LabelPage(QWidget):
             bands = None if len(info.data_bands) <= MAX_PREVIEW_BANDS else list(choice.bands)
             preview = await self._tasks.run_blocking(read_preview, info, bands)
             folder = labels_folder(self._home, info.path)
-            source = labels if labels is not None else folder / MASK_NAME
+            given_mask = labels is not None and is_mask_file(labels)
+            source = labels if given_mask else folder / MASK_NAME
             if source.is_file():
                 tiles = await self._tasks.run_blocking(load_mask, source, info)
             else:
@@ -224,13 +241,15 @@ class LabelPage(QWidget):
         self.controls.set_raster(info, choice)
         self.canvas.show_raster(self._render(preview), info.height, info.width)
         self.autosave.attach(folder, info, tiles, self.classes.classes)
-        if labels is not None:
+        if given_mask:
             self.autosave.changed(classes_too=True)
         self.label_jobs.use_model(last_model)
         self.training.set_running(False, has_model=last_model is not None)
         if last_model is not None:
             self.training.state.setText(f"Last model: {last_model.name}. Train again to improve it.")
         self.position.setText(f"{info.describe()}. Labels: {sum(tiles.class_pixels().values())} pixels.")
+        if labels is not None and not given_mask:
+            await self.importer.run(labels, layer, field)
 
     def _render(self, pixels: Preview) -> np.ndarray:
         """RGBA of the preview or of a window, stretched by the limits of the whole raster's preview."""
@@ -383,27 +402,6 @@ class LabelPage(QWidget):
             self._show_error(str(exc))
             return
         self.status_message.emit(f"Labels exported to {path}.")
-
-    def choose_model_classes(self) -> None:
-        name, _ = QFileDialog.getOpenFileName(
-            self, "Classes from a model", str(self._home / "models"), MODEL_FILTER
-        )
-        if name:
-            self._tasks.start(self.take_model_classes(Path(name)), name="label-model-classes")
-
-    async def take_model_classes(self, path: Path) -> None:
-        """Names and colours of a segmentation model's classes (labels keep their ids)."""
-        try:
-            metadata = await self._tasks.run_blocking(read_metadata, path)
-        except EngineError as exc:
-            self._show_error(str(exc))
-            return
-        if metadata.task != "segmentation":
-            self._show_error(f"{path.name} is an {metadata.task} model: it has no classes to take.")
-            return
-        ordered = sorted(metadata.classes, key=lambda info: info.id)
-        self.classes.set_classes([LabelClass(info.name, info.color) for info in ordered])
-        self._classes_edited()
 
     def _classes_edited(self) -> None:
         self.canvas.set_colors([label.color for label in self.classes.classes()])

@@ -31,6 +31,13 @@ def label_file_in(paths: list[Path]) -> Path | None:
     return None
 
 
+def field_choices(info: LabelLayerInfo) -> list[tuple[str, str | None]]:
+    """The class field picker's entries (text, field): one class for every polygon, then each field
+    of class names or class ids."""
+    usable = [(f"{name} ({kind})", name) for name, kind in info.fields.items() if kind != "other"]
+    return [(ONE_CLASS, None), *usable]
+
+
 class LabelOptions(QGroupBox):
     """The options of one label file; ``changed`` is emitted when one of them changes."""
 
@@ -71,10 +78,8 @@ class LabelOptions(QGroupBox):
         self._path, self._layer = info.path, info.layer
         self.field.blockSignals(True)
         self.field.clear()
-        self.field.addItem(ONE_CLASS, None)
-        for name, kind in info.fields.items():
-            if kind != "other":
-                self.field.addItem(f"{name} ({kind})", name)
+        for text, name in field_choices(info):
+            self.field.addItem(text, name)
         if keep is not None and self.field.findData(keep) >= 0:
             self.field.setCurrentIndex(self.field.findData(keep))
         self.field.blockSignals(False)

@@ -106,6 +106,13 @@ async def open_scene(page: LabelPage, raster: Path, until) -> None:
     page.canvas.graphics.viewport().setFocus()
 
 
+async def open_scribbled(page: LabelPage, raster: Path, truth: np.ndarray, until) -> None:
+    """Opens the scene with sparse scribbles of two classes where the truth has them."""
+    await open_scene(page, raster, until)
+    for key_, tile in scribble(truth).tiles():
+        page.tiles.set_tile(key_, tile)
+
+
 def test_paint_two_classes_undo_polygon_and_erase_then_autosave(page, tasks, scene, home, run, until):
     raster, _ = scene
 
@@ -189,9 +196,7 @@ def test_train_on_my_labels_shows_uncertainty_and_trains_again_from_its_weights(
     raster, truth = scene
 
     async def scenario() -> None:
-        await open_scene(page, raster, until)
-        for key_, tile in scribble(truth).tiles():
-            page.tiles.set_tile(key_, tile)
+        await open_scribbled(page, raster, truth, until)
         assert page.training.train_for.currentData() == 120.0, "a time budget by default"
         assert not page.training.epochs.isEnabled()
         page.training.train_for.setCurrentIndex(0)  # epochs, not a time budget: a test stays short
