@@ -37,9 +37,9 @@ from engine.profiles.profile import describe_rasters
 from engine.progress import CancelToken, NullReporter, Reporter
 from engine.training.anomaly import make_anomaly_task
 from engine.training.config import TrainConfig, checkpoint_path_for, resume_differences, settings_hash
-from engine.training.fit import CHECKPOINT_FORMAT, FitInputs, FitResult, TrainingTask, fit
+from engine.training.fit import CHECKPOINT_FORMAT, FitInputs, TrainingTask, fit
 from engine.training.sampling import ClassFocus, class_census
-from engine.training.segmentation import SegmentationTask, make_segmentation_task
+from engine.training.segmentation import SegmentationTask, make_segmentation_task, poorly_learned_warning
 from engine.training.warm_start import warm_start
 
 __all__ = [
@@ -170,6 +170,9 @@ def train(
     finally:
         reader.close()
     model.load_state_dict(result.best_model)
+    best_entry = next((entry for entry in result.history if entry["epoch"] == result.best_epoch), None)
+    if isinstance(task, SegmentationTask) and (warning := poorly_learned_warning(best_entry)):
+        reporter.on_message("warning", warning)
     summary = {
         "epochs": result.planned_epochs,
         "time_budget_s": config.time_budget_s,
@@ -189,7 +192,7 @@ def train(
         "library_versions": library_versions(),
         "device": {"kind": device_info.kind, "name": device_info.name, "description": device_info.reason},
     }
-    metadata = _metadata(config, task, pairs, bands, normalization, result, summary)
+    metadata = _metadata(config, task, pairs, bands, normalization, best_entry, summary)
     save_model(config.output, model.cpu(), metadata)
     return TrainResult(
         model_path=config.output,
@@ -319,11 +322,10 @@ def _metadata(
     pairs: list[ImagePair],
     bands: list[int],
     normalization: Normalization,
-    result: FitResult,
+    best_entry: dict[str, Any] | None,
     summary: dict[str, Any],
 ) -> ModelMetadata:
     first = pairs[0].image
-    best_entry = next((entry for entry in result.history if entry["epoch"] == result.best_epoch), None)
     return ModelMetadata(
         task=config.task,
         architecture=task.architecture,

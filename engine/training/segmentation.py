@@ -25,6 +25,8 @@ from engine.training.metrics import confusion_matrix, segmentation_scores
 from engine.training.previews import rgb_previews
 
 DICE_SMOOTHING = 1.0
+# Below this validation IoU a class counts as not learned (a warning, not a failure).
+POOR_CLASS_IOU = 0.1
 PALETTE = (
     "#7fbf4d", "#8c8c8c", "#e8402a", "#2a6fe8", "#f2c12e", "#9b59b6",
     "#1abc9c", "#e67e22", "#34495e", "#ff77aa", "#8b5a2b", "#00bcd4",
@@ -147,6 +149,30 @@ def make_segmentation_task(
         "depth": config.network_depth,
     }
     return SegmentationTask(classes, hyperparameters)
+
+
+def poorly_learned_warning(best_entry: dict[str, Any] | None) -> str | None:
+    """Names the classes the kept model barely found in validation, so a weak model is not taken as good.
+
+    A run that ended too soon (a short budget on a slow CPU, too few labels of a class) still writes a
+    model; its best epoch's IoU per class says whether that model can be trusted for those classes.
+    """
+    if best_entry is None:
+        return None
+    poor = {
+        name.removeprefix("iou/"): value
+        for name, value in best_entry["metrics"].items()
+        if name.startswith("iou/") and value < POOR_CLASS_IOU
+    }
+    if not poor:
+        return None
+    listed = ", ".join(f"{name!r} (IoU {value:.2f})" for name, value in poor.items())
+    which = "this class" if len(poor) == 1 else "these classes"
+    return (
+        f"The model barely learned {listed} on the validation part, at its best epoch "
+        f"{best_entry['epoch']}: do not trust its map for {which}. Train longer (--time-budget or "
+        "--epochs), label more of it, or check that the labels match the image."
+    )
 
 
 def default_color(class_id: int) -> str:

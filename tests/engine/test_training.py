@@ -268,9 +268,26 @@ def test_single_class_mask_warns_and_still_trains(tmp_path: Path) -> None:
     assert result.epochs_run == 1 and len(result.metadata.classes) == 2
 
 
+def test_a_class_the_model_did_not_learn_is_named_in_a_warning(tmp_path: Path) -> None:
+    """Class 1 is noise (5 % of pixels, nothing in the image marks it): no model can find it."""
+    rng = np.random.default_rng(1)
+    for name in ("first", "second"):
+        image = rng.integers(100, 200, (3, 64, 64)).astype(np.uint16)
+        write_raster(tmp_path / "images" / f"{name}.tif", image)
+        write_raster(tmp_path / "masks" / f"{name}.tif", (rng.random((1, 64, 64)) < 0.05).astype(np.uint8))
+    config = replace(write_two_class_scenes(tmp_path / "unused", uniform=False), epochs=2)
+    config = replace(config, images=[tmp_path / "images"], masks=[tmp_path / "masks"])
+    reporter = RecordingReporter()
+    train(config, reporter)
+    (warning,) = [text for text in reporter.warnings() if "barely learned" in text]
+    assert "'class 1'" in warning
+
+
 def test_patience_stops_a_run_that_no_longer_improves(tmp_path: Path) -> None:
     config = replace(write_two_class_scenes(tmp_path, uniform=False), epochs=12, patience=2)
-    result = train(config)
+    reporter = RecordingReporter()
+    result = train(config, reporter)
+    assert not [text for text in reporter.warnings() if "barely learned" in text]
     assert result.stopped_early and result.epochs_run < 12
     assert result.best_metric == max(entry["metrics"]["mean_iou"] for entry in result.history)
     assert result.epochs_run - result.metadata.training["best_epoch"] == 2
