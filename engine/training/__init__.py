@@ -37,7 +37,8 @@ from engine.profiles.profile import describe_rasters
 from engine.progress import CancelToken, NullReporter, Reporter
 from engine.training.anomaly import make_anomaly_task
 from engine.training.config import TrainConfig, checkpoint_path_for, resume_differences, settings_hash
-from engine.training.fit import CHECKPOINT_FORMAT, FitInputs, TrainingTask, fit
+from engine.training.contract import FitInputs, TrainingTask
+from engine.training.fit import CHECKPOINT_FORMAT, fit
 from engine.training.sampling import ClassFocus, class_census
 from engine.training.segmentation import SegmentationTask, make_segmentation_task, poorly_learned_warning
 from engine.training.warm_start import warm_start

@@ -76,7 +76,7 @@ class AnomalyValidator:
 
 @dataclass
 class AnomalyTask:
-    """The anomaly side of the training loop (see `engine.training.fit.TrainingTask`)."""
+    """The anomaly side of the training loop (see `engine.training.contract.TrainingTask`)."""
 
     quantile: float
     hyperparameters: dict[str, Any] = field(default_factory=dict)

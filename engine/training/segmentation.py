@@ -82,7 +82,7 @@ class SegmentationValidator:
 
 @dataclass
 class SegmentationTask:
-    """The segmentation side of the training loop (see `engine.training.fit.TrainingTask`)."""
+    """The segmentation side of the training loop (see `engine.training.contract.TrainingTask`)."""
 
     classes: list[ClassInfo]
     hyperparameters: dict[str, Any] = field(default_factory=dict)
