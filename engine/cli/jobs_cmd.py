@@ -176,7 +176,11 @@ def print_outcome(outcome: JobOutcome) -> None:
     if outcome.training is not None:
         train.print_result(outcome.training)
     else:
-        predict.print_results(outcome.predictions, Path(outcome.result["output_dir"]))
+        predict.print_results(
+            outcome.predictions,
+            Path(outcome.result["output_dir"]),
+            skipped=len(outcome.result.get("skipped", [])),
+        )
 
 
 def _job_json(job: JobRecord) -> dict[str, Any]:
