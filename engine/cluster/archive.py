@@ -30,7 +30,6 @@ from engine.errors import ClusterError, JobCancelled
 from engine.inference import PredictionResult, PredictOptions, check_prediction_settings
 from engine.outputs import check_writable_folder
 from engine.progress import CancelToken, ProgressEvent, Reporter
-from engine.sources.gdal_paths import is_virtual
 
 POLL_S = 0.25
 # How long a cancel waits for running tasks to stop at their next batch and remove their files.
@@ -161,7 +160,7 @@ def check_workers(
     token = uuid.uuid4().hex
     marker = output_dir / f".modelai-cluster-check-{token}"
     marker.write_text(token)
-    checks = [RasterToCheck(str(path), None if is_virtual(path) else path.stat().st_size) for path in rasters]
+    checks = [RasterToCheck(str(path), path.stat().st_size if path.is_file() else None) for path in rasters]
     try:
         reports: dict[str, PathReport] = client.run(
             inspect_paths, checks, str(output_dir), marker.name, token

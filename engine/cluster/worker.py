@@ -24,6 +24,7 @@ from distributed import Event, get_worker
 from engine.errors import ClusterError, EngineError
 from engine.inference import PredictionResult, PredictOptions, predict_raster
 from engine.progress import CancelToken, RecordingReporter
+from engine.sources.gdal_paths import is_virtual
 
 # How often a task asks the scheduler whether the run was cancelled (a round trip each time).
 CANCEL_POLL_S = 0.25
@@ -33,7 +34,7 @@ SHOWN_PATHS = 3
 
 @dataclass(frozen=True)
 class RasterToCheck:
-    """A raster as the client sees it: ``size`` is None for GDAL virtual paths (not plain files)."""
+    """A raster and its size as the client sees it (None for GDAL virtual paths and missing files)."""
 
     path: str
     size: int | None
@@ -61,15 +62,14 @@ class RasterDone:
 def inspect_paths(rasters: list[RasterToCheck], output_dir: str, marker_name: str, token: str) -> PathReport:
     """Checks, on this worker, that every raster is the client's file and that the output folder is
     the client's folder (it holds the check file the client wrote) and is writable."""
-    missing = [
-        raster.path for raster in rasters if raster.size is not None and not Path(raster.path).is_file()
-    ]
+    plain = [raster for raster in rasters if not is_virtual(raster.path)]
+    missing = [raster.path for raster in plain if not Path(raster.path).is_file()]
+    missing_paths = set(missing)
+    seen = [raster for raster in plain if raster.path not in missing_paths]
     differ = [
         raster.path
-        for raster in rasters
-        if raster.size is not None
-        and raster.path not in missing
-        and Path(raster.path).stat().st_size != raster.size
+        for raster in seen
+        if raster.size is not None and Path(raster.path).stat().st_size != raster.size
     ]
     problems = []
     if missing:
