@@ -22,7 +22,7 @@ from typing import Any
 
 import distributed
 
-from engine.cluster.completed import outputs_complete
+from engine.cluster.completed import finished_prediction
 from engine.cluster.connect import INSTALL_HINT, ClusterAddress, open_client, parse_address
 from engine.cluster.local import torch_threads_per_worker
 from engine.cluster.worker import PathReport, RasterDone, RasterToCheck, inspect_paths, predict_task
@@ -106,7 +106,9 @@ def predict_archive(
     check_writable_folder(output_dir)
     if not options.overwrite:
         run.skipped = [
-            path for path in rasters if outputs_complete(metadata, path, output_dir, options, model_sha256)
+            path
+            for path in rasters
+            if finished_prediction(metadata, path, output_dir, options, model_sha256) is not None
         ]
     if run.skipped:
         reporter.on_message(
@@ -187,35 +189,38 @@ def check_workers(
 
 def _follow(
     client: distributed.Client,
-    futures: dict[distributed.Future, Path],
+    pending: dict[distributed.Future, Path],
     run: ArchiveRun,
     reporter: Reporter,
     cancel: CancelToken,
     cancel_event: distributed.Event,
     on_update: RunUpdate,
 ) -> None:
-    """Records each raster as its task ends, until all have, or stops them all on a cancel."""
-    completed = distributed.as_completed(futures)
+    """Records each raster as its task ends, until all have, or stops them all on a cancel.
+
+    A recorded task is dropped from ``pending`` at once, which releases its result: Dask would
+    otherwise run it again if the worker holding the result died later.
+    """
+    completed = distributed.as_completed(pending)
     started = time.monotonic()
-    handled: set[distributed.Future] = set()
+    total = len(pending)
     warned: set[str] = set()
     label = ""
     while not completed.is_empty():
         finished = completed.next_batch(block=False)
         for future in finished:
-            _record(future, futures[future], run, reporter, warned, on_update)
-            handled.add(future)
-            label = futures[future].name
-        _report(reporter, len(handled), len(futures), started, label)
+            raster = pending.pop(future)
+            _record(future, raster, run, reporter, warned, on_update)
+            label = raster.name
+        _report(reporter, total - len(pending), total, started, label)
         if cancel.cancelled:
-            pending = [future for future in futures if future not in handled]
-            _stop(client, pending, cancel_event)
-            for future in pending:  # rasters that were completed while the others stopped
+            _stop(client, list(pending), cancel_event)
+            for future, raster in pending.items():  # rasters completed while the others stopped
                 if future.status == "finished" and future.result().prediction is not None:
-                    _record(future, futures[future], run, reporter, warned, on_update)
+                    _record(future, raster, run, reporter, warned, on_update)
             raise JobCancelled(
                 f"The prediction on {run.cluster} was cancelled after {len(run.predicted)} of "
-                f"{len(futures)} raster(s); their outputs are kept."
+                f"{total} raster(s); their outputs are kept."
             )
         if not finished:
             time.sleep(POLL_S)

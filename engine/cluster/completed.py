@@ -1,4 +1,5 @@
-"""Which rasters of an archive already have complete outputs, so that running a job again skips them.
+"""Which rasters of an archive already have complete outputs, so that running a job again skips
+them, and a task that Dask runs again (its result was lost with a worker) does not redo its raster.
 
 Outputs appear under their final names only when they are complete (`engine.outputs.OutputSet`
 renames them together), so a raster is done when every output it should have is there, its
@@ -15,7 +16,7 @@ from pathlib import Path
 import rasterio
 from rasterio.errors import RasterioError
 
-from engine.inference import PredictOptions
+from engine.inference import PredictionResult, PredictOptions
 from engine.model_metadata import ModelMetadata
 from engine.prediction_heads import output_names
 from engine.vectorize.prediction import polygon_file_name
@@ -23,24 +24,26 @@ from engine.vectorize.prediction import polygon_file_name
 SHA256_TAG = "MODELAI_MODEL_SHA256"
 
 
-def outputs_complete(
+def finished_prediction(
     metadata: ModelMetadata, raster: Path, output_dir: Path, options: PredictOptions, model_sha256: str
-) -> bool:
-    """Whether an earlier run left every output of ``raster`` in ``output_dir``, made with this model."""
+) -> PredictionResult | None:
+    """What an earlier run (or an earlier try of this task) predicted for ``raster`` with this model,
+    read back from its complete outputs; None where any output is missing or from elsewhere."""
     names = output_names(metadata, raster.stem, options.probabilities)
     if options.polygons:
         names["polygons"] = polygon_file_name(metadata, raster.stem)
-    if not all((output_dir / name).is_file() for name in names.values()):
-        return False
+    outputs = {key: output_dir / name for key, name in names.items()}
+    if not all(path.is_file() for path in outputs.values()):
+        return None
     try:
-        summary = json.loads((output_dir / names["summary"]).read_text(encoding="utf-8"))
+        summary = json.loads(outputs["summary"].read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
+        return None
     if not isinstance(summary, dict) or summary.get("raster") != str(raster):
-        return False
-    return all(
-        _model_sha256(output_dir / name) == model_sha256 for name in names.values() if name.endswith(".tif")
-    )
+        return None
+    if any(_model_sha256(path) != model_sha256 for path in outputs.values() if path.suffix == ".tif"):
+        return None
+    return PredictionResult(raster, outputs, summary, float(summary.get("seconds") or 0.0))
 
 
 def _model_sha256(path: Path) -> str | None:

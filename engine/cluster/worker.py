@@ -21,8 +21,10 @@ from pathlib import Path
 import torch
 from distributed import Event, get_worker
 
+from engine.cluster.completed import finished_prediction
 from engine.errors import ClusterError, EngineError
 from engine.inference import PredictionResult, PredictOptions, predict_raster
+from engine.model_file import read_metadata
 from engine.progress import CancelToken, RecordingReporter
 from engine.sources.gdal_paths import is_virtual
 
@@ -151,6 +153,9 @@ def predict_task(
         cancel = SharedCancelToken(cancel_event)
         cancel.raise_if_cancelled(f"Prediction of {raster_path.name}")
         local_model = _model_copy(model, model_sha256, Path(model_path).name, Path(worker.local_directory))
+        earlier = _earlier_prediction(local_model, model_sha256, raster_path, Path(output_dir), options)
+        if earlier is not None:
+            return RasterDone(earlier, None, [], where)
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
         prediction = predict_raster(
@@ -165,6 +170,17 @@ def predict_task(
     except EngineError as exc:
         return RasterDone(None, str(exc), reporter.warnings(), where)
     return RasterDone(prediction, None, reporter.warnings(), where)
+
+
+def _earlier_prediction(
+    model: Path, model_sha256: str, raster: Path, output_dir: Path, options: PredictOptions
+) -> PredictionResult | None:
+    """This raster's complete outputs made with this model, which only an earlier try of this task
+    can have written (the client skipped the rasters that were complete): Dask runs a task again
+    when its worker died before the client had its result."""
+    if options.overwrite:
+        return None
+    return finished_prediction(read_metadata(model), raster, output_dir, options, model_sha256)
 
 
 def _model_copy(model: bytes, sha256: str, name: str, folder: Path) -> Path:

@@ -27,7 +27,7 @@ from tests.cluster.conftest import (
     assert_same_pixels,
     leftover_temporaries,
 )
-from tests.cluster.worker_faults import KillMidRaster
+from tests.cluster.worker_faults import DONE, WRITING, KillWorker
 
 OUTPUTS_PER_RASTER = 3  # class map, its QGIS style, the summary
 
@@ -73,34 +73,29 @@ def test_a_local_cluster_predicts_like_a_plain_run_and_a_rerun_skips_every_raste
     assert rerun.status is JobStatus.SUCCEEDED and len(rerun.result["skipped"]) == RASTERS
 
 
-def test_a_worker_killed_mid_raster_moves_the_raster_to_another_worker(
-    archive, plain_outputs, cluster, tmp_path, capsys
+@pytest.mark.parametrize(
+    ("when", "state"), [(WRITING, "temporary output present"), (DONE, "outputs complete")]
+)
+def test_a_worker_killed_during_or_after_a_raster_leaves_the_run_complete(
+    archive, plain_outputs, cluster, tmp_path, capsys, when, state
 ):
+    """Killed while writing: Dask runs the raster on another worker. Killed once the raster is
+    written but before the client has its result: Dask runs the task again, which finds its
+    complete outputs instead of refusing to overwrite them."""
     model, rasters = archive
     client, address = cluster
     output, marker = tmp_path / "out", tmp_path / "killed"
     output.mkdir()
-    client.register_plugin(KillMidRaster(rasters[3].name, output, marker))
+    client.register_plugin(KillWorker(rasters[3].name, output, marker, when))
     try:
-        code = main(
-            [
-                "predict",
-                str(model),
-                *map(str, rasters),
-                "-o",
-                str(output),
-                *TILE_OPTIONS,
-                "--cluster",
-                address,
-            ]
-        )
+        argv = ["predict", str(model), *map(str, rasters), "-o", str(output), *TILE_OPTIONS]
+        code = main([*argv, "--cluster", address])
     finally:
-        client.unregister_worker_plugin(KillMidRaster.name)
+        client.unregister_worker_plugin(KillWorker.name)
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    killed_pid, how = marker.read_text().splitlines()
-    assert how == "temporary output present"  # it died while writing the raster's outputs
-    assert int(killed_pid) not in client.run(os.getpid).values()
+    assert marker.read_text().splitlines()[1] == state
+    assert int(marker.read_text().splitlines()[0]) not in client.run(os.getpid).values()
     assert_same_pixels(plain_outputs(1), output, rasters)
     assert leftover_temporaries(output) == []
     with read_store() as store:
