@@ -64,6 +64,9 @@ def test_a_local_cluster_predicts_like_a_plain_run_and_a_rerun_skips_every_raste
     # Summaries name the user's model file, not the worker's copy of it.
     assert {entry["summary"]["model"] for entry in job.result["rasters"]} == {str(model)}
     assert len(artifacts) == RASTERS * OUTPUTS_PER_RASTER
+    assert main(["jobs", "show", str(job.id)]) == 0
+    shown = capsys.readouterr().out
+    assert f"{rasters[0]}: " in shown and " on tcp://" in shown and "cluster: local:2" in shown
 
     assert main(["jobs", "rerun", str(job.id)]) == 0
     captured = capsys.readouterr()
