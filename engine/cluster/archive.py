@@ -117,7 +117,8 @@ def predict_archive(
             "(--overwrite predicts them again).",
         )
     on_update(run, None)
-    todo = [path for path in rasters if path not in run.skipped]
+    skipped = set(run.skipped)
+    todo = [path for path in rasters if path not in skipped]
     if not todo:
         return run
     with open_client(address) as client:
