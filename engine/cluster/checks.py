@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from engine.cluster.connect import import_distributed, parse_address
 from engine.inference import check_prediction_settings
+from engine.model_file import check_model_file
 from engine.outputs import check_writable_folder
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ def validate_cluster_prediction(spec: PredictSpec) -> list[str]:
     assert spec.cluster is not None, "a local prediction is validated by engine.job_specs"
     parse_address(spec.cluster)
     import_distributed()
+    check_model_file(spec.model)  # weights against the network too, as for a local run
     check_prediction_settings(spec.model, spec.options)
     check_writable_folder(spec.output_dir)
     return []
