@@ -210,6 +210,9 @@ def _follow(
     while not completed.is_empty():
         finished = completed.next_batch(block=False)
         for future in finished:
+            if future.status == "lost":  # its result died with a worker: Dask computes it again
+                completed.add(future)
+                continue
             raster = pending.pop(future)
             _record(future, raster, run, reporter, warned, on_update)
             label = raster.name
@@ -259,7 +262,10 @@ def _error_text(exc: BaseException | None) -> str:
     if exc is None:
         return "its task was cancelled on the cluster"
     if isinstance(exc, distributed.KilledWorker):
-        return f"every worker that ran it died ({exc}); it may need more memory than a worker has"
+        return (
+            f"every worker that had it died ({exc.allowed_failures + 1}, the last "
+            f"{exc.last_worker.address}): it may need more memory than a worker has; see the workers' logs"
+        )
     first_line = str(exc).splitlines()[0] if str(exc) else ""
     return f"internal error: {type(exc).__name__}: {first_line} (the worker's log has the traceback)"
 

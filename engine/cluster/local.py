@@ -35,9 +35,10 @@ def torch_threads_per_worker(workers: int) -> int:
 @contextmanager
 def local_client(workers: int) -> Iterator[Client]:
     """A client of a new cluster of ``workers`` processes, closed with it."""
+    # Its web server (always started) on a free port: a second cluster on 8787 would warn.
     with (
         LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         Client(cluster) as client,
     ):

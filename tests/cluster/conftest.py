@@ -67,7 +67,7 @@ def cluster() -> Iterator[tuple[distributed.Client, str]]:
     as a cluster started with ``dask scheduler`` and ``dask worker`` would be."""
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as local,
         distributed.Client(local) as client,
     ):

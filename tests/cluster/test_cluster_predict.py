@@ -9,6 +9,8 @@ import shutil
 import threading
 from pathlib import Path
 
+import dask
+import distributed
 import pytest
 
 from engine.cli import EXIT_BAD_INPUT, main
@@ -104,6 +106,34 @@ def test_a_worker_killed_during_or_after_a_raster_leaves_the_run_complete(
     with read_store() as store:
         [job] = store.list_jobs()
     assert job.status is JobStatus.SUCCEEDED and len(job.result["rasters"]) == RASTERS
+
+
+def test_a_raster_whose_workers_all_die_is_recorded_as_failed(archive, tmp_path, capsys):
+    """Past Dask's allowed failures (none here) the raster fails, saying that workers died; so may
+    a raster that waited on the same worker (Dask counts it as run there); the others succeed."""
+    model, rasters = archive
+    output, marker = tmp_path / "out", tmp_path / "killed"
+    output.mkdir()
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as local,
+        distributed.Client(local) as client,
+    ):
+        client.register_plugin(KillWorker(rasters[3].name, output, marker, WRITING))
+        argv = ["predict", str(model), *map(str, rasters), "-o", str(output), *TILE_OPTIONS]
+        code = main([*argv, "--cluster", local.scheduler_address])
+    assert code == EXIT_BAD_INPUT
+    with read_store() as store:
+        [job] = store.list_jobs()
+    failed = {Path(entry["raster"]): entry["error"] for entry in job.result["failed"]}
+    assert rasters[3] in failed and len(failed) < RASTERS // 2
+    assert all(
+        error.startswith("every worker that had it died (1, the last tcp://") for error in failed.values()
+    )
+    assert len(job.result["rasters"]) == RASTERS - len(failed)
+    for raster in rasters:
+        assert len(list(output.glob(f"{raster.stem}_*"))) == (0 if raster in failed else OUTPUTS_PER_RASTER)
+    assert f"{len(failed)} of {RASTERS} raster(s) failed" in capsys.readouterr().err
 
 
 def test_a_corrupt_raster_is_recorded_as_failed_while_the_others_are_predicted(
