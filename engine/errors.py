@@ -42,3 +42,8 @@ class JobStoreError(EngineError):
 
 class JobCancelled(EngineError):
     """The user cancelled the job; partial outputs have been removed."""
+
+
+class ClusterError(EngineError):
+    """A Dask cluster cannot be used: Dask is missing, the scheduler is unreachable, a worker cannot
+    see a raster or the output folder, or rasters failed on it."""

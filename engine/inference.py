@@ -101,7 +101,7 @@ class PredictionResult:
 class _Session:
     """What every raster of one `predict_many` call shares: the loaded model and the settings."""
 
-    model_path: Path
+    model_path: Path  # as the outputs name it (see ``recorded_model``)
     model_sha256: str
     metadata: ModelMetadata
     normalization: Normalization
@@ -126,10 +126,18 @@ def predict_raster(
     cancel: CancelToken,
     *,
     weight_mode: str = "hann",
+    recorded_model: Path | None = None,
 ) -> PredictionResult:
     """Predicts one raster; see `predict_many`."""
     return predict_many(
-        model_path, [raster_path], output_dir, options, reporter, cancel, weight_mode=weight_mode
+        model_path,
+        [raster_path],
+        output_dir,
+        options,
+        reporter,
+        cancel,
+        weight_mode=weight_mode,
+        recorded_model=recorded_model,
     )[0]
 
 
@@ -143,6 +151,7 @@ def predict_many(
     *,
     weight_mode: str = "hann",
     on_raster_done: Callable[[PredictionResult], None] | None = None,
+    recorded_model: Path | None = None,
 ) -> list[PredictionResult]:
     """Predicts every raster with one model, loaded once, into ``output_dir``.
 
@@ -150,7 +159,8 @@ def predict_many(
     together when it is complete; a cancel or an error removes the unfinished ones (finished
     rasters keep theirs, and ``on_raster_done`` hears of each as it finishes, so a caller can record
     them even when a later raster fails). ``weight_mode="flat"`` blends by plain averaging, for
-    comparisons only.
+    comparisons only. ``recorded_model`` is the model path the summaries name, where ``model_path``
+    is a copy of it (a cluster worker's).
 
     Raises:
         ModelFileError, RasterError, BandMismatchError, DeviceError, OutputError: bad input, with
@@ -159,17 +169,9 @@ def predict_many(
     """
     model_path, output_dir = Path(model_path), Path(output_dir)
     raster_paths = [Path(path) for path in raster_paths]
-    _check_options(options)
     if weight_mode not in WEIGHT_MODES:
         raise ValueError(f"Unknown weight mode {weight_mode!r}; choose one of {', '.join(WEIGHT_MODES)}.")
-    metadata = read_metadata(model_path)
-    if metadata.task == "segmentation":
-        check_classes(metadata, model_path)
-    if options.tta and metadata.task == "anomaly":
-        raise EngineError(
-            f"--tta is for segmentation models; {model_path.name} is an anomaly model, whose threshold "
-            "was calibrated on single passes (averaged errors would fall below it). Predict without --tta."
-        )
+    metadata = check_prediction_settings(model_path, options)
     threshold = _threshold(metadata, options, reporter)
     device = resolve_device(options.device)
     # On a CPU "auto" predicts in fp32: bf16 was slower here, and on CPUs that run it natively its
@@ -202,7 +204,7 @@ def predict_many(
     )
     info = describe_device(device)
     session = _Session(
-        model_path=model_path,
+        model_path=Path(recorded_model or model_path),
         model_sha256=file_sha256(model_path),
         metadata=metadata,
         normalization=Normalization.from_dict(metadata.normalization),
@@ -223,6 +225,26 @@ def predict_many(
         if on_raster_done is not None:
             on_raster_done(results[-1])
     return results
+
+
+def check_prediction_settings(model_path: Path, options: PredictOptions) -> ModelMetadata:
+    """Checks the model file and the options together, before any raster: a cluster run does it
+    once on its client, so that a bad setting is not met again by every raster.
+
+    Raises:
+        ModelFileError, EngineError: the model cannot be used, or an option is out of range or does
+            not fit the model's task.
+    """
+    _check_options(options)
+    metadata = read_metadata(model_path)
+    if metadata.task == "segmentation":
+        check_classes(metadata, model_path)
+    if options.tta and metadata.task == "anomaly":
+        raise EngineError(
+            f"--tta is for segmentation models; {model_path.name} is an anomaly model, whose threshold "
+            "was calibrated on single passes (averaged errors would fall below it). Predict without --tta."
+        )
+    return metadata
 
 
 def _check_options(options: PredictOptions) -> None:

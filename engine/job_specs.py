@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from engine.cluster.checks import validate_cluster_prediction
 from engine.datasets import find_training_data, select_bands
 from engine.device import autocast_dtype, resolve_device
 from engine.errors import EngineError, JobStoreError, ModelFileError, OutputError
@@ -47,12 +48,17 @@ class TrainSpec:
 
 @dataclass
 class PredictSpec:
-    """Apply one model to rasters, writing each raster's outputs into ``output_dir``."""
+    """Apply one model to rasters, writing each raster's outputs into ``output_dir``.
+
+    ``cluster`` (``local:N``, ``tcp://HOST:PORT`` or a scheduler file) runs each raster as a task on
+    a Dask cluster instead of in this process; see :mod:`engine.cluster`.
+    """
 
     model: Path
     rasters: list[Path]
     output_dir: Path
     options: PredictOptions = field(default_factory=PredictOptions)
+    cluster: str | None = None
     kind: ClassVar[str] = PREDICT_KIND
 
 
@@ -63,12 +69,14 @@ def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
     """JSON-ready values of a spec; :func:`spec_from_dict` with ``spec.kind`` rebuilds it."""
     if isinstance(spec, TrainSpec):
         return spec.config.to_dict()
-    return {
+    stored = {
         "model": str(spec.model),
         "rasters": [str(path) for path in spec.rasters],
         "output_dir": str(spec.output_dir),
         "options": asdict(spec.options),
     }
+    # Only where it is set: a local run's spec stays as earlier versions wrote and read it.
+    return stored if spec.cluster is None else {**stored, "cluster": spec.cluster}
 
 
 def spec_from_dict(kind: str, data: dict[str, Any]) -> JobSpec:
@@ -94,6 +102,7 @@ def spec_from_dict(kind: str, data: dict[str, Any]) -> JobSpec:
                 rasters=[Path(path) for path in data["rasters"]],
                 output_dir=Path(data["output_dir"]),
                 options=PredictOptions(**data.get("options", {})),
+                cluster=data.get("cluster"),
             )
     except (EngineError, KeyError, TypeError) as exc:
         raise JobStoreError(
@@ -178,6 +187,8 @@ def _validate_training(config: TrainConfig) -> list[str]:
 def _validate_prediction(spec: PredictSpec) -> list[str]:
     if not spec.rasters:
         raise EngineError("no raster to predict: give at least one GeoTIFF file or folder.")
+    if spec.cluster is not None:
+        return validate_cluster_prediction(spec)
     metadata = check_model_file(spec.model)
     if metadata.task == "segmentation":
         check_classes(metadata, spec.model)

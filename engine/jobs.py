@@ -265,8 +265,9 @@ class JobStore:
         finished = utc_now()
         started = parse_time(row["started"])
         conn.execute(
-            "UPDATE jobs SET status = ?, finished = ?, duration_s = ?, result_json = ?, error_message = ?,"
-            " error_detail = ? WHERE id = ?",
+            # A result recorded while the job ran (see record_result) stays when it ends without one.
+            "UPDATE jobs SET status = ?, finished = ?, duration_s = ?,"
+            " result_json = COALESCE(?, result_json), error_message = ?, error_detail = ? WHERE id = ?",
             (
                 status,
                 time_text(finished),
@@ -322,6 +323,13 @@ class JobStore:
         if not rows:
             raise self._unknown(job_id)
         return bool(rows[0]["cancel_requested"])
+
+    def record_result(self, job_id: int, result: dict[str, Any]) -> None:
+        """Store what a running job has produced so far (a cluster run's rasters as they finish), so
+        that a failure, a cancel or a crash keeps it; its end replaces it only with a final result."""
+        with self._write() as conn:
+            self._job_row(conn, job_id)
+            conn.execute("UPDATE jobs SET result_json = ? WHERE id = ?", (json.dumps(result), job_id))
 
     def set_checkpoint(self, job_id: int, path: str | Path) -> None:
         """Remember the latest checkpoint, so an interrupted job can resume from it."""

@@ -307,10 +307,12 @@ def _train(
 def _predict(
     store: JobStore, job_id: int, spec: PredictSpec, reporter: _StoreReporter, cancel: CancelToken
 ) -> JobOutcome:
+    if spec.cluster is not None:
+        return _predict_on_cluster(store, job_id, spec, reporter, cancel)
+
     def record(prediction: PredictionResult) -> None:
         """Records a raster's outputs as soon as they are complete: a later failure keeps them."""
-        for key, path in prediction.outputs.items():
-            store.add_artifact(job_id, PREDICTION_ARTIFACTS[key], path)
+        _record_outputs(store, job_id, prediction)
 
     results = predict_many(
         spec.model, spec.rasters, spec.output_dir, spec.options, reporter, cancel, on_raster_done=record
@@ -322,8 +324,36 @@ def _predict(
     return JobOutcome(job_id, summary, predictions=results)
 
 
+def _predict_on_cluster(
+    store: JobStore, job_id: int, spec: PredictSpec, reporter: _StoreReporter, cancel: CancelToken
+) -> JobOutcome:
+    """Each raster a task on a Dask cluster; the job's result grows as they finish (see `engine.cluster`)."""
+    from engine.cluster.connect import import_distributed
+
+    import_distributed()  # a ClusterError naming the extra where Dask is missing
+    from engine.cluster.archive import ArchiveRun, predict_archive
+
+    def record(run: ArchiveRun, prediction: PredictionResult | None) -> None:
+        if prediction is not None:
+            _record_outputs(store, job_id, prediction)
+        store.record_result(job_id, run.summary())
+
+    run = predict_archive(
+        spec.cluster or "", spec.model, spec.rasters, spec.output_dir, spec.options, reporter, cancel, record
+    )
+    return JobOutcome(job_id, run.summary(), predictions=run.predictions())
+
+
+def _record_outputs(store: JobStore, job_id: int, prediction: PredictionResult) -> None:
+    for key, path in prediction.outputs.items():
+        store.add_artifact(job_id, PREDICTION_ARTIFACTS[key], path)
+
+
 def _device_label(spec: JobSpec) -> str:
-    """``cuda:0 (NVIDIA H100)`` or ``cpu (x86_64)``: the device recorded with the job."""
+    """``cuda:0 (NVIDIA H100)``, ``cpu (x86_64)`` or the cluster: the device recorded with the job
+    (a cluster run's summaries name each raster's device)."""
+    if isinstance(spec, PredictSpec) and spec.cluster is not None:
+        return f"Dask cluster {spec.cluster}"
     device = resolve_device(spec.config.device if isinstance(spec, TrainSpec) else spec.options.device)
     return f"{device} ({describe_device(device).name})"
 

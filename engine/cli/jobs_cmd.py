@@ -123,7 +123,8 @@ def show_job(args: argparse.Namespace, cancel: CancelToken) -> int:
             if name != "rasters" and value not in (None, [], {}):
                 print(f"  {name}: {_value_text(value)}")
         for raster in job.result.get("rasters", []):
-            print(f"  {raster['raster']}: {format_duration(raster['seconds'])}")
+            worker = f" on {raster['worker']}" if "worker" in raster else ""  # a cluster run's
+            print(f"  {raster['raster']}: {format_duration(raster['seconds'])}{worker}")
     if job.error_message:
         print(f"error: {job.error_message}")
         for line in (job.error_detail or "").splitlines():
@@ -176,7 +177,11 @@ def print_outcome(outcome: JobOutcome) -> None:
     if outcome.training is not None:
         train.print_result(outcome.training)
     else:
-        predict.print_results(outcome.predictions, Path(outcome.result["output_dir"]))
+        predict.print_results(
+            outcome.predictions,
+            Path(outcome.result["output_dir"]),
+            skipped=len(outcome.result.get("skipped", [])),
+        )
 
 
 def _job_json(job: JobRecord) -> dict[str, Any]:

@@ -100,6 +100,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="read rasters at the model's pixel size, outputs on that grid (else >4x apart is refused)",
     )
     parser.add_argument("--nodata", type=float, metavar="VALUE", help=NODATA_HELP)
+    parser.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="predict each raster as a task on a Dask cluster: local:N (N worker processes here), "
+        "tcp://HOST:PORT or a scheduler file (.json); rasters and OUTPUT must be visible to every worker. "
+        'Needs pip install "modelai-desktop[cluster]"',
+    )
     add_json_option(parser)
     parser.set_defaults(func=run)
 
@@ -123,19 +130,21 @@ def run(args: argparse.Namespace, cancel: CancelToken) -> int:
         resample=args.resample,
         nodata=args.nodata,
     )
-    spec = PredictSpec(args.model, find_rasters(args.rasters), args.output, options)
+    spec = PredictSpec(args.model, find_rasters(args.rasters), args.output, options, cluster=args.cluster)
     with runner.open_store(args.home) as store:
         outcome = runner.run(store, spec, TerminalReporter.for_args(args), cancel)
     if args.json:
         print_json(outcome_json(outcome))
     else:
-        print_results(outcome.predictions, args.output)
+        print_results(outcome.predictions, args.output, skipped=len(outcome.result.get("skipped", [])))
     return 0
 
 
-def print_results(results: list[PredictionResult], output_dir: Path) -> None:
-    """One line per raster with its outputs and time, then the total."""
+def print_results(results: list[PredictionResult], output_dir: Path, skipped: int = 0) -> None:
+    """One line per raster with its outputs and time, then the total (and the rasters a cluster run
+    skipped because an earlier run completed them)."""
     for result in results:
         names = ", ".join(path.name for path in result.outputs.values())
         print(f"{result.raster.name}: {names} ({format_duration(result.seconds)})")
-    print(f"{len(results)} raster(s) predicted into {output_dir}")
+    done_before = f"; {skipped} skipped, complete from an earlier run" if skipped else ""
+    print(f"{len(results)} raster(s) predicted into {output_dir}{done_before}")

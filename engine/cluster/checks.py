@@ -1,0 +1,30 @@
+"""What is checked before a cluster run is queued, on the client: the rest is checked per raster
+on the workers, so that one bad raster of thousands fails alone instead of refusing the job."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engine.cluster.connect import import_distributed, parse_address
+from engine.inference import check_prediction_settings
+from engine.model_file import check_model_file
+from engine.outputs import check_writable_folder
+
+if TYPE_CHECKING:
+    from engine.job_specs import PredictSpec
+
+
+def validate_cluster_prediction(spec: PredictSpec) -> list[str]:
+    """Checks the ``--cluster`` value, that Dask is installed, the model and options, and that the
+    output folder is writable from here; returns no warnings (the workers report theirs).
+
+    Raises:
+        ClusterError, ModelFileError, EngineError, OutputError: what to change, in the message.
+    """
+    assert spec.cluster is not None, "a local prediction is validated by engine.job_specs"
+    parse_address(spec.cluster)
+    import_distributed()
+    check_model_file(spec.model)  # weights against the network too, as for a local run
+    check_prediction_settings(spec.model, spec.options)
+    check_writable_folder(spec.output_dir)
+    return []
