@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.device import autocast_dtype, cpu_runs_bf16_natively
+from engine.device import autocast_dtype, cpu_runs_bf16_natively, describe_cpu_vectors
 from engine.models import build_model
 from engine.progress import NullReporter, ProgressEvent
 from engine.raster import open_raster
@@ -138,10 +138,8 @@ def main() -> None:
         print(json.dumps({"rate": rate}))
         return
     scene()
-    flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[-1].split("\n", 1)[0].split()
-    simd = sorted(flag for flag in flags if flag.startswith(("avx2", "avx512", "amx")))
     dtype = autocast_dtype("cpu", args.precision)
-    print(f"CPU: {os.cpu_count()} threads, {' '.join(simd) or 'no AVX2'}; native bf16: "
+    print(f"CPU: {os.cpu_count()} threads, {describe_cpu_vectors()}; native bf16: "
           f"{cpu_runs_bf16_natively()}; precision {args.precision} -> {dtype}")  # fmt: skip
     rates: dict[str, list[float]] = {"prototype": [], "modelai": []}
     for round_ in range(args.rounds):

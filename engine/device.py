@@ -146,14 +146,24 @@ def cpu_runs_bf16_natively(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     isa_limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").strip().upper()
     if isa_limit not in _ONEDNN_BF16_ISAS:
         return False
+    return bool(_NATIVE_BF16_FLAGS & cpu_flags(cpuinfo))
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The first CPU's feature flags from Linux ``/proc/cpuinfo``; empty where it cannot be read."""
     try:
         text = cpuinfo.read_text(errors="replace")
     except OSError:
-        return False
-    flags = next(
-        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []
+        return set()
+    return set(
+        next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
     )
-    return bool(_NATIVE_BF16_FLAGS & set(flags))
+
+
+def describe_cpu_vectors() -> str:
+    """The CPU's vector extensions that decide oneDNN's kernels (AVX2, AVX-512, AMX), for figures."""
+    vectors = sorted(flag for flag in cpu_flags() if flag.startswith(("avx2", "avx512", "amx")))
+    return " ".join(vectors) or "no AVX2"
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
