@@ -158,7 +158,7 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-width",
         type=int,
-        help=f"channels of the first level (default {DEFAULTS['base_width']})",
+        help="channels of the first level (default 16 for segmentation, 32 for anomaly)",
     )
     parser.add_argument("--seed", type=int, help=f"random seed (default {DEFAULTS['seed']})")
     parser.add_argument(

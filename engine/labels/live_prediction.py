@@ -25,6 +25,7 @@ from engine.models import build_model
 from engine.normalize import Normalization
 from engine.preview import read_window
 from engine.raster import RasterInfo
+from engine.training.config import DEFAULT_DEPTH, DEFAULT_WIDTH
 
 MEASURES = ("margin", "entropy")
 LIVE_MAX_SIDE = 512
@@ -67,8 +68,8 @@ def load_network(path: Path) -> tuple[nn.Module, list[int], Normalization]:
     hyperparameters = {
         "in_channels": len(state["bands"]),
         "num_classes": int(weights["head.weight"].shape[0]),
-        "base_width": int(state["config"]["base_width"]),
-        "depth": int(state["config"]["depth"] or 4),
+        "base_width": int(state["config"]["base_width"] or DEFAULT_WIDTH["segmentation"]),
+        "depth": int(state["config"]["depth"] or DEFAULT_DEPTH["segmentation"]),
     }
     model = build_model("unet", hyperparameters)
     model.load_state_dict(weights)

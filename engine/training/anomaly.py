@@ -113,7 +113,7 @@ def make_anomaly_task(config: TrainConfig, in_channels: int) -> AnomalyTask:
     """An autoencoder over ``in_channels`` bands with the configured width, depth and latent size."""
     hyperparameters = {
         "in_channels": in_channels,
-        "base_width": config.base_width,
+        "base_width": config.network_width,
         "depth": config.network_depth,
         "latent_channels": config.latent_channels,
     }

@@ -145,7 +145,7 @@ def make_segmentation_task(
     hyperparameters = {
         "in_channels": in_channels,
         "num_classes": count,
-        "base_width": config.base_width,
+        "base_width": config.network_width,
         "depth": config.network_depth,
     }
     return SegmentationTask(classes, hyperparameters)

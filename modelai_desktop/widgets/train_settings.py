@@ -138,10 +138,13 @@ class TrainSettingsForm(QWidget):
             "Share of the data held out to measure the model: whole images when there are several,\n"
             "else a strip of the single image. Never used for training."
         )
-        self.base_width = _spin(4, 128, config_default("base_width"), 4)
+        # 0 shows as "Auto": the engine's per-task width (TrainConfig.base_width None).
+        self.base_width = _spin(0, 128, config_default("base_width") or 0, 4)
+        self.base_width.setSpecialValueText("Auto")
         self.base_width.setToolTip(
             "Feature channels of the network's first layer (doubling at each level). Wider networks\n"
-            "learn more but train slower and need more memory."
+            "learn more but train slower and need more memory. Auto: 16 for segmentation (it\n"
+            "learns fastest on a CPU), 32 for anomaly detection."
         )
         self.device = QComboBox()
         self.device.addItem("Auto", "auto")
@@ -248,7 +251,7 @@ class TrainSettingsForm(QWidget):
         self.train_for.setCurrentIndex(max(0, self.train_for.findData(config.time_budget_s)))
         self.learning_rate.setValue(config.lr)
         self.val_percent.setValue(round(config.val_fraction * 100))
-        self.base_width.setValue(config.base_width)
+        self.base_width.setValue(config.base_width or 0)
         self.set_device(config.device)
         self.patience.setValue(config.patience or 0)
         self.patches_per_epoch.setValue(config.patches_per_epoch or 0)
@@ -277,7 +280,7 @@ class TrainSettingsForm(QWidget):
             val_fraction=self.val_percent.value() / 100,
             device=self.device.currentData() or "auto",
             bands=parse_bands(self.bands.text()),
-            base_width=self.base_width.value(),
+            base_width=self.base_width.value() or None,
             patches_per_epoch=self.patches_per_epoch.value() or None,
             patience=self.patience.value() or None,
             augment=self.augment.isChecked(),

@@ -322,6 +322,13 @@ def test_trains_on_a_real_labelled_raster(shared_data: Callable[[str], Path], tm
     assert 0 < result.best_metric <= 1
 
 
+def test_the_network_width_follows_the_task_unless_given(tmp_path: Path) -> None:
+    config = TrainConfig(task="segmentation", images=[tmp_path], masks=[tmp_path], output=tmp_path / "m")
+    assert config.network_width == 16
+    assert replace(config, task="anomaly", masks=None).network_width == 32
+    assert replace(config, base_width=24).network_width == 24
+
+
 def test_config_round_trips_through_json(tmp_path: Path) -> None:
     config = TrainConfig(
         task="segmentation",

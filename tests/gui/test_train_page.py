@@ -198,6 +198,16 @@ def test_a_mask_of_another_size_is_flagged_and_start_stays_disabled(page, tmp_pa
     assert not page.start_button.isEnabled()
 
 
+def test_the_network_width_is_automatic_until_the_user_sets_one(page, tmp_path):
+    width = page.settings.base_width
+    assert width.text() == "Auto"
+    page.settings.output.setText(str(tmp_path / "model.safetensors"))
+    assert page.settings.make_config("segmentation", [tmp_path], [tmp_path]).network_width == 16
+    assert page.settings.make_config("anomaly", [tmp_path], None).network_width == 32
+    width.setValue(24)
+    assert page.settings.make_config("anomaly", [tmp_path], None).base_width == 24
+
+
 def test_anomaly_training_needs_no_masks(page, scenes, run):
     page.set_data("anomaly", [scenes / "images"])
     report = run(page.check_data())
