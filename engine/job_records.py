@@ -197,25 +197,6 @@ def migrate(conn: sqlite3.Connection, path: Path, read_only: bool = False) -> No
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def store_error(path: Path, exc: sqlite3.Error) -> JobStoreError:
-    """Turn an SQLite error into a message that names the store's file and what to do about it."""
-    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
-    messages = {
-        sqlite3.SQLITE_NOTADB: f"{path} is not a ModelAI job store (not an SQLite database):"
-        " move it away or choose another --home",
-        sqlite3.SQLITE_READONLY: f"the job store {path} or its folder is read-only: make both"
-        " writable, or choose another --home",
-        sqlite3.SQLITE_CANTOPEN: f"cannot open the job store {path}: check that its folder exists"
-        " and is writable, or choose another --home",
-        sqlite3.SQLITE_BUSY: f"the job store {path} stayed locked by another ModelAI process:"
-        " wait for it to finish writing and try again",
-        sqlite3.SQLITE_FULL: f"the disk holding the job store {path} is full: free some space",
-        sqlite3.SQLITE_CORRUPT: f"the job store {path} is damaged: move it away (ModelAI starts a"
-        " new one) or choose another --home",
-    }
-    return JobStoreError(messages.get(code, f"cannot use the job store {path}: {exc}"))
-
-
 JOB_COLUMNS = (
     "id, kind, status, spec_json, created, started, finished, duration_s, result_json, error_message,"
     " error_detail, device, versions_json, checkpoint_path, parent_job_id, cancel_requested, pid, host,"

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from engine.errors import JobCancelled, JobStoreError
+from engine.job_connection import connect, prepare_for_writing, store_error
 from engine.job_records import (
     HOST,
     JOB_COLUMNS,
@@ -35,7 +36,6 @@ from engine.job_records import (
     parse_time,
     process_alive,
     process_started,
-    store_error,
     time_text,
     utc_now,
 )
@@ -57,20 +57,14 @@ class JobStore:
     def __init__(self, path: str | Path, busy_timeout_s: float = 10.0, read_only: bool = False) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
-        database = f"{self.path.resolve().as_uri()}?mode=ro" if read_only else self.path
+        self._conn = connect(self.path, busy_timeout_s, read_only)
         try:
-            self._conn = sqlite3.connect(
-                database,
-                timeout=busy_timeout_s,
-                isolation_level=None,
-                check_same_thread=False,
-                uri=read_only,
-            )
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-        self._conn.row_factory = sqlite3.Row
-        try:
-            self._open_for_reading() if read_only else self._open()
+            if read_only:
+                self._open_for_reading()
+            else:
+                prepare_for_writing(self._conn, self.path, busy_timeout_s)
+                with self._write() as conn:
+                    migrate(conn, self.path)
         except BaseException:
             self._conn.close()
             raise
@@ -92,16 +86,6 @@ class JobStore:
             migrate(self._conn, self.path, read_only=True)
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
-
-    def _open(self) -> None:
-        try:
-            # NORMAL is crash-safe in WAL mode; a power cut may only lose the last few commits.
-            for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
-                self._conn.execute(f"PRAGMA {pragma}")
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-        with self._write() as conn:
-            migrate(conn, self.path)
 
     def _error(self, exc: sqlite3.Error) -> JobStoreError:
         return store_error(self.path, exc)

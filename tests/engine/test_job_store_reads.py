@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from pathlib import Path
 
 from engine.job_records import SCHEMA_VERSION, UNKNOWN, ArtifactKind, JobStatus
@@ -64,3 +65,28 @@ def test_a_missing_or_older_store_is_created_or_migrated_once(tmp_path: Path):
         assert store.list_jobs() == []
     with sqlite3.connect(older) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+def test_a_new_store_opened_at_once_by_a_job_and_by_views_opens_for_all(tmp_path: Path):
+    """The window's first job and the Jobs page's poll open a missing store in the same instant;
+    SQLite does not wait for the lock that switching a new file to WAL needs, so neither may fail."""
+    openers = (open_store, read_store, open_store, read_store)
+    for attempt in range(40):
+        home = tmp_path / str(attempt)
+        start = threading.Barrier(len(openers))
+        failures: list[str] = []
+
+        def open_at_once(opener, home=home, start=start, failures=failures) -> None:
+            start.wait()
+            try:
+                with opener(home) as store:
+                    store.list_jobs()
+            except Exception as exc:
+                failures.append(f"{opener.__name__}: {exc}")
+
+        threads = [threading.Thread(target=open_at_once, args=(opener,)) for opener in openers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failures, failures
