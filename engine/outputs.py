@@ -34,7 +34,7 @@ from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
 from engine.errors import OutputError
-from engine.job_records import process_alive
+from engine.jobs.records import process_alive
 from engine.output_metadata.band_statistics import RunningBandStatistics
 from engine.raster import RasterInfo, first_line
 

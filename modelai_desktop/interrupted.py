@@ -1,7 +1,7 @@
 """Work that stopped when ModelAI did: found at start-up, offered for resuming once, in a banner.
 
 A crash, a power cut or a killed process leaves a job ``running`` in the store; opening the store
-(`engine.runner.open_store`) marks it ``interrupted``. The window then says so in a banner rather
+(`engine.jobs.runner.open_store`) marks it ``interrupted``. The window then says so in a banner rather
 than a dialog, because a modal dialog would stop the user at start-up (and must never open inside
 a coroutine), above every page, and offers Resume for the training jobs that can continue: from
 their own checkpoint, or from epoch 1 when they stopped before writing one. A job leaves the
@@ -17,10 +17,10 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QPushButton, QToolButton, QWidget
 
 from engine.errors import EngineError
-from engine.job_records import EpochRecord, JobRecord
-from engine.job_specs import TRAIN_KIND_PREFIX, TrainSpec
-from engine.jobs import JobStore
-from engine.runner import open_store, resume_spec
+from engine.jobs.records import EpochRecord, JobRecord
+from engine.jobs.runner import open_store, resume_spec
+from engine.jobs.specs import TRAIN_KIND_PREFIX, TrainSpec
+from engine.jobs.store import JobStore
 
 MAX_JOBS_SHOWN = 4
 BANNER_STYLE = (

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.job_specs import PredictSpec, TrainSpec
-from engine.runner import JobOutcome
+from engine.jobs.runner import JobOutcome
+from engine.jobs.specs import PredictSpec, TrainSpec
 from engine.training.config import TrainConfig, checkpoint_path_for
 from modelai_desktop.workers import JobRegistry, JobWorker
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, SignalInstance
 
 from engine.errors import EngineError, JobCancelled
-from engine.job_specs import JobSpec
+from engine.jobs.runner import JobOutcome, open_store, run_job, submit
+from engine.jobs.specs import JobSpec
 from engine.progress import CancelToken, EpochEvent, ProgressEvent, Reporter
-from engine.runner import JobOutcome, open_store, run_job, submit
 from modelai_desktop.control_names import in_window_terms
 
 log = logging.getLogger(__name__)

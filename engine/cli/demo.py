@@ -11,15 +11,15 @@ import argparse
 import time
 from pathlib import Path
 
-from engine import runner
 from engine.cli import EXIT_OK
 from engine.cli.commands import VERBS
 from engine.cli.predict import print_results
 from engine.cli.terminal import TerminalReporter, format_duration
 from engine.cli.train import print_result
 from engine.inference import PredictOptions
-from engine.job_specs import PredictSpec, TrainSpec
-from engine.jobs import JobStore
+from engine.jobs import runner
+from engine.jobs.specs import PredictSpec, TrainSpec
+from engine.jobs.store import JobStore
 from engine.paths import app_home
 from engine.progress import CancelToken
 from engine.synthetic import CLASS_COLORS, CLASS_NAMES, write_scene

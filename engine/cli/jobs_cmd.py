@@ -17,10 +17,10 @@ from engine.cli import predict, train
 from engine.cli.commands import VERBS
 from engine.cli.results import add_json_option, print_json
 from engine.cli.terminal import TerminalReporter, format_duration
-from engine.job_records import EpochRecord, JobRecord, JobStatus
-from engine.job_specs import allow_overwrite
+from engine.jobs.records import EpochRecord, JobRecord, JobStatus
+from engine.jobs.runner import JobOutcome, open_store, rerun, resume_spec, run
+from engine.jobs.specs import allow_overwrite
 from engine.progress import CancelToken
-from engine.runner import JobOutcome, open_store, rerun, resume_spec, run
 
 MESSAGE_WIDTH = 70
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine import runner
 from engine.cli.commands import VERBS
 from engine.cli.results import add_json_option, outcome_json, print_json
 from engine.cli.terminal import TerminalReporter, format_duration
 from engine.cli.train import _bands as band_list  # the same "1,2,3" syntax as train --bands
 from engine.device import PRECISIONS
 from engine.inference import PredictionResult, PredictOptions
-from engine.job_specs import PredictSpec
+from engine.jobs import runner
+from engine.jobs.specs import PredictSpec
 from engine.progress import CancelToken
 from engine.raster import NODATA_HELP, find_rasters
 

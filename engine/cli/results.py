@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from engine.runner import JobOutcome
+from engine.jobs.runner import JobOutcome
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:

@@ -11,14 +11,14 @@ import argparse
 from dataclasses import fields, replace
 from pathlib import Path
 
-from engine import runner
 from engine.cli import EXIT_OK
 from engine.cli.commands import VERBS
 from engine.cli.results import add_json_option, outcome_json, print_json
 from engine.cli.terminal import TerminalReporter
 from engine.datasets import MASK_VALUES
 from engine.device import PRECISIONS
-from engine.job_specs import TrainSpec
+from engine.jobs import runner
+from engine.jobs.specs import TrainSpec
 from engine.normalize import METHODS
 from engine.progress import CancelToken
 from engine.raster import NODATA_HELP

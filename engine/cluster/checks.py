@@ -11,7 +11,7 @@ from engine.model_file import check_model_file
 from engine.outputs import check_writable_folder
 
 if TYPE_CHECKING:
-    from engine.job_specs import PredictSpec
+    from engine.jobs.specs import PredictSpec
 
 
 def validate_cluster_prediction(spec: PredictSpec) -> list[str]:
@@ -21,7 +21,7 @@ def validate_cluster_prediction(spec: PredictSpec) -> list[str]:
     Raises:
         ClusterError, ModelFileError, EngineError, OutputError: what to change, in the message.
     """
-    assert spec.cluster is not None, "a local prediction is validated by engine.job_specs"
+    assert spec.cluster is not None, "a local prediction is validated by engine.jobs.specs"
     parse_address(spec.cluster)
     import_distributed()
     check_model_file(spec.model)  # weights against the network too, as for a local run

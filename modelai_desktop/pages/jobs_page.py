@@ -26,9 +26,9 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import EngineError
-from engine.job_records import JobRecord, JobStatus
-from engine.job_specs import allow_overwrite, spec_from_dict
-from engine.runner import open_store, read_store
+from engine.jobs.records import JobRecord, JobStatus
+from engine.jobs.runner import open_store, read_store
+from engine.jobs.specs import allow_overwrite, spec_from_dict
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.job_details import JobDetails, JobDetailsView, read_details
 from modelai_desktop.widgets.job_table import JobTable

@@ -31,11 +31,11 @@ from PySide6.QtWidgets import (
 
 from engine.errors import EngineError
 from engine.inference import PredictionResult
-from engine.job_specs import PredictSpec
+from engine.jobs.runner import JobOutcome
+from engine.jobs.specs import PredictSpec
 from engine.model_file import read_metadata
 from engine.model_metadata import ModelMetadata
 from engine.raster import RasterInfo
-from engine.runner import JobOutcome
 from modelai_desktop import file_dialogs
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.message_banner import MessageBanner

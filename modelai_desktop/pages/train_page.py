@@ -30,13 +30,13 @@ from PySide6.QtWidgets import (
 
 from engine.datasets import select_bands
 from engine.errors import EngineError
-from engine.job_records import EpochRecord
-from engine.job_specs import TrainSpec
+from engine.jobs.records import EpochRecord
+from engine.jobs.runner import JobOutcome
+from engine.jobs.specs import TrainSpec
 from engine.labels.cache import label_cache_dir
 from engine.labels.preview import label_overlay
 from engine.labels.training import LabelSettings
 from engine.labels.vector_file import describe_label_file
-from engine.runner import JobOutcome
 from engine.training.config import TrainConfig
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.interrupted import plan_resume

@@ -16,8 +16,8 @@ from typing import Any
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from engine.errors import EngineError
-from engine.job_records import ArtifactRecord, EpochRecord, JobRecord, JobStatus
-from engine.jobs import JobStore
+from engine.jobs.records import ArtifactRecord, EpochRecord, JobRecord, JobStatus
+from engine.jobs.store import JobStore
 from engine.model_metadata import ClassInfo
 from modelai_desktop.widgets.job_table import duration_text, started_text, status_color
 

@@ -15,7 +15,7 @@ from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QAbstractItemView, QTableView, QWidget
 
-from engine.job_records import JobRecord, JobStatus
+from engine.jobs.records import JobRecord, JobStatus
 from engine.progress import ProgressEvent
 from modelai_desktop.widgets.progress_panel import format_duration
 from modelai_desktop.widgets.record_table import ModelIndex, RecordTableModel, style_record_table

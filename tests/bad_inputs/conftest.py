@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from engine.cli import EXIT_BAD_INPUT, main
-from engine.job_records import JobRecord, JobStatus
-from engine.jobs import JobStore
+from engine.jobs.records import JobRecord, JobStatus
+from engine.jobs.store import JobStore
 from engine.paths import jobs_db_path
 from engine.training import TrainConfig, train
 from tests.rasters import write_raster

@@ -2,7 +2,7 @@
 
 Usage:
     predict_child.py HOME MODEL RASTER OUTPUT_DIR
-        runs one prediction job through engine.runner into the job store of HOME, in tiles of 32
+        runs one prediction job through engine.jobs.runner into the job store of HOME, in tiles of 32
         pixels, printing ``tile N`` after each tile and then sleeping, so that the test knows how far
         it got when it kills the process.
 """
@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from engine.inference import PredictOptions
-from engine.job_specs import PredictSpec
+from engine.jobs.runner import open_store, run
+from engine.jobs.specs import PredictSpec
 from engine.progress import CancelToken, NullReporter, ProgressEvent
-from engine.runner import open_store, run
 
 CRAWL_S = 0.5
 

@@ -21,7 +21,7 @@ import pytest
 
 from engine.errors import OutputError, RasterError
 from engine.inference import PredictOptions, predict_raster
-from engine.job_records import JobStatus
+from engine.jobs.records import JobStatus
 from engine.outputs import RasterOutput
 from engine.progress import CancelToken, NullReporter
 from engine.raster import find_rasters

@@ -13,7 +13,7 @@ import pytest
 
 from engine.cli import predict as predict_command
 from engine.cli.terminal import TerminalReporter
-from engine.job_records import JobStatus
+from engine.jobs.records import JobStatus
 from engine.progress import ProgressEvent
 from tests.bad_inputs.conftest import recorded_jobs
 from tests.rasters import write_raster

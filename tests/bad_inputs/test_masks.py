@@ -16,9 +16,9 @@ import pytest
 
 from engine.datasets import class_count, find_training_data
 from engine.errors import DatasetError
-from engine.job_specs import TrainSpec
+from engine.jobs.runner import open_store, submit
+from engine.jobs.specs import TrainSpec
 from engine.progress import RecordingReporter
-from engine.runner import open_store, submit
 from engine.training import TrainConfig
 from tests.bad_inputs.conftest import TINY_TRAINING, assert_refused_before_any_job, recorded_jobs
 from tests.rasters import write_raster

@@ -15,10 +15,10 @@ import pytest
 import safetensors.torch
 
 from engine.errors import ModelFileError
-from engine.job_specs import PredictSpec
+from engine.jobs.runner import open_store, submit
+from engine.jobs.specs import PredictSpec
 from engine.model_file import read_metadata
 from engine.models import build_model
-from engine.runner import open_store, submit
 from tests.bad_inputs.conftest import assert_refused_before_any_job, recorded_jobs
 from tests.engine.test_model_file import file_creating_pickle
 

@@ -15,10 +15,10 @@ import pytest
 
 from engine.errors import OutputError
 from engine.inference import PredictOptions, predict_raster
-from engine.job_records import JobStatus
-from engine.job_specs import PredictSpec
+from engine.jobs.records import JobStatus
+from engine.jobs.runner import open_store, run, submit
+from engine.jobs.specs import PredictSpec
 from engine.progress import CancelToken, NullReporter
-from engine.runner import open_store, run, submit
 from tests.bad_inputs.conftest import (
     TINY_TRAINING,
     assert_refused_before_any_job,

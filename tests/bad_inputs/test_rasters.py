@@ -15,12 +15,12 @@ import rasterio
 
 from engine.errors import BandMismatchError, RasterError
 from engine.inference import PredictOptions, predict_raster
-from engine.job_records import JobStatus
-from engine.job_specs import PredictSpec
+from engine.jobs.records import JobStatus
+from engine.jobs.runner import open_store, run, submit
+from engine.jobs.specs import PredictSpec
 from engine.model_file import read_metadata
 from engine.prediction_checks import check_compatibility
 from engine.progress import CancelToken, NullReporter, RecordingReporter
-from engine.runner import open_store, run, submit
 from tests.bad_inputs.conftest import (
     TINY_TRAINING,
     assert_failed_job,

@@ -17,9 +17,9 @@ from engine.cluster.connect import INSTALL_HINT, parse_address
 from engine.cluster.worker import RasterToCheck, inspect_paths
 from engine.errors import ClusterError
 from engine.inference import PredictOptions
+from engine.jobs.runner import read_store
 from engine.model_file import read_metadata
 from engine.output_metadata.provenance import file_sha256
-from engine.runner import read_store
 from tests.cluster.conftest import OVERLAP, TILE
 
 ROOT = Path(__file__).resolve().parents[2]

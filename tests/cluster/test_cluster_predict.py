@@ -17,10 +17,10 @@ from engine.cli import EXIT_BAD_INPUT, main
 from engine.cluster.local import torch_threads_per_worker
 from engine.errors import JobCancelled
 from engine.inference import PredictOptions
-from engine.job_records import JobStatus
-from engine.job_specs import PredictSpec
+from engine.jobs.records import JobStatus
+from engine.jobs.runner import open_store, read_store, run
+from engine.jobs.specs import PredictSpec
 from engine.progress import CancelToken, NullReporter, ProgressEvent
-from engine.runner import open_store, read_store, run
 from tests.cluster.conftest import (
     OVERLAP,
     RASTERS,

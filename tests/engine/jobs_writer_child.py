@@ -1,4 +1,4 @@
-"""A second process writing to a job store, for the multi-process and crash tests of engine.jobs.
+"""A second process writing to a job store, for the multi-process and crash tests of engine.jobs.store.
 
 Usage:
     jobs_writer_child.py bulk DB LABEL COUNT GO_FILE
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.jobs import JobStore
+from engine.jobs.store import JobStore
 
 
 def run_bulk(store: JobStore, label: str, count: int, go_file: Path) -> None:

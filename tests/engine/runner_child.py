@@ -2,7 +2,7 @@
 
 Usage:
     runner_child.py train HOME DATA OUTPUT EPOCHS
-        runs a tiny segmentation training job through engine.runner into the job store of HOME,
+        runs a tiny segmentation training job through engine.jobs.runner into the job store of HOME,
         printing the job id once it is queued; each batch after the first epoch sleeps a little,
         so a test can kill the process in the middle of an epoch.
     runner_child.py predict HOME MODEL RASTER OUTPUT_DIR COUNT GO_FILE
@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from engine.inference import PredictOptions
-from engine.job_specs import PredictSpec, TrainSpec
+from engine.jobs.runner import open_store, run, run_job, submit
+from engine.jobs.specs import PredictSpec, TrainSpec
 from engine.progress import CancelToken, EpochEvent, NullReporter, ProgressEvent
-from engine.runner import open_store, run, run_job, submit
 from engine.synthetic import write_scene
 from engine.training import TrainConfig
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import rasterio
 
 from engine.cli import main
-from engine.jobs import JobStore
+from engine.jobs.store import JobStore
 from engine.paths import jobs_db_path
 from engine.synthetic import CLASS_NAMES
 from tests.engine.label_files import read_polygons

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import EXIT_CANCELLED, main
-from engine.jobs import JobStore
+from engine.jobs.store import JobStore
 from engine.paths import jobs_db_path
 from tests.engine.test_cli_train import TINY
 

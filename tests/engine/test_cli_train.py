@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from engine.cli import main
-from engine.runner import open_store
+from engine.jobs.runner import open_store
 from tests.engine.test_datasets import classes, image_from, truncated_geotiff
 from tests.rasters import write_raster
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.job_records import JobStatus, process_alive, process_started
-from engine.jobs import JobStore
+from engine.jobs.records import JobStatus, process_alive, process_started
+from engine.jobs.store import JobStore
 from tests.engine.test_jobs import raw_execute
 
 SPEC = json.dumps({"task": "segmentation", "epochs": 3})

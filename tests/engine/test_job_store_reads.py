@@ -8,10 +8,10 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from engine.job_records import SCHEMA_VERSION, UNKNOWN, ArtifactKind, JobStatus
-from engine.jobs import JobStore
+from engine.jobs.records import SCHEMA_VERSION, UNKNOWN, ArtifactKind, JobStatus
+from engine.jobs.runner import open_store, read_store
+from engine.jobs.store import JobStore
 from engine.paths import jobs_db_path
-from engine.runner import open_store, read_store
 from tests.engine.test_jobs import V1_DDL, raw_execute
 
 SPEC = json.dumps({"task": "segmentation", "epochs": 3})

@@ -19,8 +19,8 @@ import platformdirs
 import pytest
 
 from engine.errors import JobCancelled, JobStoreError
-from engine.job_records import HOST, SCHEMA_VERSION, ArtifactKind, JobStatus, process_alive
-from engine.jobs import JobStore
+from engine.jobs.records import HOST, SCHEMA_VERSION, ArtifactKind, JobStatus, process_alive
+from engine.jobs.store import JobStore
 from engine.paths import HOME_ENV_VAR, HOME_SUBFOLDERS, app_home, jobs_db_path
 
 CHILD = Path(__file__).with_name("jobs_writer_child.py")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from engine.cli import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, main
-from engine.job_records import JobStatus
-from engine.job_specs import TrainSpec, spec_to_dict
+from engine.jobs.records import JobStatus
+from engine.jobs.runner import open_store, run, submit
+from engine.jobs.specs import TrainSpec, spec_to_dict
 from engine.progress import CancelToken, NullReporter
-from engine.runner import open_store, run, submit
 from tests.engine.runner_child import tiny_config, tiny_predict_spec
 
 

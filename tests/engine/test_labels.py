@@ -13,7 +13,8 @@ from rasterio.windows import Window
 
 from engine.datasets import find_training_data
 from engine.errors import DatasetError, ModelFileError, OutputError, RasterError
-from engine.job_specs import TrainSpec, validate
+from engine.jobs.runner import open_store, run
+from engine.jobs.specs import TrainSpec, validate
 from engine.labels.live_prediction import entropy_uncertainty, margin_uncertainty, predict_window
 from engine.labels.store import (
     LabelClass,
@@ -30,7 +31,6 @@ from engine.labels.training_set import check_trainable, freeze_labels, label_tra
 from engine.labels.vector_file import read_label_features
 from engine.progress import CancelToken, RecordingReporter
 from engine.raster import read_info
-from engine.runner import open_store, run
 from engine.synthetic import write_scene
 from engine.training import train
 from engine.training.config import TrainConfig

@@ -16,8 +16,8 @@ from rasterio.features import rasterize, shapes
 from rasterio.transform import from_origin
 
 from engine.cli import main
-from engine.job_records import ArtifactKind
-from engine.jobs import JobStore
+from engine.jobs.records import ArtifactKind
+from engine.jobs.store import JobStore
 from engine.labels.training import LabelSettings, label_masks
 from engine.model_file import read_metadata
 from engine.model_metadata import ModelMetadata

@@ -27,12 +27,12 @@ from engine.errors import (
     RasterError,
 )
 from engine.inference import PredictOptions
-from engine.job_records import HOST, ArtifactKind, JobStatus
-from engine.job_specs import PredictSpec, TrainSpec, allow_overwrite, spec_from_dict, spec_to_dict, validate
-from engine.jobs import JobStore
+from engine.jobs.records import HOST, ArtifactKind, JobStatus
+from engine.jobs.runner import open_store, rerun, resume_spec, run, run_job, submit
+from engine.jobs.specs import PredictSpec, TrainSpec, allow_overwrite, spec_from_dict, spec_to_dict, validate
+from engine.jobs.store import JobStore
 from engine.model_file import library_versions
 from engine.progress import CancelToken, EpochEvent, NullReporter, ProgressEvent, RecordingReporter
-from engine.runner import open_store, rerun, resume_spec, run, run_job, submit
 from engine.training import checkpoint_path_for
 from engine.training.config import settings_hash
 from tests.engine.runner_child import tiny_config, tiny_predict_spec, write_training_data

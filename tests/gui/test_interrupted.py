@@ -12,11 +12,11 @@ import pytest
 from PySide6.QtWidgets import QLabel
 
 from engine.errors import JobCancelled
-from engine.job_records import JobStatus
-from engine.job_specs import TrainSpec
+from engine.jobs.records import JobStatus
+from engine.jobs.runner import open_store, run, submit
+from engine.jobs.specs import TrainSpec
 from engine.paths import app_home, jobs_db_path
 from engine.progress import CancelToken, EpochEvent, NullReporter
-from engine.runner import open_store, run, submit
 from engine.synthetic import write_scene
 from engine.training import TrainConfig, checkpoint_path_for
 from modelai_desktop.interrupted import InterruptedBanner, find_interrupted

@@ -14,10 +14,10 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QTextBrowser
 
 from engine.errors import JobCancelled
-from engine.job_records import EpochRecord, JobStatus
-from engine.job_specs import TrainSpec, spec_to_dict
+from engine.jobs.records import EpochRecord, JobStatus
+from engine.jobs.runner import open_store
+from engine.jobs.specs import TrainSpec, spec_to_dict
 from engine.progress import CancelToken, NullReporter
-from engine.runner import open_store
 from engine.synthetic import write_scene
 from engine.training import train
 from modelai_desktop.widgets.job_details import STYLE, _epoch_table

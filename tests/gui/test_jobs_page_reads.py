@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from engine.job_records import SCHEMA_VERSION
+from engine.jobs.records import SCHEMA_VERSION
+from engine.jobs.runner import open_store
 from engine.paths import jobs_db_path
-from engine.runner import open_store
 from modelai_desktop.widgets.job_table import COLUMNS
 from tests.engine.test_jobs import raw_execute
 

@@ -17,13 +17,13 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
 
-from engine.job_records import JobStatus
+from engine.jobs.records import JobStatus
+from engine.jobs.runner import open_store
 from engine.labels.store import MASK_NAME, labels_folder, load_classes
 from engine.labels.tiles import UNLABELLED
 from engine.labels.vector_file import read_label_features
 from engine.model_file import read_metadata
 from engine.paths import app_home
-from engine.runner import open_store
 from engine.synthetic import write_scene
 from modelai_desktop.pages.label_page import LabelPage
 from modelai_desktop.widgets.label_canvas import VIEW_SETTLE_MS

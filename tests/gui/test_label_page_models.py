@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import rasterio
 
-from engine.job_records import JobStatus
+from engine.jobs.records import JobStatus
+from engine.jobs.runner import open_store
 from engine.labels.store import labels_folder, load_classes
 from engine.model_file import read_metadata
-from engine.runner import open_store
 from engine.training import train
 from tests.engine.runner_child import tiny_config, write_training_data
 from tests.gui import test_label_page as label_page_tests

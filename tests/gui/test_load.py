@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.job_records import JobStatus
-from engine.runner import open_store
+from engine.jobs.records import JobStatus
+from engine.jobs.runner import open_store
 from engine.synthetic import write_scene
 from engine.training import train
 from modelai_desktop.workers import JobWorker

@@ -12,10 +12,10 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
-import engine.runner
-from engine.job_records import JobStatus
+import engine.jobs.runner
+from engine.jobs.records import JobStatus
+from engine.jobs.runner import open_store
 from engine.progress import ProgressEvent
-from engine.runner import open_store
 from engine.synthetic import CLASS_NAMES, write_scene
 from engine.training import train
 from modelai_desktop.widgets.progress_panel import ProgressPanel
@@ -174,7 +174,7 @@ def test_an_internal_error_is_reported_and_the_window_keeps_working(
     def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(engine.runner, "predict_many", broken)
+    monkeypatch.setattr(engine.jobs.runner, "predict_many", broken)
     page = window.predict_page
 
     async def scenario() -> None:

@@ -11,10 +11,10 @@ from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QLabel
 
 from engine.datasets import IGNORE_INDEX
-from engine.job_records import JobStatus
+from engine.jobs.records import JobStatus
+from engine.jobs.runner import open_store
 from engine.paths import app_home
 from engine.progress import ProgressEvent
-from engine.runner import open_store
 from engine.synthetic import write_scene
 from modelai_desktop.pages.models_page import ModelsPage
 from modelai_desktop.pages.train_page import TrainPage

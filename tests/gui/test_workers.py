@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import engine.runner
-from engine.job_records import JobStatus
-from engine.job_specs import PredictSpec
+import engine.jobs.runner
+from engine.jobs.records import JobStatus
+from engine.jobs.runner import JobOutcome, open_store
+from engine.jobs.specs import PredictSpec
 from engine.progress import CancelToken, ProgressEvent, RecordingReporter
-from engine.runner import JobOutcome, open_store
 from engine.synthetic import write_scene
 from engine.training import train
 from modelai_desktop.control_names import in_window_terms
@@ -122,7 +122,7 @@ def test_an_internal_error_becomes_failed_with_its_traceback(
     def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("a bug in the engine")
 
-    monkeypatch.setattr(engine.runner, "predict_many", broken)
+    monkeypatch.setattr(engine.jobs.runner, "predict_many", broken)
     worker = JobWorker(tiny_predict_spec(model, scene, tmp_path / "out"), isolated_home)
     message, detail = start_and_wait(qtbot, worker, "failed")
     assert "internal error (ZeroDivisionError: a bug in the engine)" in message

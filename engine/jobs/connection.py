@@ -1,6 +1,6 @@
 """Opening the job store's SQLite file, and naming what went wrong when that fails.
 
-Kept apart from :mod:`engine.jobs` because opening has a trap of its own: switching a new file to
+Kept apart from :mod:`engine.jobs.store` because opening has a trap of its own: switching a new file to
 WAL mode needs a lock that SQLite does not wait for (its busy timeout is not consulted), so two
 threads or processes that open a fresh store at once (the window's job worker and the Jobs page's
 poll, two command lines) would see "database is locked" at once. The switch is retried here until

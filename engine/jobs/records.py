@@ -1,6 +1,6 @@
 """What the job store holds: job statuses, record types, the schema's migrations, process checks.
 
-Kept apart from :mod:`engine.jobs` (the store's operations) so that the views and the runner can
+Kept apart from :mod:`engine.jobs.store` (the store's operations) so that the views and the runner can
 name statuses and read records without caring how they are written, and so that the schema's
 history reads in one place.
 """

@@ -22,8 +22,8 @@ from engine.device import describe_device, resolve_device
 from engine.errors import EngineError, JobCancelled, JobStoreError
 from engine.host_memory import release_freed_memory
 from engine.inference import PredictionResult, predict_many
-from engine.job_records import ArtifactKind, JobRecord, JobStatus
-from engine.job_specs import (
+from engine.jobs.records import ArtifactKind, JobRecord, JobStatus
+from engine.jobs.specs import (
     TRAIN_KIND_PREFIX,
     JobSpec,
     PredictSpec,
@@ -33,7 +33,7 @@ from engine.job_specs import (
     spec_to_dict,
     validate,
 )
-from engine.jobs import JobStore
+from engine.jobs.store import JobStore
 from engine.labels.cache import label_cache_dir
 from engine.model_file import library_versions
 from engine.paths import app_home, jobs_db_path
@@ -92,7 +92,7 @@ def submit(store: JobStore, spec: JobSpec, parent_job_id: int | None = None) -> 
     """Validate a spec and queue it; return the new job's id.
 
     Raises:
-        EngineError: the spec can never run (see :func:`engine.job_specs.validate`); no job is recorded.
+        EngineError: the spec can never run (see :func:`engine.jobs.specs.validate`); no job is recorded.
     """
     spec = absolute_spec(spec)
     if isinstance(spec, TrainSpec) and spec.config.labels is not None and spec.config.label_cache is None:

@@ -1,6 +1,6 @@
 """What a job is asked to do, as plain dataclasses that round-trip through the job store's JSON.
 
-The window and the command line both build a spec and hand it to :mod:`engine.runner`, so one
+The window and the command line both build a spec and hand it to :mod:`engine.jobs.runner`, so one
 headless test covers both. Paths are made absolute before a spec is stored, so ``modelai jobs
 rerun`` works from any folder. :func:`validate` runs before a job is queued: a spec that can never
 run (a missing file, a model whose bands a raster lacks, an image without its mask) is refused

@@ -3,7 +3,7 @@
 One SQLite file (``jobs.sqlite`` in the data folder) is the history the window, the command line and
 a crashed run's next start all read. It runs in WAL mode so readers never block the writer, every
 write is one short ``BEGIN IMMEDIATE`` transaction so several processes can share it, and its schema
-carries ``PRAGMA user_version`` with forward migrations (in :mod:`engine.job_records`) so an updated
+carries ``PRAGMA user_version`` with forward migrations (in :mod:`engine.jobs.records`) so an updated
 app opens an older store.
 """
 
@@ -20,8 +20,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from engine.errors import JobCancelled, JobStoreError
-from engine.job_connection import connect, prepare_for_writing, store_error
-from engine.job_records import (
+from engine.jobs.connection import connect, prepare_for_writing, store_error
+from engine.jobs.records import (
     HOST,
     JOB_COLUMNS,
     ArtifactKind,
