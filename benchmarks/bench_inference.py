@@ -35,7 +35,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from engine.inference import PredictOptions, predict_raster
-from engine.model_file import load_model
+from engine.models.file import load_model
 from engine.normalize import Normalization
 from engine.progress import CancelToken, NullReporter
 from engine.raster import open_raster, read_block, read_info

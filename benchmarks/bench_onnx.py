@@ -25,9 +25,9 @@ import onnxruntime as ort
 import torch
 
 from engine.export.onnx_file import export_onnx
-from engine.model_file import load_model, save_model
-from engine.model_metadata import ClassInfo, ModelMetadata
 from engine.models import build_model
+from engine.models.file import load_model, save_model
+from engine.models.metadata import ClassInfo, ModelMetadata
 from engine.prediction_heads import class_probabilities
 from engine.progress import NullReporter
 from engine.tile_forward import TileForward

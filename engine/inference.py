@@ -24,8 +24,8 @@ import torch
 from engine.device import autocast_dtype, describe_device, resolve_device
 from engine.errors import EngineError, RasterError
 from engine.geodesy.pixel_areas import PixelAreas
-from engine.model_file import load_model, read_metadata
-from engine.model_metadata import ModelMetadata
+from engine.models.file import load_model, read_metadata
+from engine.models.metadata import ModelMetadata
 from engine.normalize import Normalization
 from engine.output_metadata.provenance import file_sha256, provenance_tags
 from engine.outputs import OutputSet, summary_json

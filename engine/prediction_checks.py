@@ -11,7 +11,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from engine.errors import BandMismatchError, OutputError, RasterError
-from engine.model_metadata import ModelMetadata
+from engine.models.metadata import ModelMetadata
 from engine.normalize import sample_windows
 from engine.outputs import check_writable_folder, overview_factors
 from engine.prediction_heads import output_names, staging_bytes_per_pixel

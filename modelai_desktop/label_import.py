@@ -25,7 +25,7 @@ from engine.errors import EngineError
 from engine.labels.label_import import describe_layers, import_labels, is_mask_file, label_file_classes
 from engine.labels.store import LabelClass
 from engine.labels.vector_file import LabelLayerInfo
-from engine.model_file import read_metadata
+from engine.models.file import read_metadata
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.label_import_dialog import ImportChoice, ask_import
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from engine.cli import EXIT_OK, export_onnx_cmd
 from engine.cli.commands import VERBS
-from engine.model_file import check_model_file
-from engine.model_metadata import ModelMetadata
+from engine.models.file import check_model_file
+from engine.models.metadata import ModelMetadata
 from engine.progress import CancelToken
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from engine.cluster.connect import import_distributed, parse_address
 from engine.inference import check_prediction_settings
-from engine.model_file import check_model_file
+from engine.models.file import check_model_file
 from engine.outputs import check_writable_folder
 
 if TYPE_CHECKING:

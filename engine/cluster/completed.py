@@ -17,7 +17,7 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from engine.inference import PredictionResult, PredictOptions
-from engine.model_metadata import ModelMetadata
+from engine.models.metadata import ModelMetadata
 from engine.prediction_heads import output_names
 from engine.vectorize.prediction import polygon_file_name
 

@@ -24,7 +24,7 @@ from distributed import Event, get_worker
 from engine.cluster.completed import finished_prediction
 from engine.errors import ClusterError, EngineError
 from engine.inference import PredictionResult, PredictOptions, predict_raster
-from engine.model_file import read_metadata
+from engine.models.file import read_metadata
 from engine.progress import CancelToken, RecordingReporter
 from engine.sources.gdal_paths import is_virtual
 

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from typing import Any
 
 from engine.export.graph import InputContract
-from engine.model_metadata import ModelMetadata
+from engine.models.metadata import ModelMetadata
 from engine.profiles.ground import ground_pixel_size
 
 DEEPNESS_SEGMENTOR = "Segmentor"

@@ -22,8 +22,8 @@ import engine
 from engine.errors import EngineError, OutputError
 from engine.export.deepness import ANOMALY_NOTE, deepness_properties, resolution_cm
 from engine.export.graph import export_graph, input_contract
-from engine.model_file import load_model
-from engine.model_metadata import ModelMetadata
+from engine.models.file import load_model
+from engine.models.metadata import ModelMetadata
 from engine.normalize import Normalization
 from engine.outputs import OutputSet, check_writable_folder
 

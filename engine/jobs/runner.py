@@ -35,7 +35,7 @@ from engine.jobs.specs import (
 )
 from engine.jobs.store import JobStore
 from engine.labels.cache import label_cache_dir
-from engine.model_file import library_versions
+from engine.models.file import library_versions
 from engine.paths import app_home, jobs_db_path
 from engine.progress import CancelToken, EpochEvent, ProgressEvent, Reporter
 from engine.training import TrainResult, checkpoint_owner, checkpoint_path_for, train

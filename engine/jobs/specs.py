@@ -20,7 +20,7 @@ from engine.device import autocast_dtype, resolve_device
 from engine.errors import EngineError, JobStoreError, ModelFileError, OutputError
 from engine.inference import PredictOptions
 from engine.labels.training import with_label_masks
-from engine.model_file import check_model_file
+from engine.models.file import check_model_file
 from engine.outputs import check_writable_folder
 from engine.prediction_checks import check_compatibility, check_free_space, check_outputs
 from engine.prediction_heads import check_classes

@@ -20,8 +20,8 @@ from rasterio.windows import Window
 from torch import nn
 
 from engine.labels.tiles import UNLABELLED
-from engine.model_file import load_checkpoint, load_model
 from engine.models import build_model
+from engine.models.file import load_checkpoint, load_model
 from engine.normalize import Normalization
 from engine.preview import read_window
 from engine.raster import RasterInfo

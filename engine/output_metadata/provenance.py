@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import engine
-from engine.model_metadata import ModelMetadata
+from engine.models.metadata import ModelMetadata
 
 SOFTWARE = f"ModelAI Desktop {engine.__version__}"
 _HASH_CHUNK = 1 << 20

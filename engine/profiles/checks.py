@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.errors import BandMismatchError, DatasetError, RasterError
-from engine.model_metadata import ModelMetadata
+from engine.models.metadata import ModelMetadata
 from engine.profiles.ground import ground_pixel_size
 from engine.profiles.profile import band_names, raster_ground_pixel_size
 from engine.raster import RasterInfo

@@ -28,9 +28,9 @@ from engine.datasets import (
 from engine.device import describe_device, resolve_device
 from engine.errors import DatasetError, ModelFileError, OutputError
 from engine.labels.training import with_label_masks
-from engine.model_file import library_versions, load_checkpoint, save_model
-from engine.model_metadata import ModelMetadata
 from engine.models import build_model
+from engine.models.file import library_versions, load_checkpoint, save_model
+from engine.models.metadata import ModelMetadata
 from engine.normalize import Normalization, compute_statistics, describe_constant_bands
 from engine.patches import GridPatches, PatchReader, RandomPatches, default_patches_per_epoch, make_loader
 from engine.profiles.profile import describe_rasters

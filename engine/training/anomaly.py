@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from engine.model_metadata import ClassInfo
+from engine.models.metadata import ClassInfo
 from engine.training.config import TrainConfig
 from engine.training.previews import rgb_previews
 

@@ -16,7 +16,7 @@ from typing import Any
 from engine.datasets import MASK_VALUES
 from engine.device import PRECISIONS
 from engine.errors import DatasetError
-from engine.model_metadata import repeated_class_names
+from engine.models.metadata import repeated_class_names
 from engine.normalize import METHODS
 
 TASKS = ("segmentation", "anomaly")

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from engine.model_metadata import ClassInfo
+from engine.models.metadata import ClassInfo
 from engine.patches import RandomPatches
 from engine.training.config import TrainConfig
 

@@ -20,7 +20,7 @@ import torch
 
 from engine.device import autocast_dtype, is_out_of_memory
 from engine.errors import DatasetError, DeviceError, EngineError, JobCancelled, ModelFileError, OutputError
-from engine.model_file import load_checkpoint, save_checkpoint
+from engine.models.file import load_checkpoint, save_checkpoint
 from engine.progress import CancelToken, EpochEvent, ProgressEvent, Reporter
 from engine.training.budget import CALIBRATION_STEPS, MIN_EPOCHS, BudgetState, TimeBudget, describe_duration
 from engine.training.config import best_checkpoint_path_for, checkpoint_path_for

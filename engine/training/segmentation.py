@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from engine.datasets import IGNORE_INDEX, ImagePair, class_count
 from engine.errors import DatasetError
-from engine.model_metadata import ClassInfo
+from engine.models.metadata import ClassInfo
 from engine.training.config import TrainConfig
 from engine.training.metrics import confusion_matrix, segmentation_scores
 from engine.training.previews import rgb_previews

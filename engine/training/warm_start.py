@@ -15,7 +15,7 @@ from pathlib import Path
 from torch import nn
 
 from engine.errors import ModelFileError
-from engine.model_file import load_model
+from engine.models.file import load_model
 from engine.normalize import Normalization
 from engine.progress import Reporter
 

@@ -18,7 +18,7 @@ from rasterio import Affine
 from rasterio.features import rasterize
 
 from engine.errors import EngineError, OutputError
-from engine.model_metadata import ModelMetadata
+from engine.models.metadata import ModelMetadata
 from engine.outputs import CLASS_NODATA
 from engine.raster import RasterInfo
 from engine.vectorize.geopackage import categorized_style, single_style, write_styled_geopackage

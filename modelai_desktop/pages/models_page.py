@@ -2,7 +2,7 @@
 
 Metadata is read on a read thread, so a folder of large models lists without freezing. Class names
 and colours edited here are written back into the model file with
-`engine.model_file.update_metadata` (atomically, one save at a time), so prediction outputs use
+`engine.models.file.update_metadata` (atomically, one save at a time), so prediction outputs use
 them from then on. Dialogs (colour, rename, delete) open from plain slots, never in a coroutine.
 """
 
@@ -36,8 +36,8 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import EngineError, OutputError
-from engine.model_file import read_metadata, update_metadata
-from engine.model_metadata import ClassInfo, ModelMetadata
+from engine.models.file import read_metadata, update_metadata
+from engine.models.metadata import ClassInfo, ModelMetadata
 from engine.training.config import checkpoint_dir_of_model
 from modelai_desktop import file_dialogs
 from modelai_desktop.async_tasks import BackgroundTasks

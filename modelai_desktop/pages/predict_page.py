@@ -33,8 +33,8 @@ from engine.errors import EngineError
 from engine.inference import PredictionResult
 from engine.jobs.runner import JobOutcome
 from engine.jobs.specs import PredictSpec
-from engine.model_file import read_metadata
-from engine.model_metadata import ModelMetadata
+from engine.models.file import read_metadata
+from engine.models.metadata import ModelMetadata
 from engine.raster import RasterInfo
 from modelai_desktop import file_dialogs
 from modelai_desktop.async_tasks import BackgroundTasks

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QTextBrowser, QWidget
 from engine.errors import EngineError
 from engine.jobs.records import ArtifactRecord, EpochRecord, JobRecord, JobStatus
 from engine.jobs.store import JobStore
-from engine.model_metadata import ClassInfo
+from engine.models.metadata import ClassInfo
 from modelai_desktop.widgets.job_table import duration_text, started_text, status_color
 
 RESUMABLE = (JobStatus.CANCELLED, JobStatus.INTERRUPTED)
@@ -67,7 +67,7 @@ def model_classes(job: JobRecord) -> list[ClassInfo]:
     model = (job.result or {}).get("model") if job.kind.startswith("train") else None
     if not model:
         return []
-    from engine.model_file import read_metadata  # imports torch: here, on the read thread, not at start
+    from engine.models.file import read_metadata  # imports torch: here, on the read thread, not at start
 
     try:
         return read_metadata(model).classes

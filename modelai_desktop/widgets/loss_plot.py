@@ -20,7 +20,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QColor, QResizeEvent
 from PySide6.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
-from engine.model_metadata import ClassInfo
+from engine.models.metadata import ClassInfo
 from engine.training.segmentation import default_color
 
 TRAIN = "train"

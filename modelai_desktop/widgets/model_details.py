@@ -1,6 +1,6 @@
 """What a model file says about itself: task, bands, classes, training data, metrics and loss curve.
 
-Everything shown comes from the file's metadata (`engine.model_file.read_metadata`), so a model
+Everything shown comes from the file's metadata (`engine.models.file.read_metadata`), so a model
 received from a colleague shows how it was trained as well as one trained here. Class names are
 edited in place and colours are picked by double-clicking their swatch; the page saves both.
 """
@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.model_metadata import ClassInfo, ModelMetadata, repeated_class_names
+from engine.models.metadata import ClassInfo, ModelMetadata, repeated_class_names
 from modelai_desktop.widgets.loss_plot import CLASS_IOU_PREFIX, EpochPoint, LossPlot, class_label
 from modelai_desktop.widgets.progress_panel import format_duration
 

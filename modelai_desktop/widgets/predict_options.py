@@ -11,7 +11,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
 
 from engine.inference import PredictOptions
-from engine.model_metadata import ModelMetadata
+from engine.models.metadata import ModelMetadata
 
 PRECISIONS = {
     "Automatic": "auto",

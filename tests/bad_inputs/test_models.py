@@ -17,8 +17,8 @@ import safetensors.torch
 from engine.errors import ModelFileError
 from engine.jobs.runner import open_store, submit
 from engine.jobs.specs import PredictSpec
-from engine.model_file import read_metadata
 from engine.models import build_model
+from engine.models.file import read_metadata
 from tests.bad_inputs.conftest import assert_refused_before_any_job, recorded_jobs
 from tests.engine.test_model_file import file_creating_pickle
 

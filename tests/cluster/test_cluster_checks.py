@@ -18,7 +18,7 @@ from engine.cluster.worker import RasterToCheck, inspect_paths
 from engine.errors import ClusterError
 from engine.inference import PredictOptions
 from engine.jobs.runner import read_store
-from engine.model_file import read_metadata
+from engine.models.file import read_metadata
 from engine.output_metadata.provenance import file_sha256
 from tests.cluster.conftest import OVERLAP, TILE
 

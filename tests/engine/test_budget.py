@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import DatasetError, JobCancelled
-from engine.model_file import load_checkpoint
+from engine.models.file import load_checkpoint
 from engine.progress import CancelToken, EpochEvent
 from engine.training import checkpoint_path_for, train
 from engine.training.budget import (

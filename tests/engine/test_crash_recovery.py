@@ -14,7 +14,7 @@ import pytest
 from engine.cli import main
 from engine.jobs.records import JobStatus
 from engine.jobs.store import JobStore
-from engine.model_file import read_metadata
+from engine.models.file import read_metadata
 from engine.paths import HOME_ENV_VAR, jobs_db_path
 from tests.engine.runner_child import write_training_data
 

@@ -20,9 +20,9 @@ from torch import nn
 
 from engine.errors import BandMismatchError, JobCancelled, OutputError, RasterError
 from engine.inference import PredictOptions, predict_many, predict_raster
-from engine.model_file import load_model, read_metadata, save_model
-from engine.model_metadata import ClassInfo, ModelMetadata
 from engine.models import build_model
+from engine.models.file import load_model, read_metadata, save_model
+from engine.models.metadata import ClassInfo, ModelMetadata
 from engine.normalize import Normalization, compute_statistics
 from engine.prediction_checks import check_compatibility
 from engine.progress import CancelToken, NullReporter, ProgressEvent, RecordingReporter

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from engine.errors import ModelFileError, OutputError
-from engine.model_file import (
+from engine.models import build_model
+from engine.models.file import (
     library_versions,
     load_checkpoint,
     load_model,
@@ -29,8 +30,7 @@ from engine.model_file import (
     save_model,
     update_metadata,
 )
-from engine.model_metadata import FORMAT_VERSION, ClassInfo, ModelMetadata
-from engine.models import build_model
+from engine.models.metadata import FORMAT_VERSION, ClassInfo, ModelMetadata
 
 
 def segmentation_metadata(**changes: object) -> ModelMetadata:

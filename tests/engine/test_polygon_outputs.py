@@ -19,8 +19,8 @@ from engine.cli import main
 from engine.jobs.records import ArtifactKind
 from engine.jobs.store import JobStore
 from engine.labels.training import LabelSettings, label_masks
-from engine.model_file import read_metadata
-from engine.model_metadata import ModelMetadata
+from engine.models.file import read_metadata
+from engine.models.metadata import ModelMetadata
 from engine.paths import jobs_db_path
 from engine.progress import RecordingReporter
 from engine.raster import read_info

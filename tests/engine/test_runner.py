@@ -31,7 +31,7 @@ from engine.jobs.records import HOST, ArtifactKind, JobStatus
 from engine.jobs.runner import open_store, rerun, resume_spec, run, run_job, submit
 from engine.jobs.specs import PredictSpec, TrainSpec, allow_overwrite, spec_from_dict, spec_to_dict, validate
 from engine.jobs.store import JobStore
-from engine.model_file import library_versions
+from engine.models.file import library_versions
 from engine.progress import CancelToken, EpochEvent, NullReporter, ProgressEvent, RecordingReporter
 from engine.training import checkpoint_path_for
 from engine.training.config import settings_hash

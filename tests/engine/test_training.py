@@ -15,8 +15,8 @@ import torch
 from rasterio.windows import Window
 
 from engine.errors import DatasetError, JobCancelled, ModelFileError, OutputError
-from engine.model_file import load_checkpoint, load_model
 from engine.models import build_model
+from engine.models.file import load_checkpoint, load_model
 from engine.normalize import Normalization
 from engine.progress import CancelToken, EpochEvent, ProgressEvent, RecordingReporter
 from engine.raster import open_raster, read_block, read_info

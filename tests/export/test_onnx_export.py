@@ -14,7 +14,7 @@ from rasterio.windows import Window
 from engine.errors import EngineError, OutputError
 from engine.export.onnx_file import MAX_IR_VERSION, OPSET, export_onnx
 from engine.inference import PredictOptions, predict_many
-from engine.model_file import read_metadata
+from engine.models.file import read_metadata
 from engine.progress import CancelToken, NullReporter
 
 TILE, OVERLAP = 256, 32

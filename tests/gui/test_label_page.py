@@ -22,7 +22,7 @@ from engine.jobs.runner import open_store
 from engine.labels.store import MASK_NAME, labels_folder, load_classes
 from engine.labels.tiles import UNLABELLED
 from engine.labels.vector_file import read_label_features
-from engine.model_file import read_metadata
+from engine.models.file import read_metadata
 from engine.paths import app_home
 from engine.synthetic import write_scene
 from modelai_desktop.pages.label_page import LabelPage

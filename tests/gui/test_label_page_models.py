@@ -13,7 +13,7 @@ import rasterio
 from engine.jobs.records import JobStatus
 from engine.jobs.runner import open_store
 from engine.labels.store import labels_folder, load_classes
-from engine.model_file import read_metadata
+from engine.models.file import read_metadata
 from engine.training import train
 from tests.engine.runner_child import tiny_config, write_training_data
 from tests.gui import test_label_page as label_page_tests

@@ -12,8 +12,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
 from engine.errors import ModelFileError
-from engine.model_file import load_model, read_metadata, update_metadata
-from engine.model_metadata import ClassInfo
+from engine.models.file import load_model, read_metadata, update_metadata
+from engine.models.metadata import ClassInfo
 from engine.paths import app_home
 from engine.training import train
 from modelai_desktop.pages.models_page import ModelsPage, color_dialog_title

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import shapely
 
-from engine.model_file import read_metadata
+from engine.models.file import read_metadata
 from tests.engine.label_files import reprojected_copy, write_labels
 from tests.gui.test_train_page import home, page, scenes, use_tiny_settings  # noqa: F401 (fixtures)
 

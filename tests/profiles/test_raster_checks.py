@@ -15,8 +15,8 @@ from engine.cli import EXIT_OK, main
 from engine.datasets import find_training_data
 from engine.errors import BandMismatchError, DatasetError, RasterError
 from engine.inference import PredictOptions, predict_raster
-from engine.model_file import read_metadata, update_metadata
-from engine.model_metadata import ModelMetadata
+from engine.models.file import read_metadata, update_metadata
+from engine.models.metadata import ModelMetadata
 from engine.prediction_checks import check_compatibility
 from engine.profiles.checks import check_pixel_size
 from engine.profiles.ground import ground_pixel_size

@@ -32,14 +32,14 @@ from torch import nn
 
 import engine
 from engine.errors import ModelFileError, OutputError
-from engine.model_metadata import (
+from engine.models import build_model
+from engine.models.metadata import (
     FORMAT_VERSION,
     ModelMetadata,
     invalid_model,
     is_int,
     repeated_class_names,
 )
-from engine.models import build_model
 
 METADATA_KEY = "modelai"
 # safetensors itself refuses headers over 100 MB; a larger length field means another kind of file.
