@@ -36,7 +36,7 @@ import time
 started = time.perf_counter()
 from engine.cluster.connect import open_client, parse_address
 with open_client(parse_address("local:{WORKERS}")) as client:
-    client.run(__import__, "engine.inference")
+    client.run(__import__, "engine.inference.predict")
 print(time.perf_counter() - started)
 """
 

@@ -34,7 +34,7 @@ from rasterio.crs import CRS
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from engine.inference import PredictOptions, predict_raster
+from engine.inference.predict import PredictOptions, predict_raster
 from engine.models.file import load_model
 from engine.normalize import Normalization
 from engine.progress import CancelToken, NullReporter
@@ -69,7 +69,7 @@ print(run.returncode, seconds, after_imports[-1] if after_imports else "nan",
 # here, for both ways, which is not prediction speed and would swamp it at 2000².
 TIMED_MODELAI = f"""
 import sys, time
-import engine.cli, engine.cli.commands, engine.inference, engine.jobs.runner
+import engine.cli, engine.cli.commands, engine.inference.predict, engine.jobs.runner
 started = time.perf_counter()
 code = engine.cli.main(sys.argv[1:])
 print("{TIMED}", time.perf_counter() - started, file=sys.stderr)

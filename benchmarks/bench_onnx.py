@@ -4,7 +4,7 @@
     python benchmarks/bench_onnx.py --threads 1 --rounds 5
 
 Both run the same exported model on the same normalised tiles, one tile per pass (what
-`engine.tile_forward` does on a CPU for 512² tiles): torch through `TileForward` (batch norms folded,
+`engine.inference.forward` does on a CPU for 512² tiles): torch through `TileForward` (batch norms folded,
 channels-last, inference mode) and onnxruntime through the file `modelai models export-onnx` writes
 (graph optimisations on). Rounds alternate between the two so that a machine busy with other work
 slows both alike; the ratio of medians is the figure to read, not the absolute times. It also
@@ -25,12 +25,12 @@ import onnxruntime as ort
 import torch
 
 from engine.export.onnx_file import export_onnx
+from engine.inference.forward import TileForward
+from engine.inference.heads import class_probabilities
 from engine.models import build_model
 from engine.models.file import load_model, save_model
 from engine.models.metadata import ClassInfo, ModelMetadata
-from engine.prediction_heads import class_probabilities
 from engine.progress import NullReporter
-from engine.tile_forward import TileForward
 
 
 def write_model(path: Path, bands: int, base_width: int) -> Path:

@@ -38,7 +38,7 @@ from bench_training import naive_training
 from rasterio.features import rasterize
 from rasterio.windows import Window
 
-from engine.inference import PredictOptions, predict_raster
+from engine.inference.predict import PredictOptions, predict_raster
 from engine.models import build_model
 from engine.progress import CancelToken, NullReporter
 from engine.training import TrainConfig, train

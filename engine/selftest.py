@@ -31,7 +31,7 @@ from rasterio.warp import transform as transform_points
 import engine
 from engine.device import cuda_unavailable_reason, describe_device, resolve_device
 from engine.errors import EngineError, JobCancelled
-from engine.inference import PredictOptions, predict_raster
+from engine.inference.predict import PredictOptions, predict_raster
 from engine.labels.vector_file import read_label_features
 from engine.models import build_model
 from engine.progress import CancelToken, NullReporter

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "ModelAI Desktop"
 # The engine modules the pages import, heaviest first (torch through the runner and inference).
-ENGINE_MODULES = ("torch", "rasterio", "engine.jobs.runner", "engine.inference", "engine.selftest")
+ENGINE_MODULES = ("torch", "rasterio", "engine.jobs.runner", "engine.inference.predict", "engine.selftest")
 
 
 class StartupClock:

@@ -16,7 +16,7 @@ from engine.cli.commands import VERBS
 from engine.cli.predict import print_results
 from engine.cli.terminal import TerminalReporter, format_duration
 from engine.cli.train import print_result
-from engine.inference import PredictOptions
+from engine.inference.predict import PredictOptions
 from engine.jobs import runner
 from engine.jobs.specs import PredictSpec, TrainSpec
 from engine.jobs.store import JobStore

@@ -10,7 +10,7 @@ from engine.cli.results import add_json_option, outcome_json, print_json
 from engine.cli.terminal import TerminalReporter, format_duration
 from engine.cli.train import _bands as band_list  # the same "1,2,3" syntax as train --bands
 from engine.device import PRECISIONS
-from engine.inference import PredictionResult, PredictOptions
+from engine.inference.predict import PredictionResult, PredictOptions
 from engine.jobs import runner
 from engine.jobs.specs import PredictSpec
 from engine.progress import CancelToken

@@ -27,8 +27,8 @@ from engine.cluster.connect import INSTALL_HINT, ClusterAddress, open_client, pa
 from engine.cluster.local import torch_threads_per_worker
 from engine.cluster.worker import PathReport, RasterDone, RasterToCheck, inspect_paths, predict_task
 from engine.errors import ClusterError, JobCancelled
-from engine.inference import PredictionResult, PredictOptions, check_prediction_settings
-from engine.outputs import check_writable_folder
+from engine.inference.outputs import check_writable_folder
+from engine.inference.predict import PredictionResult, PredictOptions, check_prediction_settings
 from engine.progress import CancelToken, ProgressEvent, Reporter
 
 POLL_S = 0.25

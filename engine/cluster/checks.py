@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.cluster.connect import import_distributed, parse_address
-from engine.inference import check_prediction_settings
+from engine.inference.outputs import check_writable_folder
+from engine.inference.predict import check_prediction_settings
 from engine.models.file import check_model_file
-from engine.outputs import check_writable_folder
 
 if TYPE_CHECKING:
     from engine.jobs.specs import PredictSpec

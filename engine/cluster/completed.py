@@ -1,7 +1,7 @@
 """Which rasters of an archive already have complete outputs, so that running a job again skips
 them, and a task that Dask runs again (its result was lost with a worker) does not redo its raster.
 
-Outputs appear under their final names only when they are complete (`engine.outputs.OutputSet`
+Outputs appear under their final names only when they are complete (`engine.inference.outputs.OutputSet`
 renames them together), so a raster is done when every output it should have is there, its
 summary names this raster, and its GeoTIFFs carry the SHA-256 of this model (a model retrained
 under the same name predicts again). Other settings (tile, overlap) are not compared:
@@ -16,9 +16,9 @@ from pathlib import Path
 import rasterio
 from rasterio.errors import RasterioError
 
-from engine.inference import PredictionResult, PredictOptions
+from engine.inference.heads import output_names
+from engine.inference.predict import PredictionResult, PredictOptions
 from engine.models.metadata import ModelMetadata
-from engine.prediction_heads import output_names
 from engine.vectorize.prediction import polygon_file_name
 
 SHA256_TAG = "MODELAI_MODEL_SHA256"

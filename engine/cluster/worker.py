@@ -1,6 +1,6 @@
 """What runs on a Dask worker: the check that it sees the run's paths, and the prediction of one raster.
 
-A worker predicts with the same `engine.inference.predict_raster` as a local run, so outputs,
+A worker predicts with the same `engine.inference.predict.predict_raster` as a local run, so outputs,
 summaries and their temporary names are the same. The model file arrives once per worker as bytes
 (scattered by the client); the worker writes it into its own folder under its SHA-256, checks the
 digest, and `predict_raster` checks the file as it checks any model. A cancel set by the client
@@ -23,7 +23,7 @@ from distributed import Event, get_worker
 
 from engine.cluster.completed import finished_prediction
 from engine.errors import ClusterError, EngineError
-from engine.inference import PredictionResult, PredictOptions, predict_raster
+from engine.inference.predict import PredictionResult, PredictOptions, predict_raster
 from engine.models.file import read_metadata
 from engine.progress import CancelToken, RecordingReporter
 from engine.sources.gdal_paths import is_virtual

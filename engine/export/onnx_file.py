@@ -22,10 +22,10 @@ import engine
 from engine.errors import EngineError, OutputError
 from engine.export.deepness import ANOMALY_NOTE, deepness_properties, resolution_cm
 from engine.export.graph import export_graph, input_contract
+from engine.inference.outputs import OutputSet, check_writable_folder
 from engine.models.file import load_model
 from engine.models.metadata import ModelMetadata
 from engine.normalize import Normalization
-from engine.outputs import OutputSet, check_writable_folder
 
 OPSET = 17
 MAX_IR_VERSION = 9

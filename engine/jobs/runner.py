@@ -21,7 +21,7 @@ from typing import Any
 from engine.device import describe_device, resolve_device
 from engine.errors import EngineError, JobCancelled, JobStoreError
 from engine.host_memory import release_freed_memory
-from engine.inference import PredictionResult, predict_many
+from engine.inference.predict import PredictionResult, predict_many
 from engine.jobs.records import ArtifactKind, JobRecord, JobStatus
 from engine.jobs.specs import (
     TRAIN_KIND_PREFIX,

@@ -18,12 +18,12 @@ from engine.cluster.checks import validate_cluster_prediction
 from engine.datasets import find_training_data, select_bands
 from engine.device import autocast_dtype, resolve_device
 from engine.errors import EngineError, JobStoreError, ModelFileError, OutputError
-from engine.inference import PredictOptions
+from engine.inference.checks import check_compatibility, check_free_space, check_outputs
+from engine.inference.heads import check_classes
+from engine.inference.outputs import check_writable_folder
+from engine.inference.predict import PredictOptions
 from engine.labels.training import with_label_masks
 from engine.models.file import check_model_file
-from engine.outputs import check_writable_folder
-from engine.prediction_checks import check_compatibility, check_free_space, check_outputs
-from engine.prediction_heads import check_classes
 from engine.progress import RecordingReporter
 from engine.training import check_resumable
 from engine.training.config import TASKS, TrainConfig

@@ -8,7 +8,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from engine.outputs import hex_to_rgb
+from engine.inference.outputs import hex_to_rgb
 from engine.preview import read_preview, render_rgba
 from engine.raster import read_info
 from engine.training.segmentation import default_color

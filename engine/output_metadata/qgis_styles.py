@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
 
-from engine.outputs import qgis_document, qgis_style
+from engine.inference.outputs import qgis_document, qgis_style
 
 ANOMALY_COLOR = "#ff00ff"
 NORMAL_COLOR = "#000000"

@@ -19,7 +19,7 @@ import pyogrio
 import shapely
 from pyogrio.errors import DataLayerError, DataSourceError
 
-from engine.outputs import OutputSet, hex_to_rgb, write_failure
+from engine.inference.outputs import OutputSet, hex_to_rgb, write_failure
 
 GEOMETRY_COLUMN = "geom"
 FILL_ALPHA = 170

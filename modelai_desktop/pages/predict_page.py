@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import EngineError
-from engine.inference import PredictionResult
+from engine.inference.predict import PredictionResult
 from engine.jobs.runner import JobOutcome
 from engine.jobs.specs import PredictSpec
 from engine.models.file import read_metadata

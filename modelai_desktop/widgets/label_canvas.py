@@ -22,8 +22,8 @@ from PySide6.QtGui import QColor, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsPathItem, QVBoxLayout, QWidget
 from rasterio.windows import Window
 
+from engine.inference.outputs import hex_to_rgb
 from engine.labels.tiles import UNLABELLED, LabelTiles
-from engine.outputs import hex_to_rgb
 
 TOOLS = ("brush", "eraser", "polygon", "pan")
 CANVAS_COLOR = "#c9cdd2"

@@ -1,7 +1,7 @@
 """The prediction settings form: tile, overlap, precision, probabilities, anomaly threshold, polygons,
 overwrite.
 
-It edits an `engine.inference.PredictOptions` and nothing else, so what the window runs is exactly
+It edits an `engine.inference.predict.PredictOptions` and nothing else, so what the window runs is exactly
 what ``modelai predict`` would run with the same flags. Settings that do not apply to the chosen
 model's task (probabilities for anomaly models, a threshold for segmentation) are hidden.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
 
-from engine.inference import PredictOptions
+from engine.inference.predict import PredictOptions
 from engine.models.metadata import ModelMetadata
 
 PRECISIONS = {

@@ -20,7 +20,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from engine.outputs import hex_to_rgb
+from engine.inference.outputs import hex_to_rgb
 from engine.preview import Preview, read_preview
 from engine.raster import read_info
 from engine.vectorize.prediction import polygon_outlines

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.inference import PredictOptions
+from engine.inference.predict import PredictOptions
 from engine.jobs.runner import open_store, run
 from engine.jobs.specs import PredictSpec
 from engine.progress import CancelToken, NullReporter, ProgressEvent

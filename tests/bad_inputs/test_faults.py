@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from engine.errors import OutputError, RasterError
-from engine.inference import PredictOptions, predict_raster
+from engine.inference.outputs import RasterOutput
+from engine.inference.predict import PredictOptions, predict_raster
 from engine.jobs.records import JobStatus
-from engine.outputs import RasterOutput
 from engine.progress import CancelToken, NullReporter
 from engine.raster import find_rasters
 from tests.bad_inputs.conftest import assert_failed_job, leftovers, recorded_jobs

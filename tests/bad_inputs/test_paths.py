@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import OutputError
-from engine.inference import PredictOptions, predict_raster
+from engine.inference.predict import PredictOptions, predict_raster
 from engine.jobs.records import JobStatus
 from engine.jobs.runner import open_store, run, submit
 from engine.jobs.specs import PredictSpec

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from engine.datasets import IGNORE_INDEX, class_count, find_training_data
 from engine.errors import DatasetError
+from engine.inference.grid import StripBlender, TileGrid, pad_to_tile
 from engine.progress import RecordingReporter
-from engine.tiling import StripBlender, TileGrid, pad_to_tile
 from tests.rasters import write_raster
 
 

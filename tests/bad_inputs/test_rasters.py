@@ -14,12 +14,12 @@ import pytest
 import rasterio
 
 from engine.errors import BandMismatchError, RasterError
-from engine.inference import PredictOptions, predict_raster
+from engine.inference.checks import check_compatibility
+from engine.inference.predict import PredictOptions, predict_raster
 from engine.jobs.records import JobStatus
 from engine.jobs.runner import open_store, run, submit
 from engine.jobs.specs import PredictSpec
 from engine.models.file import read_metadata
-from engine.prediction_checks import check_compatibility
 from engine.progress import CancelToken, NullReporter, RecordingReporter
 from tests.bad_inputs.conftest import (
     TINY_TRAINING,

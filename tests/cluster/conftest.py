@@ -12,7 +12,7 @@ import pytest
 import rasterio
 import torch
 
-from engine.inference import PredictOptions, predict_many
+from engine.inference.predict import PredictOptions, predict_many
 from engine.progress import CancelToken, NullReporter
 from engine.synthetic import write_scene
 from tests.engine.test_inference import save_test_model

@@ -16,7 +16,7 @@ from engine.cluster.completed import finished_prediction
 from engine.cluster.connect import INSTALL_HINT, parse_address
 from engine.cluster.worker import RasterToCheck, inspect_paths
 from engine.errors import ClusterError
-from engine.inference import PredictOptions
+from engine.inference.predict import PredictOptions
 from engine.jobs.runner import read_store
 from engine.models.file import read_metadata
 from engine.output_metadata.provenance import file_sha256

@@ -16,7 +16,7 @@ import pytest
 from engine.cli import EXIT_BAD_INPUT, main
 from engine.cluster.local import torch_threads_per_worker
 from engine.errors import JobCancelled
-from engine.inference import PredictOptions
+from engine.inference.predict import PredictOptions
 from engine.jobs.records import JobStatus
 from engine.jobs.runner import open_store, read_store, run
 from engine.jobs.specs import PredictSpec

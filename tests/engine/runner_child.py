@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.inference import PredictOptions
+from engine.inference.predict import PredictOptions
 from engine.jobs.runner import open_store, run, run_job, submit
 from engine.jobs.specs import PredictSpec, TrainSpec
 from engine.progress import CancelToken, EpochEvent, NullReporter, ProgressEvent

@@ -19,17 +19,17 @@ from rasterio.windows import Window
 from torch import nn
 
 from engine.errors import BandMismatchError, JobCancelled, OutputError, RasterError
-from engine.inference import PredictOptions, predict_many, predict_raster
+from engine.inference.checks import check_compatibility
+from engine.inference.forward import TileForward
+from engine.inference.grid import TileGrid, pad_to_tile, round_up
+from engine.inference.predict import PredictOptions, predict_many, predict_raster
 from engine.models import build_model
 from engine.models.file import load_model, read_metadata, save_model
 from engine.models.metadata import ClassInfo, ModelMetadata
 from engine.normalize import Normalization, compute_statistics
-from engine.prediction_checks import check_compatibility
 from engine.progress import CancelToken, NullReporter, ProgressEvent, RecordingReporter
 from engine.raster import open_raster, read_block, read_info
 from engine.synthetic import CLASS_COLORS, CLASS_NAMES, write_scene
-from engine.tile_forward import TileForward
-from engine.tiling import TileGrid, pad_to_tile, round_up
 from tests.rasters import corrupt_block
 from tests.rasters import write_raster as write_raster_file
 

@@ -13,12 +13,12 @@ import rasterio
 from rasterio.transform import from_origin
 
 from engine.errors import OutputError
-from engine.inference import PredictionResult, PredictOptions, predict_raster
+from engine.inference.outputs import OutputSet, RasterSpec
+from engine.inference.predict import PredictionResult, PredictOptions, predict_raster
 from engine.jobs.records import ArtifactKind
 from engine.jobs.runner import open_store, run, submit
 from engine.jobs.specs import PredictSpec
 from engine.output_metadata.qgis_styles import ANOMALY_COLOR
-from engine.outputs import OutputSet, RasterSpec
 from engine.progress import CancelToken, NullReporter
 from engine.raster import read_info
 from tests.engine.test_inference import save_test_model

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.prediction_heads import most_probable
+from engine.inference.heads import most_probable
 
 
 @pytest.mark.parametrize("classes", [1, 2, 5, 12])

@@ -26,7 +26,7 @@ from engine.errors import (
     OutputError,
     RasterError,
 )
-from engine.inference import PredictOptions
+from engine.inference.predict import PredictOptions
 from engine.jobs.records import HOST, ArtifactKind, JobStatus
 from engine.jobs.runner import open_store, rerun, resume_spec, run, run_job, submit
 from engine.jobs.specs import PredictSpec, TrainSpec, allow_overwrite, spec_from_dict, spec_to_dict, validate

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.tiling import StripBlender, TileGrid, blend_ramp, fitted_tile, pad_to_tile, tile_starts
+from engine.inference.grid import StripBlender, TileGrid, blend_ramp, fitted_tile, pad_to_tile, tile_starts
 
 
 def weight_sum(grid: TileGrid) -> np.ndarray:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from engine.inference.forward import TileForward
+from engine.inference.heads import class_probabilities
 from engine.models import build_model
-from engine.prediction_heads import class_probabilities
 from engine.progress import NullReporter
-from engine.tile_forward import TileForward
 
 
 def forward(tta: bool) -> TileForward:

@@ -13,7 +13,7 @@ from rasterio.windows import Window
 
 from engine.errors import EngineError, OutputError
 from engine.export.onnx_file import MAX_IR_VERSION, OPSET, export_onnx
-from engine.inference import PredictOptions, predict_many
+from engine.inference.predict import PredictOptions, predict_many
 from engine.models.file import read_metadata
 from engine.progress import CancelToken, NullReporter
 

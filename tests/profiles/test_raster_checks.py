@@ -14,10 +14,10 @@ from rasterio.enums import Resampling
 from engine.cli import EXIT_OK, main
 from engine.datasets import find_training_data
 from engine.errors import BandMismatchError, DatasetError, RasterError
-from engine.inference import PredictOptions, predict_raster
+from engine.inference.checks import check_compatibility
+from engine.inference.predict import PredictOptions, predict_raster
 from engine.models.file import read_metadata, update_metadata
 from engine.models.metadata import ModelMetadata
-from engine.prediction_checks import check_compatibility
 from engine.profiles.checks import check_pixel_size
 from engine.profiles.ground import ground_pixel_size
 from engine.profiles.profile import describe_rasters, raster_ground_pixel_size

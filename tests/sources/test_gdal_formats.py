@@ -13,7 +13,7 @@ import rasterio
 
 from engine.cli import EXIT_BAD_INPUT, main
 from engine.errors import RasterError
-from engine.inference import PredictOptions, predict_raster
+from engine.inference.predict import PredictOptions, predict_raster
 from engine.progress import CancelToken, NullReporter
 from engine.raster import find_rasters, read_info
 from engine.training import TrainConfig, train

@@ -11,10 +11,10 @@ import numpy as np
 from rasterio.windows import Window
 
 from engine.errors import BandMismatchError, OutputError, RasterError
+from engine.inference.heads import output_names, staging_bytes_per_pixel
+from engine.inference.outputs import check_writable_folder, overview_factors
 from engine.models.metadata import ModelMetadata
 from engine.normalize import sample_windows
-from engine.outputs import check_writable_folder, overview_factors
-from engine.prediction_heads import output_names, staging_bytes_per_pixel
 from engine.profiles.checks import check_band_order, check_pixel_size
 from engine.raster import RasterInfo, open_raster, read_block, read_info
 
@@ -180,7 +180,7 @@ def check_free_space(
 
 
 def _pixels_with_overviews(width: int, height: int) -> int:
-    """The pixels of a raster and of the overviews that `engine.outputs` builds for it."""
+    """The pixels of a raster and of the overviews that `engine.inference.outputs` builds for it."""
     return width * height + sum(-(-width // f) * -(-height // f) for f in overview_factors(width, height))
 
 

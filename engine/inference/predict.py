@@ -1,10 +1,10 @@
 """Streaming tiled prediction of rasters of any size into georeferenced outputs.
 
 A raster is walked strip by strip (one row of overlapping tiles): tiles are read in batches (ahead,
-in a thread, while a GPU computes; see `engine.tile_reader`), tile outputs are blended with smooth
+in a thread, while a GPU computes; see `engine.inference.reader`), tile outputs are blended with smooth
 weights into a strip buffer, and rows are written as soon as no later tile touches them. Memory
 therefore grows with the raster's width, never its area. Everything that can be checked before
-work is checked first, for every input (`engine.prediction_checks`).
+work is checked first, for every input (`engine.inference.checks`).
 """
 
 from __future__ import annotations
@@ -24,26 +24,26 @@ import torch
 from engine.device import autocast_dtype, describe_device, resolve_device
 from engine.errors import EngineError, RasterError
 from engine.geodesy.pixel_areas import PixelAreas
-from engine.models.file import load_model, read_metadata
-from engine.models.metadata import ModelMetadata
-from engine.normalize import Normalization
-from engine.output_metadata.provenance import file_sha256, provenance_tags
-from engine.outputs import OutputSet, summary_json
-from engine.prediction_checks import check_compatibility, check_free_space, check_outputs
-from engine.prediction_heads import (
+from engine.inference.checks import check_compatibility, check_free_space, check_outputs
+from engine.inference.forward import TileForward
+from engine.inference.grid import WEIGHT_MODES, StripBlender, TileGrid
+from engine.inference.heads import (
     TILE_VALUES,
     AnomalyHead,
     PredictionHead,
     SegmentationHead,
     check_classes,
 )
+from engine.inference.outputs import OutputSet, summary_json
+from engine.inference.reader import TileReader
+from engine.models.file import load_model, read_metadata
+from engine.models.metadata import ModelMetadata
+from engine.normalize import Normalization
+from engine.output_metadata.provenance import file_sha256, provenance_tags
 from engine.profiles.checks import model_ground_pixel_size
 from engine.progress import CancelToken, ProgressEvent, Reporter
 from engine.raster import RasterInfo, read_info
 from engine.sources.resampled import resampled_shape, write_resampled_vrt
-from engine.tile_forward import TileForward
-from engine.tile_reader import TileReader
-from engine.tiling import WEIGHT_MODES, StripBlender, TileGrid
 from engine.vectorize.prediction import (
     check_polygon_options,
     check_polygon_outputs,
@@ -332,7 +332,7 @@ def _stream(session: _Session, info: RasterInfo, grid: TileGrid, head: Predictio
     bands, normalization = session.options.bands or session.metadata.bands, session.normalization
     forward = session.forward
     batch_size = forward.tiles_per_pass(grid.tile_height * grid.tile_width)
-    prefetch = forward.device.type != "cpu"  # see engine.tile_reader: on a CPU the thread slows it
+    prefetch = forward.device.type != "cpu"  # see engine.inference.reader: on a CPU the thread slows it
     with TileReader(info, grid, bands, normalization, batch_size, prefetch) as reader:
         for batch in reader:
             session.cancel.raise_if_cancelled(f"Prediction of {info.path.name}")

@@ -23,9 +23,9 @@ import numpy as np
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
+from engine.inference.grid import Tile, TileGrid, pad_to_tile
 from engine.normalize import Normalization
 from engine.raster import RasterInfo, open_raster, read_block
-from engine.tiling import Tile, TileGrid, pad_to_tile
 
 
 @dataclass(frozen=True)
