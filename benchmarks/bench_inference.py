@@ -36,9 +36,9 @@ from rasterio.windows import Window
 
 from engine.inference.predict import PredictOptions, predict_raster
 from engine.models.file import load_model
-from engine.normalize import Normalization
 from engine.progress import CancelToken, NullReporter
-from engine.raster import open_raster, read_block, read_info
+from engine.rasters.normalize import Normalization
+from engine.rasters.read import open_raster, read_block, read_info
 from engine.synthetic import (
     BANDS,
     CLASS_COLORS,

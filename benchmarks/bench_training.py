@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from engine.device import autocast_dtype, cpu_runs_bf16_natively, describe_cpu_vectors
 from engine.models import build_model
 from engine.progress import NullReporter, ProgressEvent
-from engine.raster import open_raster
+from engine.rasters.read import open_raster
 from engine.synthetic import CLASS_NAMES, write_scene
 from engine.training import TrainConfig, train
 

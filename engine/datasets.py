@@ -22,7 +22,7 @@ from rasterio.windows import Window
 from engine.errors import DatasetError
 from engine.profiles.checks import check_training_rasters
 from engine.progress import Reporter
-from engine.raster import RasterInfo, check_bands, find_rasters, open_raster, read_block, read_info
+from engine.rasters.read import RasterInfo, check_bands, find_rasters, open_raster, read_block, read_info
 
 IGNORE_INDEX = 255
 MAX_INVALID_FRACTION = 0.5

@@ -26,8 +26,8 @@ from engine.datasets import (
     WINDOW_TRIES,
     Region,
 )
-from engine.normalize import Normalization
-from engine.raster import RasterBlock, RasterInfo, open_raster, read_block
+from engine.rasters.normalize import Normalization
+from engine.rasters.read import RasterBlock, RasterInfo, open_raster, read_block
 
 # Rasters are kept whole in memory (per process) up to this many bytes of float32: a training run
 # reads each pixel many times, and one numpy slice costs far less than a GDAL window read.

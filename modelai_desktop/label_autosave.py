@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from engine.errors import EngineError
 from engine.labels.store import CLASSES_NAME, MASK_NAME, LabelClass, save_classes, save_mask
 from engine.labels.tiles import LabelTiles
-from engine.raster import RasterInfo
+from engine.rasters.read import RasterInfo
 from modelai_desktop.async_tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)

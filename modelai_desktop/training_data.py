@@ -18,7 +18,7 @@ from engine.errors import EngineError
 from engine.labels.training import LabelSettings, label_masks
 from engine.patches import default_patches_per_epoch
 from engine.progress import RecordingReporter
-from engine.raster import RasterInfo, find_rasters, read_info
+from engine.rasters.read import RasterInfo, find_rasters, read_info
 
 NO_MASKS = "no mask yet: add the masks (files or a folder)"
 

@@ -14,7 +14,7 @@ from engine.inference.predict import PredictionResult, PredictOptions
 from engine.jobs import runner
 from engine.jobs.specs import PredictSpec
 from engine.progress import CancelToken
-from engine.raster import NODATA_HELP, find_rasters
+from engine.rasters.read import NODATA_HELP, find_rasters
 
 DEFAULTS = PredictOptions()
 

@@ -19,9 +19,9 @@ from engine.datasets import MASK_VALUES
 from engine.device import PRECISIONS
 from engine.jobs import runner
 from engine.jobs.specs import TrainSpec
-from engine.normalize import METHODS
 from engine.progress import CancelToken
-from engine.raster import NODATA_HELP
+from engine.rasters.normalize import METHODS
+from engine.rasters.read import NODATA_HELP
 from engine.training import TrainConfig, TrainResult, checkpoint_config
 from engine.training.budget import parse_duration
 from engine.training.config import RUNTIME_SETTINGS, SCHEDULES, UNLABELLED

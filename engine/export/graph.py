@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from engine.normalize import Normalization
+from engine.rasters.normalize import Normalization
 from engine.training.anomaly import pixel_errors
 
 DEEPNESS_SCALE = 255.0

@@ -25,7 +25,7 @@ from engine.export.graph import export_graph, input_contract
 from engine.inference.outputs import OutputSet, check_writable_folder
 from engine.models.file import load_model
 from engine.models.metadata import ModelMetadata
-from engine.normalize import Normalization
+from engine.rasters.normalize import Normalization
 
 OPSET = 17
 MAX_IR_VERSION = 9

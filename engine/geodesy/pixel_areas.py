@@ -21,7 +21,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.warp import transform as warp_transform
 
-from engine.raster import RasterInfo
+from engine.rasters.read import RasterInfo
 
 WGS84_A = 6378137.0
 WGS84_F = 1 / 298.257223563

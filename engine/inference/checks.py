@@ -14,9 +14,9 @@ from engine.errors import BandMismatchError, OutputError, RasterError
 from engine.inference.heads import output_names, staging_bytes_per_pixel
 from engine.inference.outputs import check_writable_folder, overview_factors
 from engine.models.metadata import ModelMetadata
-from engine.normalize import sample_windows
 from engine.profiles.checks import check_band_order, check_pixel_size
-from engine.raster import RasterInfo, open_raster, read_block, read_info
+from engine.rasters.normalize import sample_windows
+from engine.rasters.read import RasterInfo, open_raster, read_block, read_info
 
 # The longest file name (in UTF-8 bytes) that common file systems (ext4, NTFS, APFS) allow.
 MAX_NAME_BYTES = 255

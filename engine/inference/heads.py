@@ -20,7 +20,7 @@ from engine.geodesy.pixel_areas import PixelAreas, hectares
 from engine.inference.outputs import CLASS_NODATA, OutputSet, RasterSpec, qgis_style
 from engine.models.metadata import ModelMetadata
 from engine.output_metadata.qgis_styles import ANOMALY_COLOR, NORMAL_COLOR, anomaly_mask_style, heat_map_style
-from engine.raster import RasterInfo
+from engine.rasters.read import RasterInfo
 from engine.training.anomaly import pixel_errors
 
 ANOMALY_PERCENTILES = (50.0, 90.0, 95.0, 99.0)

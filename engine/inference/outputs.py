@@ -36,7 +36,7 @@ from rasterio.windows import Window
 from engine.errors import OutputError
 from engine.jobs.records import process_alive
 from engine.output_metadata.band_statistics import RunningBandStatistics
-from engine.raster import RasterInfo, first_line
+from engine.rasters.read import RasterInfo, first_line
 
 COG_BLOCK_SIZE = 512
 SMALLEST_OVERVIEW = 128

@@ -38,11 +38,11 @@ from engine.inference.outputs import OutputSet, summary_json
 from engine.inference.reader import TileReader
 from engine.models.file import load_model, read_metadata
 from engine.models.metadata import ModelMetadata
-from engine.normalize import Normalization
 from engine.output_metadata.provenance import file_sha256, provenance_tags
 from engine.profiles.checks import model_ground_pixel_size
 from engine.progress import CancelToken, ProgressEvent, Reporter
-from engine.raster import RasterInfo, read_info
+from engine.rasters.normalize import Normalization
+from engine.rasters.read import RasterInfo, read_info
 from engine.sources.resampled import resampled_shape, write_resampled_vrt
 from engine.vectorize.prediction import (
     check_polygon_options,

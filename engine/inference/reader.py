@@ -5,7 +5,7 @@ needs for them. While a GPU computes, the CPU is free, so a thread reads the nex
 When the network runs on the CPU it already keeps every core busy, and a reading thread only
 fights it for them: on a 2-core machine a U-Net predicted 15 % slower with the thread than with
 the reading done between batches, so there the batches are read in the caller's thread. Each tile window is
-read on its own with `engine.raster.read_block` (GDAL's block cache serves the overlap with the
+read on its own with `engine.rasters.read.read_block` (GDAL's block cache serves the overlap with the
 neighbouring tiles), and at most one finished batch waits in the queue, so the input side holds a
 few batches whatever the raster's size. The thread owns its own dataset handle: a GDAL dataset must
 not be shared between threads.
@@ -24,8 +24,8 @@ from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from engine.inference.grid import Tile, TileGrid, pad_to_tile
-from engine.normalize import Normalization
-from engine.raster import RasterInfo, open_raster, read_block
+from engine.rasters.normalize import Normalization
+from engine.rasters.read import RasterInfo, open_raster, read_block
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.raster import RasterInfo
+from engine.rasters.read import RasterInfo
 
 CACHE_FORMAT = 2  # 2: masks declare 255 (unlabelled) as nodata
 CHUNK_BYTES = 1024 * 1024

@@ -38,7 +38,7 @@ from engine.labels.vector_file import (
     label_layers,
     read_label_features,
 )
-from engine.raster import RasterInfo
+from engine.rasters.read import RasterInfo
 from engine.training.segmentation import default_color
 
 MASK_SUFFIXES = (".tif", ".tiff")

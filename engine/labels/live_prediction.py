@@ -22,9 +22,9 @@ from torch import nn
 from engine.labels.tiles import UNLABELLED
 from engine.models import build_model
 from engine.models.file import load_checkpoint, load_model
-from engine.normalize import Normalization
-from engine.preview import read_window
-from engine.raster import RasterInfo
+from engine.rasters.normalize import Normalization
+from engine.rasters.preview import read_window
+from engine.rasters.read import RasterInfo
 from engine.training.config import DEFAULT_DEPTH, DEFAULT_WIDTH
 
 MEASURES = ("margin", "entropy")

@@ -9,8 +9,8 @@ import rasterio
 from rasterio.enums import Resampling
 
 from engine.inference.outputs import hex_to_rgb
-from engine.preview import read_preview, render_rgba
-from engine.raster import read_info
+from engine.rasters.preview import read_preview, render_rgba
+from engine.rasters.read import read_info
 from engine.training.segmentation import default_color
 
 OVERLAY_OPACITY = 0.55

@@ -27,7 +27,7 @@ from rasterio.windows import transform as window_transform
 from engine.datasets import IGNORE_INDEX
 from engine.errors import DatasetError
 from engine.labels.vector_file import LabelFeatures
-from engine.raster import RasterInfo
+from engine.rasters.read import RasterInfo
 
 STRIP_ROWS = 1024
 MASK_BLOCK = 256

@@ -27,7 +27,7 @@ from rasterio.windows import Window
 from engine.errors import OutputError, RasterError
 from engine.inference.outputs import color_table
 from engine.labels.tiles import TILE, UNLABELLED, LabelTiles
-from engine.raster import RasterInfo, first_line, open_raster, read_info
+from engine.rasters.read import RasterInfo, first_line, open_raster, read_info
 from engine.vectorize.prediction import write_class_polygons
 
 LABELS_FOLDER = "labels"

@@ -33,7 +33,7 @@ from engine.labels.rasterize import footprint, polygons_on_grid, rasterize_mask
 from engine.labels.vector_file import LabelFeatures, read_label_features
 from engine.paths import app_home
 from engine.progress import Reporter
-from engine.raster import RasterInfo, find_rasters, read_info
+from engine.rasters.read import RasterInfo, find_rasters, read_info
 
 if TYPE_CHECKING:  # engine.training imports this module
     from engine.training.config import TrainConfig

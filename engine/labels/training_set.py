@@ -26,7 +26,7 @@ from rasterio.windows import transform as window_transform
 from engine.errors import DatasetError
 from engine.labels.store import LabelClass, mask_profile, write_atomically
 from engine.labels.tiles import UNLABELLED, LabelTiles
-from engine.raster import RasterInfo, open_raster
+from engine.rasters.read import RasterInfo, open_raster
 from engine.training.config import TrainConfig
 
 FOLDS = 3

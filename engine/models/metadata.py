@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.errors import ModelFileError
 from engine.models import ARCHITECTURES
-from engine.normalize import Normalization
+from engine.rasters.normalize import Normalization
 
 FORMAT_VERSION = 1
 TASKS = ("segmentation", "anomaly")

@@ -15,7 +15,7 @@ from engine.errors import BandMismatchError, DatasetError, RasterError
 from engine.models.metadata import ModelMetadata
 from engine.profiles.ground import ground_pixel_size
 from engine.profiles.profile import band_names, raster_ground_pixel_size
-from engine.raster import RasterInfo
+from engine.rasters.read import RasterInfo
 
 PIXEL_SIZE_WARN_RATIO = 1.5
 PIXEL_SIZE_REFUSE_RATIO = 4.0

@@ -16,7 +16,7 @@ from rasterio.crs import CRS
 from rasterio.io import DatasetReader
 
 from engine.profiles.ground import ground_pixel_size
-from engine.raster import RasterInfo, open_raster
+from engine.rasters.read import RasterInfo, open_raster
 
 
 def band_names(info: RasterInfo, bands: Sequence[int]) -> list[str | None]:

@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape
 from rasterio.crs import CRS
 
 from engine.profiles.profile import raster_ground_pixel_size
-from engine.raster import RasterInfo
+from engine.rasters.read import RasterInfo
 from engine.sources.gdal_paths import gdal_path
 
 GDAL_TYPES = {

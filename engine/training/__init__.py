@@ -31,10 +31,10 @@ from engine.labels.training import with_label_masks
 from engine.models import build_model
 from engine.models.file import library_versions, load_checkpoint, save_model
 from engine.models.metadata import ModelMetadata
-from engine.normalize import Normalization, compute_statistics, describe_constant_bands
 from engine.patches import GridPatches, PatchReader, RandomPatches, default_patches_per_epoch, make_loader
 from engine.profiles.profile import describe_rasters
 from engine.progress import CancelToken, NullReporter, Reporter
+from engine.rasters.normalize import Normalization, compute_statistics, describe_constant_bands
 from engine.training.anomaly import make_anomaly_task
 from engine.training.config import TrainConfig, checkpoint_path_for, resume_differences, settings_hash
 from engine.training.contract import FitInputs, TrainingTask

@@ -17,7 +17,7 @@ from engine.datasets import MASK_VALUES
 from engine.device import PRECISIONS
 from engine.errors import DatasetError
 from engine.models.metadata import repeated_class_names
-from engine.normalize import METHODS
+from engine.rasters.normalize import METHODS
 
 TASKS = ("segmentation", "anomaly")
 SCHEDULES = ("onecycle", "cosine")

@@ -16,8 +16,8 @@ from torch import nn
 
 from engine.errors import ModelFileError
 from engine.models.file import load_model
-from engine.normalize import Normalization
 from engine.progress import Reporter
+from engine.rasters.normalize import Normalization
 
 
 def warm_start(

@@ -20,7 +20,7 @@ from rasterio.features import rasterize
 from engine.errors import EngineError, OutputError
 from engine.inference.outputs import CLASS_NODATA
 from engine.models.metadata import ModelMetadata
-from engine.raster import RasterInfo
+from engine.rasters.read import RasterInfo
 from engine.vectorize.geopackage import categorized_style, single_style, write_styled_geopackage
 from engine.vectorize.regions import Regions, mean_scores, raster_regions, simplify_regions
 

@@ -18,7 +18,7 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSplitter, QVBoxLayout, QWidget
 
 from engine.errors import RasterError
-from engine.raster import RASTER_SUFFIXES, RasterInfo, find_rasters, read_info
+from engine.rasters.read import RASTER_SUFFIXES, RasterInfo, find_rasters, read_info
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.message_banner import MessageBanner
 from modelai_desktop.widgets.raster_list import RasterTable

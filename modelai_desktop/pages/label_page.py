@@ -36,8 +36,8 @@ from engine.labels.store import (
 )
 from engine.labels.tiles import LabelTiles
 from engine.labels.training_set import check_trainable, freeze_labels, label_training_config
-from engine.preview import Preview, percentile_limits, read_preview, read_window, render_rgba
-from engine.raster import RasterInfo, read_info
+from engine.rasters.preview import Preview, percentile_limits, read_preview, read_window, render_rgba
+from engine.rasters.read import RasterInfo, read_info
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.label_autosave import LabelAutosave
 from modelai_desktop.label_import import LabelImporter

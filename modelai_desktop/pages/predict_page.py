@@ -35,7 +35,7 @@ from engine.jobs.runner import JobOutcome
 from engine.jobs.specs import PredictSpec
 from engine.models.file import read_metadata
 from engine.models.metadata import ModelMetadata
-from engine.raster import RasterInfo
+from engine.rasters.read import RasterInfo
 from modelai_desktop import file_dialogs
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.message_banner import MessageBanner

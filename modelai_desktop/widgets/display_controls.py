@@ -14,8 +14,8 @@ from PySide6.QtCore import QSize, Signal
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QLayout, QWidget
 
-from engine.preview import DEFAULT_PERCENTILES
-from engine.raster import RasterInfo
+from engine.rasters.preview import DEFAULT_PERCENTILES
+from engine.rasters.read import RasterInfo
 
 COLORMAPS = ("gray", "viridis", "magma", "cividis", "turbo")
 COMPOSITE, SINGLE = "Band composite", "Single band"

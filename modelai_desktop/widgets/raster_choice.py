@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import EngineError
-from engine.raster import RasterInfo, read_info
+from engine.rasters.read import RasterInfo, read_info
 from modelai_desktop import file_dialogs
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.raster_list import RasterListModel

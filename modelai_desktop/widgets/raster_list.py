@@ -12,7 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
-from engine.raster import RasterInfo
+from engine.rasters.read import RasterInfo
 from modelai_desktop.widgets.record_table import ModelIndex, RecordTableModel, style_record_table
 
 COLUMNS = ("Name", "Size (W × H)", "Bands", "Type", "CRS", "Pixel size", "Nodata", "Folder")

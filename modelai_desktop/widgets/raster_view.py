@@ -1,6 +1,6 @@
 """The raster view: a decimated preview with band composite, stretch, pan/zoom and an overlay layer.
 
-The preview is read on a read thread (`engine.preview.read_preview`), so a 20000×20000 mosaic
+The preview is read on a read thread (`engine.rasters.preview.read_preview`), so a 20000×20000 mosaic
 shows as fast as a small tile and the window never freezes. The image is placed in full-resolution
 pixel coordinates, so the cursor position maps to map coordinates through the raster's own
 transform, and an overlay of any resolution (a prediction, an anomaly map) lines up with it.
@@ -30,8 +30,8 @@ from PySide6.QtWidgets import (
 from rasterio.transform import Affine
 
 from engine.errors import EngineError
-from engine.preview import Preview, read_preview, render_rgba
-from engine.raster import RasterInfo
+from engine.rasters.preview import Preview, read_preview, render_rgba
+from engine.rasters.read import RasterInfo
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.widgets.display_controls import DisplayChoice, DisplayControls, colormap_lut
 

@@ -21,8 +21,8 @@ from PySide6.QtGui import QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from engine.inference.outputs import hex_to_rgb
-from engine.preview import Preview, read_preview
-from engine.raster import read_info
+from engine.rasters.preview import Preview, read_preview
+from engine.rasters.read import read_info
 from engine.vectorize.prediction import polygon_outlines
 
 HEAT_COLORMAP = "inferno"
@@ -92,7 +92,7 @@ def render_result(summary: Mapping[str, Any], outputs: Mapping[str, Path]) -> Re
     """Reads a prediction's main output at preview size and colours it, with the outlines of its
     polygons when it wrote them (blocking: run it on a read thread).
 
-    The preview size follows `engine.preview.read_preview`, the same rule as the raster's own
+    The preview size follows `engine.rasters.preview.read_preview`, the same rule as the raster's own
     preview, so the overlay covers it pixel for pixel.
 
     Raises:

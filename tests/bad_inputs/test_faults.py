@@ -24,7 +24,7 @@ from engine.inference.outputs import RasterOutput
 from engine.inference.predict import PredictOptions, predict_raster
 from engine.jobs.records import JobStatus
 from engine.progress import CancelToken, NullReporter
-from engine.raster import find_rasters
+from engine.rasters.read import find_rasters
 from tests.bad_inputs.conftest import assert_failed_job, leftovers, recorded_jobs
 
 CHILD = Path(__file__).with_name("predict_child.py")

@@ -17,9 +17,9 @@ from engine.datasets import (
     split_validation,
 )
 from engine.errors import BandMismatchError, DatasetError, RasterError
-from engine.normalize import Normalization
 from engine.patches import GridPatches, PatchReader, RandomPatches, default_patches_per_epoch, make_loader
 from engine.progress import RecordingReporter
+from engine.rasters.normalize import Normalization
 from tests.rasters import write_raster
 
 

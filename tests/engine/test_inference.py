@@ -26,9 +26,9 @@ from engine.inference.predict import PredictOptions, predict_many, predict_raste
 from engine.models import build_model
 from engine.models.file import load_model, read_metadata, save_model
 from engine.models.metadata import ClassInfo, ModelMetadata
-from engine.normalize import Normalization, compute_statistics
 from engine.progress import CancelToken, NullReporter, ProgressEvent, RecordingReporter
-from engine.raster import open_raster, read_block, read_info
+from engine.rasters.normalize import Normalization, compute_statistics
+from engine.rasters.read import open_raster, read_block, read_info
 from engine.synthetic import CLASS_COLORS, CLASS_NAMES, write_scene
 from tests.rasters import corrupt_block
 from tests.rasters import write_raster as write_raster_file

@@ -13,7 +13,7 @@ from engine.errors import DatasetError, RasterError
 from engine.labels.label_import import describe_layers, import_labels, label_file_classes
 from engine.labels.store import LabelClass
 from engine.labels.tiles import UNLABELLED, LabelTiles
-from engine.raster import read_info
+from engine.rasters.read import read_info
 from engine.synthetic import CRS_CODE, write_scene
 from tests.engine.label_files import write_labels
 

@@ -30,7 +30,7 @@ from engine.labels.tiles import HISTORY_STEPS, UNLABELLED, LabelTiles
 from engine.labels.training_set import check_trainable, freeze_labels, label_training_config
 from engine.labels.vector_file import read_label_features
 from engine.progress import CancelToken, RecordingReporter
-from engine.raster import read_info
+from engine.rasters.read import read_info
 from engine.synthetic import write_scene
 from engine.training import train
 from engine.training.config import TrainConfig

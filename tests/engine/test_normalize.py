@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from engine.errors import RasterError
-from engine.normalize import BandStatistics, Normalization, compute_statistics, sample_windows
-from engine.raster import read_info
+from engine.rasters.normalize import BandStatistics, Normalization, compute_statistics, sample_windows
+from engine.rasters.read import read_info
 from engine.synthetic import write_scene
 from tests.rasters import write_raster
 

@@ -20,7 +20,7 @@ from engine.jobs.runner import open_store, run, submit
 from engine.jobs.specs import PredictSpec
 from engine.output_metadata.qgis_styles import ANOMALY_COLOR
 from engine.progress import CancelToken, NullReporter
-from engine.raster import read_info
+from engine.rasters.read import read_info
 from tests.engine.test_inference import save_test_model
 from tests.rasters import write_raster
 

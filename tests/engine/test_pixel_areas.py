@@ -14,7 +14,7 @@ from rasterio.warp import transform as warp_transform
 from engine.geodesy.pixel_areas import PixelAreas
 from engine.inference.predict import PredictOptions, predict_raster
 from engine.progress import CancelToken, NullReporter
-from engine.raster import read_info
+from engine.rasters.read import read_info
 from tests.engine.test_inference import save_test_model
 from tests.rasters import write_raster
 

@@ -23,7 +23,7 @@ from engine.models.file import read_metadata
 from engine.models.metadata import ModelMetadata
 from engine.paths import jobs_db_path
 from engine.progress import RecordingReporter
-from engine.raster import read_info
+from engine.rasters.read import read_info
 from engine.vectorize.prediction import write_prediction_polygons
 from tests.engine.label_files import read_polygons
 from tests.rasters import write_raster

@@ -12,7 +12,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from engine.errors import BandMismatchError, RasterError
-from engine.preview import (
+from engine.rasters.preview import (
     PREVIEW_MAX_SIDE,
     percentile_limits,
     preview_shape,
@@ -20,7 +20,7 @@ from engine.preview import (
     render_rgba,
     stretch,
 )
-from engine.raster import read_info
+from engine.rasters.read import read_info
 from tests.rasters import corrupt_block, write_raster
 
 BIG = 6000

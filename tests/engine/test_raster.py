@@ -10,7 +10,7 @@ import rasterio
 from rasterio.windows import Window
 
 from engine.errors import BandMismatchError, RasterError
-from engine.raster import check_bands, find_rasters, open_raster, read_block, read_info
+from engine.rasters.read import check_bands, find_rasters, open_raster, read_block, read_info
 from tests.rasters import write_raster
 
 

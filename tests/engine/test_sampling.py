@@ -9,9 +9,9 @@ import pytest
 
 import engine.patches
 from engine.datasets import Region, find_training_data
-from engine.normalize import Normalization
 from engine.patches import PatchReader, RandomPatches
 from engine.progress import NullReporter
+from engine.rasters.normalize import Normalization
 from engine.training.sampling import ClassFocus, class_census
 from tests.rasters import write_raster
 

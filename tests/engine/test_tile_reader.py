@@ -10,8 +10,8 @@ import pytest
 from engine.errors import RasterError
 from engine.inference.grid import TileGrid
 from engine.inference.reader import TileReader
-from engine.normalize import Normalization
-from engine.raster import read_info
+from engine.rasters.normalize import Normalization
+from engine.rasters.read import read_info
 from tests.rasters import corrupt_block, write_raster
 
 NORMALIZATION = Normalization("standard", [1000.0, 2000.0], [100.0, 200.0], False, [])

@@ -17,9 +17,9 @@ from rasterio.windows import Window
 from engine.errors import DatasetError, JobCancelled, ModelFileError, OutputError
 from engine.models import build_model
 from engine.models.file import load_checkpoint, load_model
-from engine.normalize import Normalization
 from engine.progress import CancelToken, EpochEvent, ProgressEvent, RecordingReporter
-from engine.raster import open_raster, read_block, read_info
+from engine.rasters.normalize import Normalization
+from engine.rasters.read import open_raster, read_block, read_info
 from engine.synthetic import CLASS_NAMES, Scene
 from engine.training import TrainConfig, checkpoint_path_for, train
 from engine.training.metrics import segmentation_scores

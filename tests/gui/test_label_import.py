@@ -20,7 +20,7 @@ from engine.labels.rasterize import polygons_on_grid, rasterize_mask, reproject
 from engine.labels.store import MASK_NAME, labels_folder, load_classes
 from engine.labels.tiles import UNLABELLED
 from engine.labels.vector_file import read_label_features
-from engine.raster import read_info
+from engine.rasters.read import read_info
 from engine.synthetic import CRS_CODE, PIXEL_SIZE
 from modelai_desktop.widgets.label_import_dialog import ImportChoice, ImportDialog
 from tests.engine.label_files import write_labels

@@ -12,8 +12,8 @@ from PySide6.QtGui import QColor
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from engine.preview import percentile_limits, stretch
-from engine.raster import read_info
+from engine.rasters.preview import percentile_limits, stretch
+from engine.rasters.read import read_info
 from modelai_desktop.widgets.display_controls import DisplayChoice, DisplayControls, colormap_lut
 from modelai_desktop.widgets.raster_view import CHECKER_COLORS, CURSOR_HINT, RasterView
 

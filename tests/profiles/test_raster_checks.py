@@ -22,7 +22,7 @@ from engine.profiles.checks import check_pixel_size
 from engine.profiles.ground import ground_pixel_size
 from engine.profiles.profile import describe_rasters, raster_ground_pixel_size
 from engine.progress import CancelToken, NullReporter, RecordingReporter
-from engine.raster import read_info
+from engine.rasters.read import read_info
 from tests.engine.test_inference import save_test_model
 
 RGBN = ("red", "green", "blue", "nir")

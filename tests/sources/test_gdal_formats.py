@@ -15,7 +15,7 @@ from engine.cli import EXIT_BAD_INPUT, main
 from engine.errors import RasterError
 from engine.inference.predict import PredictOptions, predict_raster
 from engine.progress import CancelToken, NullReporter
-from engine.raster import find_rasters, read_info
+from engine.rasters.read import find_rasters, read_info
 from engine.training import TrainConfig, train
 from tests.engine.test_inference import save_test_model
 

@@ -13,7 +13,7 @@ from engine.cli import EXIT_OK, build_parser, main
 from engine.cli.train import config_from_args
 from engine.datasets import find_training_data
 from engine.progress import NullReporter
-from engine.raster import read_info
+from engine.rasters.read import read_info
 from tests.engine.test_inference import save_test_model
 
 

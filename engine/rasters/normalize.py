@@ -17,7 +17,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from engine.errors import RasterError
-from engine.raster import RasterInfo, open_raster, read_block
+from engine.rasters.read import RasterInfo, open_raster, read_block
 
 METHODS = ("standard", "percentile")
 SAMPLE_WINDOW = 256

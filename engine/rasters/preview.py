@@ -20,7 +20,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from engine.errors import BandMismatchError, RasterError
-from engine.raster import RasterInfo, check_bands, first_line, open_raster, pixel_validity
+from engine.rasters.read import RasterInfo, check_bands, first_line, open_raster, pixel_validity
 
 PREVIEW_MAX_SIDE = 1024
 DEFAULT_PERCENTILES = (2.0, 98.0)
@@ -94,7 +94,7 @@ def read_preview(
     """Reads a decimated preview of the given 1-based bands (every data band when None).
 
     Average resampling ignores nodata pixels, so a nodata collar does not darken the edge of the
-    data; validity follows the rule of `engine.raster.read_block`.
+    data; validity follows the rule of `engine.rasters.read.read_block`.
 
     Raises:
         RasterError: the raster cannot be opened or its pixels cannot be read.

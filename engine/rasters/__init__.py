@@ -1,0 +1,1 @@
+"""Rasters: opening, validating and reading them in windows, normalisation statistics, previews."""
