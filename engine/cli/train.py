@@ -160,6 +160,12 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="channels of the first level (default 16 for segmentation, 32 for anomaly)",
     )
+    parser.add_argument(
+        "--pixel-width",
+        type=int,
+        help="segmentation: hidden channels of the per-pixel path from the bands to the classes, fitted on"
+        f" sampled pixels before the U-Net trains; 0 for none (default {DEFAULTS['pixel_width']})",
+    )
     parser.add_argument("--seed", type=int, help=f"random seed (default {DEFAULTS['seed']})")
     parser.add_argument(
         "--resume",

@@ -25,6 +25,7 @@ HYPERPARAMETER_LIMITS = {
     "base_width": 512,
     "depth": 6,
     "latent_channels": 1024,
+    "pixel_width": 1024,
 }
 # The deepest level has base_width * 2**depth channels; a 3x3 convolution there has ~9 * widest**2
 # weights, so this bounds a single layer to about 150 MB of float32.

@@ -51,11 +51,15 @@ class UNet(nn.Module):
         num_classes: number of output classes (logits, no softmax).
         base_width: channels of the first level; each level below doubles it.
         depth: number of pooling steps; inputs must be multiples of ``2**depth``.
+        pixel_width: hidden channels of a per-pixel path (two 1x1 convolutions from the bands
+            straight to the logits, added to the U-Net's); 0 for none.
     """
 
     task: ClassVar[str] = "segmentation"
 
-    def __init__(self, in_channels: int, num_classes: int, base_width: int = 32, depth: int = 4) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, base_width: int = 32, depth: int = 4, pixel_width: int = 0
+    ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.num_classes = num_classes
@@ -72,6 +76,15 @@ class UNet(nn.Module):
             double_conv(2 * widths[level], widths[level]) for level in reversed(range(depth))
         )
         self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+        self.pixel = (
+            nn.Sequential(
+                nn.Conv2d(in_channels, pixel_width, kernel_size=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(pixel_width, num_classes, kernel_size=1),
+            )
+            if pixel_width
+            else None
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Map ``(N, in_channels, H, W)`` images to ``(N, num_classes, H, W)`` logits."""
@@ -83,4 +96,5 @@ class UNet(nn.Module):
             features = level(self.pool(features))
         for upsample, level, skip in zip(self.upsample, self.decoder, reversed(skips), strict=True):
             features = level(torch.cat([skip, upsample(features)], dim=1))
-        return self.head(features)
+        logits = self.head(features)
+        return logits if self.pixel is None else logits + self.pixel(images)

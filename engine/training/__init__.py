@@ -39,6 +39,7 @@ from engine.training.anomaly import make_anomaly_task
 from engine.training.config import TrainConfig, checkpoint_path_for, resume_differences, settings_hash
 from engine.training.contract import FitInputs, TrainingTask
 from engine.training.fit import CHECKPOINT_FORMAT, fit
+from engine.training.pixel_start import fit_pixel_path, silence_pixel_path
 from engine.training.sampling import ClassFocus, class_census
 from engine.training.segmentation import SegmentationTask, make_segmentation_task, poorly_learned_warning
 from engine.training.warm_start import warm_start
@@ -121,6 +122,7 @@ def train(
     if resume is None:
         started = None
         if config.init_model is not None:
+            silence_pixel_path(model)
             started = warm_start(model, config.init_model, config.task, bands, reporter)
         normalization = started or _normalization(config, split, bands, reporter)
     else:
@@ -138,6 +140,10 @@ def train(
         focus = ClassFocus(census, split.train, config.patch, config.class_balance)
         task.class_weights = census.loss_weights() if config.class_weights else None
     train_patches = RandomPatches(reader, split.train, patches_per_epoch, config.seed, config.augment, focus)
+    if resume is None and config.init_model is None and isinstance(task, SegmentationTask):
+        note = fit_pixel_path(model, train_patches, device, task.class_weights, config.seed)
+        if note:
+            reporter.on_message("info", note)
     validation = GridPatches(reader, split.validation)
     reporter.on_message(
         "info",

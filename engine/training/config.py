@@ -26,6 +26,11 @@ DEFAULT_DEPTH = {"segmentation": 4, "anomaly": 3}
 # and scored better in equal time budgets on both real tasks (docs/training_recipe.md). The
 # autoencoder keeps 32 until its threshold quality is measured at 16.
 DEFAULT_WIDTH = {"segmentation": 16, "anomaly": 32}
+MAX_PIXEL_WIDTH = 1024
+# Settings added after runs were already stored, with the value those runs implicitly had: a stored
+# configuration without them reads with that value, and the fingerprint leaves them out while they
+# hold it, so checkpoints and jobs from before still resume and rerun as they were.
+ADDED_LATER = {"pixel_width": 0}
 # Below this a budget cannot time its first steps and still train and validate a few epochs.
 MIN_BUDGET_S = 10.0
 _PATH_FIELDS = ("output", "resume", "checkpoint_dir", "labels", "label_cache", "init_model")
@@ -52,7 +57,8 @@ _PATH_LIST_FIELDS = ("images", "masks")
 @dataclass
 class TrainConfig:
     """Everything that decides what a training run does. ``depth`` None means 4 (U-Net) or 3 (AE);
-    ``base_width`` None means 16 (U-Net) or 32 (AE).
+    ``base_width`` None means 16 (U-Net) or 32 (AE). ``pixel_width`` (U-Net only) is the hidden
+    width of its per-pixel path, fitted on sampled pixels before the network trains; 0 for none.
 
     With ``time_budget_s`` the run plans its own epochs and patches per epoch to fill that many
     seconds (see `engine.training.budget`), and ``epochs`` is not used.
@@ -74,6 +80,7 @@ class TrainConfig:
     bands: list[int] | None = None
     base_width: int | None = None
     depth: int | None = None
+    pixel_width: int = 32
     latent_channels: int = 8
     seed: int = 0
     resume: Path | None = None
@@ -137,6 +144,10 @@ class TrainConfig:
                 f"--base-width must be at least 1, not {self.base_width}",
             ),
             (self.depth is None or 1 <= self.depth <= 6, f"--depth must be 1 to 6, not {self.depth}"),
+            (
+                0 <= self.pixel_width <= MAX_PIXEL_WIDTH,
+                f"--pixel-width must be 0 (none) to {MAX_PIXEL_WIDTH}, not {self.pixel_width}",
+            ),
             (self.num_workers >= 0, f"--num-workers must be 0 or more, not {self.num_workers}"),
             (self.normalization in METHODS, f"--normalization must be one of {', '.join(METHODS)}"),
             (self.mask_values in MASK_VALUES, f"--mask-values must be one of {', '.join(MASK_VALUES)}"),
@@ -193,7 +204,7 @@ class TrainConfig:
             raise DatasetError(
                 f"Unknown training setting(s) {', '.join(unknown)} in the stored configuration."
             )
-        values = dict(data)
+        values = {**ADDED_LATER, **data}
         for name in _PATH_FIELDS:
             if values.get(name) is not None:
                 values[name] = Path(values[name])
@@ -211,6 +222,9 @@ def settings_hash(config: TrainConfig) -> str:
     """
     learning = {name: value for name, value in config.to_dict().items() if name not in RUNTIME_SETTINGS}
     learning.pop("epochs")
+    for name, value in ADDED_LATER.items():
+        if learning[name] == value:
+            del learning[name]
     text = json.dumps(learning, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -148,6 +148,8 @@ def make_segmentation_task(
         "base_width": config.network_width,
         "depth": config.network_depth,
     }
+    if config.pixel_width:
+        hyperparameters["pixel_width"] = config.pixel_width
     return SegmentationTask(classes, hyperparameters)
 
 

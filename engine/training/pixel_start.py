@@ -1,0 +1,86 @@
+"""Start a U-Net from its per-pixel path, fitted in seconds on sampled pixels, before it trains.
+
+On a spectral task (clouds, water, crops in multispectral bands) a small per-pixel network fitted on
+a few hundred thousand pixels beats a U-Net trained for minutes on a 2-core CPU: on the Landsat
+cloud task 0.75 IoU after seconds against 0.64 after 2 minutes (docs/training_recipe.md). So the
+U-Net carries such a path (`engine.models.unet.UNet`, ``pixel_width``), it is fitted first, and the
+U-Net's own head starts at zero: before the first training step the network answers what the
+per-pixel classifier answers, and training adds what spatial context adds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.datasets import IGNORE_INDEX
+
+# Drawn like training patches (class-balanced), from epoch 0, which training itself never draws.
+POOL_PATCHES = 32
+STEPS = 1000
+PIXELS_PER_STEP = 4096
+LR = 1e-2
+
+
+def silence_pixel_path(model: nn.Module) -> None:
+    """Make the per-pixel path add nothing, for a run that starts from an earlier model's weights: that
+    model's answer stays its own until training teaches the path (its weights replace these if it had one)."""
+    if getattr(model, "pixel", None) is not None:
+        with torch.no_grad():
+            nn.init.zeros_(model.pixel[-1].weight)
+            nn.init.zeros_(model.pixel[-1].bias)
+
+
+def pixel_pool(
+    patches: Sequence[dict[str, torch.Tensor]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every labelled pixel of the first :data:`POOL_PATCHES` patches (training patches: `RandomPatches`):
+    ``(C, N)`` values and ``(N,)`` classes."""
+    values, classes = [], []
+    for index in range(min(POOL_PATCHES, len(patches))):
+        patch = patches[index]
+        labelled = patch["target"] != IGNORE_INDEX
+        values.append(patch["image"][:, labelled])
+        classes.append(patch["target"][labelled].long())
+    return torch.cat(values, dim=1).to(device), torch.cat(classes).to(device)
+
+
+def fit_pixel_path(
+    model: nn.Module,
+    patches: Sequence[dict[str, torch.Tensor]],
+    device: torch.device,
+    class_weights: torch.Tensor | None,
+    seed: int,
+) -> str | None:
+    """Fit ``model.pixel`` on sampled pixels and zero ``model.head``; a line saying what was done,
+    or None when the model has no per-pixel path or the patches hold no labelled pixel."""
+    if getattr(model, "pixel", None) is None:
+        return None
+    started = time.perf_counter()
+    values, classes = pixel_pool(patches, device)
+    if not len(classes):
+        return None
+    path = model.pixel.to(device)
+    weights = class_weights.to(device) if class_weights is not None else None
+    optimizer = torch.optim.Adam(path.parameters(), lr=LR)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    side = int(PIXELS_PER_STEP**0.5)
+    for _ in range(STEPS):
+        chosen = torch.randint(len(classes), (side * side,), generator=generator).to(device)
+        # The 1x1 convolutions see the pixels as one square image, as they will in the network.
+        images = values[:, chosen].reshape(1, -1, side, side)
+        loss = F.cross_entropy(path(images), classes[chosen].reshape(1, side, side), weight=weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        nn.init.zeros_(model.head.weight)
+        nn.init.zeros_(model.head.bias)
+    return (
+        f"Per-pixel start: fitted on {len(classes):,} labelled pixels of {min(POOL_PATCHES, len(patches))}"
+        f" patches in {time.perf_counter() - started:.1f} s (loss {loss.item():.3f})."
+    )
