@@ -71,6 +71,8 @@ def load_network(path: Path) -> tuple[nn.Module, list[int], Normalization]:
         "base_width": int(state["config"]["base_width"] or DEFAULT_WIDTH["segmentation"]),
         "depth": int(state["config"]["depth"] or DEFAULT_DEPTH["segmentation"]),
     }
+    if "pixel.0.weight" in weights:
+        hyperparameters["pixel_width"] = int(weights["pixel.0.weight"].shape[0])
     model = build_model("unet", hyperparameters)
     model.load_state_dict(weights)
     return model.eval(), list(state["bands"]), Normalization.from_dict(state["normalization"])

@@ -141,7 +141,9 @@ def train(
         task.class_weights = census.loss_weights() if config.class_weights else None
     train_patches = RandomPatches(reader, split.train, patches_per_epoch, config.seed, config.augment, focus)
     if resume is None and config.init_model is None and isinstance(task, SegmentationTask):
-        note = fit_pixel_path(model, train_patches, device, task.class_weights, config.seed)
+        note = fit_pixel_path(
+            model, train_patches, device, task.class_weights, config.seed, [c.name for c in task.classes]
+        )
         if note:
             reporter.on_message("info", note)
     validation = GridPatches(reader, split.validation)

@@ -24,6 +24,10 @@ POOL_PATCHES = 32
 STEPS = 1000
 PIXELS_PER_STEP = 4096
 LR = 1e-2
+POOL_CHUNK = 65536
+# The start helps where pixels alone tell the classes apart (bands of a spectrum); where a class is
+# a shape (buildings in one panchromatic band) a per-pixel answer is a poor place to start from.
+MIN_START_IOU = 0.5
 
 
 def silence_pixel_path(model: nn.Module) -> None:
@@ -55,9 +59,11 @@ def fit_pixel_path(
     device: torch.device,
     class_weights: torch.Tensor | None,
     seed: int,
+    class_names: Sequence[str],
 ) -> str | None:
-    """Fit ``model.pixel`` on sampled pixels and zero ``model.head``; a line saying what was done,
-    or None when the model has no per-pixel path or the patches hold no labelled pixel."""
+    """Fit ``model.pixel`` on sampled pixels; start from it (``model.head`` zeroed) only if it finds
+    every class, else silence it. A line saying which, or None when the model has no per-pixel path
+    or the patches hold no labelled pixel."""
     if getattr(model, "pixel", None) is None:
         return None
     started = time.perf_counter()
@@ -77,10 +83,32 @@ def fit_pixel_path(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    scores = pool_ious(path, values, classes)
+    found = ", ".join(f"{class_names[index]} {score:.2f}" for index, score in scores.items())
+    fitted = (
+        f"on {len(classes):,} labelled pixels of {min(POOL_PATCHES, len(patches))} patches in"
+        f" {time.perf_counter() - started:.1f} s (IoU on them: {found})"
+    )
+    if min(scores.values()) < MIN_START_IOU:
+        silence_pixel_path(model)
+        return (
+            f"No per-pixel start: the bands alone do not find every class {fitted}, so the U-Net starts"
+            " from scratch and learns the per-pixel path with the rest."
+        )
     with torch.no_grad():
         nn.init.zeros_(model.head.weight)
         nn.init.zeros_(model.head.bias)
-    return (
-        f"Per-pixel start: fitted on {len(classes):,} labelled pixels of {min(POOL_PATCHES, len(patches))}"
-        f" patches in {time.perf_counter() - started:.1f} s (loss {loss.item():.3f})."
-    )
+    return f"Per-pixel start: fitted {fitted}."
+
+
+def pool_ious(path: nn.Module, values: torch.Tensor, classes: torch.Tensor) -> dict[int, float]:
+    """IoU of the per-pixel path's classes on the pool, for every class the pool holds."""
+    with torch.no_grad():
+        predicted = torch.cat(
+            [path(chunk.T[:, :, None, None]).argmax(1).flatten() for chunk in values.split(POOL_CHUNK, dim=1)]
+        )
+    scores = {}
+    for index in classes.unique().tolist():
+        truth, answer = classes == index, predicted == index
+        scores[index] = float((truth & answer).sum() / (truth | answer).sum())
+    return scores

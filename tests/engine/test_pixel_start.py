@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,10 +18,12 @@ from engine.models.file import load_model
 from engine.progress import RecordingReporter
 from engine.training import TrainConfig, train
 from engine.training.config import RUNTIME_SETTINGS, settings_hash
-from engine.training.pixel_start import fit_pixel_path, silence_pixel_path
+from engine.training.pixel_start import MIN_START_IOU, fit_pixel_path, silence_pixel_path
 from tests.rasters import write_raster
 
 SIDE = 96
+CPU = torch.device("cpu")
+NAMES = ["background", "bright"]
 SMALL_UNET = {"in_channels": 3, "num_classes": 2, "base_width": 8, "depth": 2}
 
 
@@ -78,8 +81,10 @@ def test_the_network_starts_as_the_fitted_pixel_classifier() -> None:
     torch.manual_seed(0)
     model = build_model("unet", {**SMALL_UNET, "pixel_width": 8})
     rng = np.random.default_rng(0)
-    note = fit_pixel_path(model, spectral_patches(rng, 4), torch.device("cpu"), None, seed=0)
-    assert note is not None and "3,840 labelled pixels of 4 patches" in note
+    note = fit_pixel_path(model, spectral_patches(rng, 4), CPU, None, 0, NAMES)
+    assert note is not None and note.startswith(
+        "Per-pixel start: fitted on 3,840 labelled pixels of 4 patches"
+    )
     assert not model.head.weight.any() and not model.head.bias.any()
     (unseen,) = spectral_patches(rng, 1)
     model.eval()
@@ -96,10 +101,27 @@ def test_no_labelled_pixel_leaves_the_network_as_it_was() -> None:
     unlabelled = [
         {"image": torch.zeros(3, 32, 32), "target": torch.full((32, 32), IGNORE_INDEX, dtype=torch.uint8)}
     ]
-    assert fit_pixel_path(model, unlabelled, torch.device("cpu"), None, seed=0) is None
+    assert fit_pixel_path(model, unlabelled, CPU, None, 0, NAMES) is None
     assert torch.equal(model.head.weight, head)
     plain = build_model("unet", SMALL_UNET)
-    assert fit_pixel_path(plain, unlabelled, torch.device("cpu"), None, seed=0) is None
+    assert fit_pixel_path(plain, unlabelled, CPU, None, 0, NAMES) is None
+
+
+def test_classes_the_bands_alone_cannot_find_get_no_per_pixel_start() -> None:
+    """Class 1 is a shape (a square), not a colour: the network starts from scratch, and the path
+    adds nothing until it learns along with the U-Net."""
+    rng = np.random.default_rng(0)
+    patches = spectral_patches(rng, 4)
+    for patch in patches:
+        patch["target"] = torch.zeros(32, 32, dtype=torch.uint8)
+        patch["target"][8:24, 8:24] = 1
+    model = build_model("unet", {**SMALL_UNET, "pixel_width": 8})
+    head = model.head.weight.detach().clone()
+    note = fit_pixel_path(model, patches, CPU, None, 0, ["ground", "roof"])
+    assert note is not None and note.startswith("No per-pixel start: the bands alone do not find every class")
+    assert float(re.search(r"roof (\d\.\d\d)", note).group(1)) < MIN_START_IOU, note
+    assert torch.equal(model.head.weight, head)
+    assert not model.pixel(patches[0]["image"][None]).any()
 
 
 def test_a_fine_tuned_model_keeps_its_answer_until_its_new_pixel_path_learns() -> None:
