@@ -1,4 +1,4 @@
-"""Start a U-Net from its per-pixel path, fitted in seconds on sampled pixels, before it trains.
+"""Start a U-Net from its per-pixel path, fitted in a few seconds on sampled pixels, before it trains.
 
 On a spectral task (clouds, water, crops in multispectral bands) a small per-pixel network fitted on
 a few hundred thousand pixels beats a U-Net trained for minutes on a 2-core CPU: on the Landsat
