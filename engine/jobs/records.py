@@ -204,6 +204,11 @@ JOB_COLUMNS = (
 )
 
 
+def owner_alive(row: sqlite3.Row) -> bool:
+    """Whether the process that owns a job's row still runs (the same process, not a reused pid)."""
+    return row["pid"] is not None and process_alive(row["pid"], row["pid_started"])
+
+
 def process_alive(pid: int, started: str | None = None) -> bool:
     """Tell whether a process of this host still runs, to tell a running job from a crashed one.
 

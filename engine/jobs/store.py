@@ -33,8 +33,8 @@ from engine.jobs.records import (
     epoch_from_row,
     job_from_row,
     migrate,
+    owner_alive,
     parse_time,
-    process_alive,
     process_started,
     time_text,
     utc_now,
@@ -232,7 +232,7 @@ class JobStore:
                 (HOST, JobStatus.RUNNING, JobStatus.QUEUED, job_id),
             ).fetchall()
             for other in ahead:
-                if _owner_alive(other):
+                if owner_alive(other):
                     return job_from_row(other)
             self._start(conn, job_id, device, versions)
             return None
@@ -410,11 +410,7 @@ class JobStore:
                 " AND (host = ? OR host IS NULL)",
                 (JobStatus.RUNNING, JobStatus.QUEUED, HOST),
             ).fetchall()
-            dead = [
-                row
-                for row in owned
-                if row["pid"] is None or not process_alive(row["pid"], row["pid_started"])
-            ]
+            dead = [row for row in owned if not owner_alive(row)]
             for row in dead:
                 when = "while it ran" if row["status"] == JobStatus.RUNNING else "before it started"
                 resume = "resume it from its last checkpoint" if row["checkpoint_path"] else "run it again"
@@ -447,8 +443,3 @@ class JobStore:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def _owner_alive(row: sqlite3.Row) -> bool:
-    """Whether the process that owns a job's row still runs (the same process, not a reused pid)."""
-    return row["pid"] is not None and process_alive(row["pid"], row["pid_started"])
