@@ -8,6 +8,8 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
+from engine.training.config import TrainConfig
+
 
 def write_raster(
     path: Path,
@@ -48,3 +50,20 @@ def corrupt_block(path: Path, column: int, row: int, length: int | None = None) 
         file.seek(offset)
         file.write(b"\xff" * size)
     return path
+
+
+def write_training_set(
+    folder: Path, scenes: dict[str, tuple[np.ndarray, np.ndarray]], **settings: object
+) -> TrainConfig:
+    """Writes ``images/NAME.tif`` and ``masks/NAME.tif`` under ``folder`` for each ``(image, mask)``
+    (``(bands, rows, cols)`` and ``(rows, cols)``); returns a segmentation config for them."""
+    for name, (image, mask) in scenes.items():
+        write_raster(folder / "images" / f"{name}.tif", image)
+        write_raster(folder / "masks" / f"{name}.tif", mask[None])
+    return TrainConfig(
+        task="segmentation",
+        images=[folder / "images"],
+        masks=[folder / "masks"],
+        output=folder / "model.safetensors",
+        **settings,
+    )

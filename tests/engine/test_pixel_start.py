@@ -19,7 +19,7 @@ from engine.progress import RecordingReporter
 from engine.training import TrainConfig, train
 from engine.training.config import RUNTIME_SETTINGS, settings_hash
 from engine.training.pixel_start import MIN_START_IOU, fit_pixel_path, silence_pixel_path
-from tests.rasters import write_raster
+from tests.rasters import write_training_set
 
 SIDE = 96
 CPU = torch.device("cpu")
@@ -31,16 +31,13 @@ def write_spectral_scenes(folder: Path) -> TrainConfig:
     """Class 1 wherever band 1 is brighter than band 2: a rule of each pixel's spectrum alone,
     with no shape or neighbourhood to learn (the pixels are independent noise)."""
     rng = np.random.default_rng(3)
+    scenes = {}
     for name in ("first", "second"):
         image = rng.integers(1000, 3000, (3, SIDE, SIDE)).astype(np.uint16)
-        mask = (image[0].astype(int) > image[1].astype(int) + 400).astype(np.uint8)
-        write_raster(folder / "images" / f"{name}.tif", image)
-        write_raster(folder / "masks" / f"{name}.tif", mask[None])
-    return TrainConfig(
-        task="segmentation",
-        images=[folder / "images"],
-        masks=[folder / "masks"],
-        output=folder / "model.safetensors",
+        scenes[name] = (image, (image[0].astype(int) > image[1].astype(int) + 400).astype(np.uint8))
+    return write_training_set(
+        folder,
+        scenes,
         patch=32,
         batch_size=4,
         base_width=8,

@@ -24,7 +24,7 @@ from engine.synthetic import CLASS_NAMES, Scene
 from engine.training import TrainConfig, checkpoint_path_for, train
 from engine.training.metrics import segmentation_scores
 from engine.training.schedule import WarmupCosine
-from tests.rasters import write_raster
+from tests.rasters import write_raster, write_training_set
 
 FAST = {"patch": 64, "batch_size": 8, "base_width": 8, "depth": 3, "lr": 1e-2, "patches_per_epoch": 64}
 
@@ -248,19 +248,13 @@ def write_two_class_scenes(folder: Path, uniform: bool) -> TrainConfig:
     """
     rng = np.random.default_rng(0)
     halves = (np.arange(64)[None, :].repeat(64, axis=0) // 32).astype(np.uint8)
+    scenes = {}
     for name, mask in (("mixed", halves), ("second", np.zeros_like(halves) if uniform else halves)):
         image = (halves[None].astype(np.uint16) * 1000 + rng.integers(100, 200, (3, 64, 64))).astype(
             np.uint16
         )
-        write_raster(folder / "images" / f"{name}.tif", image)
-        write_raster(folder / "masks" / f"{name}.tif", mask[None])
-    return TrainConfig(
-        task="segmentation",
-        images=[folder / "images"],
-        masks=[folder / "masks"],
-        output=folder / "model.safetensors",
-        **{**FAST, "patch": 32, "depth": 2, "patches_per_epoch": 16},
-    )
+        scenes[name] = (image, mask)
+    return write_training_set(folder, scenes, **{**FAST, "patch": 32, "depth": 2, "patches_per_epoch": 16})
 
 
 def test_single_class_mask_warns_and_still_trains(tmp_path: Path) -> None:
