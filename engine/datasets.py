@@ -22,7 +22,15 @@ from rasterio.windows import Window
 from engine.errors import DatasetError
 from engine.profiles.checks import check_training_rasters
 from engine.progress import Reporter
-from engine.rasters.read import RasterInfo, check_bands, find_rasters, open_raster, read_block, read_info
+from engine.rasters.read import (
+    RasterBlock,
+    RasterInfo,
+    check_bands,
+    find_rasters,
+    open_raster,
+    read_block,
+    read_info,
+)
 
 IGNORE_INDEX = 255
 MAX_INVALID_FRACTION = 0.5
@@ -55,6 +63,15 @@ class MaskInfo:
     class_pixels: dict[int, int]
 
 
+def mask_classes(block: RasterBlock, mask: MaskInfo) -> np.ndarray:
+    """A mask block's class ids as uint8, IGNORE_INDEX where unlabelled (0/255 read as 0/1 if binary)."""
+    target = block.data[0].astype(np.uint8)
+    if mask.binary:
+        target[target == IGNORE_INDEX] = 1
+    target[~block.valid] = IGNORE_INDEX
+    return target
+
+
 @dataclass(frozen=True)
 class ImagePair:
     """One training image and its mask (None for anomaly training on normal images)."""
@@ -85,6 +102,8 @@ class DataSplit:
     train: list[Region]
     validation: list[Region]
     description: str
+    # Class ids the training data holds but the validation part does not (where that is known).
+    missing_classes: tuple[int, ...] = ()
 
 
 def find_training_data(
@@ -289,53 +308,6 @@ def class_count(pairs: Sequence[ImagePair]) -> int:
     """Number of network outputs: the highest class id in any mask plus one, at least two."""
     highest = max(max(pair.mask.class_pixels) for pair in pairs if pair.mask is not None)
     return max(2, highest + 1)
-
-
-def split_validation(pairs: Sequence[ImagePair], val_fraction: float, patch: int, seed: int) -> DataSplit:
-    """Holds out ``val_fraction`` of the images, or with one image a strip at its bottom (or right).
-
-    A gap of a quarter patch separates the strip from the training part, so neighbouring, nearly
-    identical pixels do not end up on both sides.
-
-    Raises:
-        DatasetError: a single image is too small to give both a training part and a strip.
-    """
-    if len(pairs) > 1:
-        held_out = min(len(pairs) - 1, max(1, round(len(pairs) * val_fraction)))
-        order = np.random.default_rng(seed).permutation(len(pairs))
-        chosen = set(order[:held_out].tolist())
-        regions = [_whole(pair) for pair in pairs]
-        names = ", ".join(pairs[i].image.path.name for i in sorted(chosen))
-        return DataSplit(
-            [r for i, r in enumerate(regions) if i not in chosen],
-            [r for i, r in enumerate(regions) if i in chosen],
-            f"validation images: {names}",
-        )
-    pair = pairs[0]
-    info = pair.image
-    along_rows = info.height >= info.width
-    size = info.height if along_rows else info.width
-    strip = max(1, round(size * val_fraction))
-    gap = patch // 4
-    kept = size - strip - gap
-    if kept < min(patch, size) // 2 or kept < 8:
-        raise DatasetError(
-            f"{info.path} ({info.width}×{info.height}) is too small to hold out {val_fraction:.0%} for "
-            "validation and still train on the rest. Add a second image or lower the validation fraction."
-        )
-    if along_rows:
-        train = Region(pair, 0, 0, kept, info.width)
-        validation = Region(pair, size - strip, 0, strip, info.width)
-        where = f"the bottom {strip} rows"
-    else:
-        train = Region(pair, 0, 0, info.height, kept)
-        validation = Region(pair, 0, size - strip, info.height, strip)
-        where = f"the right {strip} columns"
-    return DataSplit([train], [validation], f"validation: {where} of {info.path.name}")
-
-
-def _whole(pair: ImagePair) -> Region:
-    return Region(pair, 0, 0, pair.image.height, pair.image.width)
 
 
 def describe_files(pairs: Sequence[ImagePair]) -> list[dict[str, Any]]:

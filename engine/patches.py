@@ -25,6 +25,7 @@ from engine.datasets import (
     MAX_VALIDATION_WINDOWS,
     WINDOW_TRIES,
     Region,
+    mask_classes,
 )
 from engine.rasters.normalize import Normalization
 from engine.rasters.read import RasterBlock, RasterInfo, open_raster, read_block
@@ -102,12 +103,7 @@ class PatchReader:
         """The mask's class ids in ``window`` as uint8, IGNORE_INDEX where unlabelled (0/255 read as 0/1)."""
         mask = region.pair.mask
         assert mask is not None, "read_target needs an image with a mask"
-        block = self._block(mask.raster, window, [1])
-        target = block.data[0].astype(np.uint8)
-        if mask.binary:
-            target[target == IGNORE_INDEX] = 1
-        target[~block.valid] = IGNORE_INDEX
-        return target
+        return mask_classes(self._block(mask.raster, window, [1]), mask)
 
     def read(self, region: Region, row: int, col: int) -> dict[str, np.ndarray]:
         """The patch whose top-left pixel is (row, col), clipped to the region and padded to size.

@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from engine.datasets import ImagePair, find_training_data, split_validation
+from engine.datasets import ImagePair, find_training_data
 from engine.errors import EngineError
 from engine.labels.training import LabelSettings, label_masks
 from engine.patches import default_patches_per_epoch
 from engine.progress import RecordingReporter
 from engine.rasters.read import RasterInfo, find_rasters, read_info
+from engine.training.holdout import split_validation
 
 NO_MASKS = "no mask yet: add the masks (files or a folder)"
 

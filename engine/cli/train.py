@@ -25,6 +25,7 @@ from engine.rasters.read import NODATA_HELP
 from engine.training import TrainConfig, TrainResult, checkpoint_config
 from engine.training.budget import parse_duration
 from engine.training.config import RUNTIME_SETTINGS, SCHEDULES, UNLABELLED
+from engine.training.holdout import VAL_SIDES
 
 DEFAULTS = {field.name: field.default for field in fields(TrainConfig)}
 # What is learnt (everything but the task, where things are and how they run), as option names.
@@ -147,6 +148,13 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
         "--val-fraction",
         type=float,
         help=f"share held out for validation (default {DEFAULTS['val_fraction']})",
+    )
+    parser.add_argument(
+        "--val-side",
+        choices=VAL_SIDES,
+        help="where one image's validation strip lies: auto puts it on the side whose class shares come "
+        "closest to the whole mask's (with several images, the held-out images are drawn likewise); end "
+        f"is the bottom of a tall image, the right of a wide one (default {DEFAULTS['val_side']})",
     )
     parser.add_argument(
         "--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:N (default %(default)s)"

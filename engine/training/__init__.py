@@ -23,7 +23,6 @@ from engine.datasets import (
     describe_mask_values,
     find_training_data,
     select_bands,
-    split_validation,
 )
 from engine.device import describe_device, resolve_device
 from engine.errors import DatasetError, ModelFileError, OutputError
@@ -39,6 +38,7 @@ from engine.training.anomaly import make_anomaly_task
 from engine.training.config import TrainConfig, checkpoint_path_for, resume_differences, settings_hash
 from engine.training.contract import FitInputs, TrainingTask
 from engine.training.fit import CHECKPOINT_FORMAT, fit
+from engine.training.holdout import split_validation
 from engine.training.pixel_start import fit_pixel_path, silence_pixel_path
 from engine.training.sampling import ClassFocus, class_census
 from engine.training.segmentation import SegmentationTask, make_segmentation_task, poorly_learned_warning
@@ -111,7 +111,7 @@ def train(
         config.nodata,
     )
     bands = select_bands(pairs, config.bands)
-    split = split_validation(pairs, config.val_fraction, config.patch, config.seed)
+    split = split_validation(pairs, config.val_fraction, config.patch, config.seed, config.val_side)
     if resume is not None:
         _check_same_data(pairs, bands, resume[0], config.resume)
     task = _make_task(config, pairs, len(bands))
@@ -154,6 +154,14 @@ def train(
         f"{len(validation)} validation windows."
         + (f" Masks read as {mask_reading}." if (mask_reading := describe_mask_values(pairs)) else ""),
     )
+    if split.missing_classes and isinstance(task, SegmentationTask):
+        names = {info.id: info.name for info in task.classes}
+        absent = ", ".join(repr(names.get(class_id, str(class_id))) for class_id in split.missing_classes)
+        reporter.on_message(
+            "warning",
+            f"The validation part ({split.description}) holds no pixel of {absent}, so epochs are "
+            "ranked without it. Add an image that holds it, or label more of it.",
+        )
     pin = device.type == "cuda"
     run = FitInputs(
         model=model,

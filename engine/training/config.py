@@ -18,6 +18,7 @@ from engine.device import PRECISIONS
 from engine.errors import DatasetError
 from engine.models.metadata import repeated_class_names
 from engine.rasters.normalize import METHODS
+from engine.training.holdout import VAL_SIDES
 
 TASKS = ("segmentation", "anomaly")
 SCHEDULES = ("onecycle", "cosine")
@@ -30,7 +31,7 @@ MAX_PIXEL_WIDTH = 1024
 # Settings added after runs were already stored, with the value those runs implicitly had: a stored
 # configuration without them reads with that value, and the fingerprint leaves them out while they
 # hold it, so checkpoints and jobs from before still resume and rerun as they were.
-ADDED_LATER = {"pixel_width": 0}
+ADDED_LATER = {"pixel_width": 0, "val_side": "end"}
 # Below this a budget cannot time its first steps and still train and validate a few epochs.
 MIN_BUDGET_S = 10.0
 _PATH_FIELDS = ("output", "resume", "checkpoint_dir", "labels", "label_cache", "init_model")
@@ -75,6 +76,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.2
+    val_side: str = "auto"
     device: str = "auto"
     precision: str = "auto"
     bands: list[int] | None = None
@@ -137,6 +139,7 @@ class TrainConfig:
             ),
             (self.lr > 0, f"--lr must be positive, not {self.lr}"),
             (0 < self.val_fraction < 1, f"--val-fraction must be between 0 and 1, not {self.val_fraction}"),
+            (self.val_side in VAL_SIDES, f"--val-side must be one of {', '.join(VAL_SIDES)}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.bands is None or bool(self.bands), "--bands must list at least one band"),
             (

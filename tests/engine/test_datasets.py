@@ -14,12 +14,12 @@ from engine.datasets import (
     describe_mask_values,
     find_training_data,
     select_bands,
-    split_validation,
 )
 from engine.errors import BandMismatchError, DatasetError, RasterError
 from engine.patches import GridPatches, PatchReader, RandomPatches, default_patches_per_epoch, make_loader
 from engine.progress import RecordingReporter
 from engine.rasters.normalize import Normalization
+from engine.training.holdout import split_validation
 from tests.rasters import write_raster
 
 

@@ -17,7 +17,7 @@ from engine.models import build_model
 from engine.models.file import load_model
 from engine.progress import RecordingReporter
 from engine.training import TrainConfig, train
-from engine.training.config import RUNTIME_SETTINGS, settings_hash
+from engine.training.config import ADDED_LATER, RUNTIME_SETTINGS, settings_hash
 from engine.training.pixel_start import MIN_START_IOU, fit_pixel_path, silence_pixel_path
 from tests.rasters import write_training_set
 
@@ -131,14 +131,16 @@ def test_a_fine_tuned_model_keeps_its_answer_until_its_new_pixel_path_learns() -
 
 @pytest.mark.parametrize("width", [0, 32])
 def test_a_configuration_stored_before_the_pixel_path_existed_reads_without_one(width: int) -> None:
-    """Checkpoints and jobs written by earlier versions hold no ``pixel_width``: they had no such path,
-    so they must resume and rerun without one, under the fingerprint they were written with."""
+    """Checkpoints and jobs written by earlier versions hold no ``pixel_width`` (nor the later
+    ``val_side``): they had no such path and held out the end strip, so they must resume and rerun
+    that way, under the fingerprint they were written with."""
     stored = TrainConfig(task="segmentation", images=[Path("a.tif")], masks=[Path("m.tif")], output=Path("o"))
-    earlier = {name: value for name, value in stored.to_dict().items() if name != "pixel_width"}
+    earlier = {name: value for name, value in stored.to_dict().items() if name not in ADDED_LATER}
     read = TrainConfig.from_dict(earlier)
-    assert read.pixel_width == 0
-    # The fingerprint as versions without the setting computed it.
+    assert (read.pixel_width, read.val_side) == (0, "end")
+    # The fingerprint as versions without the settings computed it.
     learning = {name: value for name, value in earlier.items() if name not in (*RUNTIME_SETTINGS, "epochs")}
     written = hashlib.sha256(json.dumps(learning, sort_keys=True).encode()).hexdigest()[:16]
     assert settings_hash(read) == written
-    assert (settings_hash(replace(stored, pixel_width=width)) == written) is (width == 0)
+    assert (settings_hash(replace(read, pixel_width=width)) == written) is (width == 0)
+    assert settings_hash(replace(read, val_side="auto")) != written
