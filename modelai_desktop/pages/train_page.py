@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from engine.datasets import select_bands
 from engine.errors import EngineError
 from engine.jobs.specs import TrainSpec
+from engine.labels.vector_file import FORMATS_TEXT
 from engine.training.config import TrainConfig
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.interrupted import plan_resume
@@ -106,9 +107,12 @@ class TrainPage(QWidget):
         self.images_area = FileDropArea("Images", "Drop training images or a folder of them here.")
         self.masks_area = FileDropArea(
             "Masks or labels",
-            "Drop the masks here: one per image, named like it (or <name>_mask.tif). Or one polygon "
-            "file: GeoPackage, Shapefile (.shp or .zip), GeoJSON or FlatGeobuf.",
+            "Drop one mask per image (named like it, or <name>_mask.tif), or one polygon file.",
             file_filter=MASK_OR_LABEL_FILTER,
+        )
+        self.masks_area.setToolTip(
+            "Masks: one GeoTIFF of class ids per image, lined up with it and named like it or\n"
+            f"<name>_mask.tif. Polygons: one file, {FORMATS_TEXT}."
         )
         for area in (self.images_area, self.masks_area):
             area.paths_changed.connect(self._on_data_changed)

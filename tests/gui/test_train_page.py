@@ -253,6 +253,31 @@ def test_files_dropped_on_the_drop_areas_are_paired(page, scenes, run):
     assert report.usable and len(report.rows) == 2
 
 
+def shows_all_its_text(label: QLabel) -> bool:
+    """A word-wrapped label is as tall as its text needs at its width: nothing is cut off."""
+    return label.isVisible() and label.heightForWidth(label.width()) <= label.height()
+
+
+@pytest.mark.parametrize("size", [(1280, 820), (1024, 700)])
+def test_the_drop_areas_show_their_whole_hint_at_the_default_and_the_smallest_size(window, run, until, size):
+    window.resize(*size)
+    window.show()
+    window.show_page("Train")
+    hints = [window.train_page.images_area.summary, window.train_page.masks_area.summary]
+    run(until(lambda: all(map(shows_all_its_text, hints)), f"the whole hints at {size}", timeout=3.0))
+
+
+def test_long_file_names_do_not_widen_the_drop_areas(page, tmp_path, run):
+    narrowest = page.masks_area.minimumSizeHint().width()
+    long_name = "a_survey_scene_with_a_very_long_name_from_the_field_campaign_2024_tile_0001"
+    page.set_data("segmentation", [tmp_path / f"{long_name}.tif"], [tmp_path / f"{long_name}_mask.tif"])
+    run(page.check_data())
+    assert page.masks_area.summary.text().startswith(long_name)
+    for area in (page.images_area, page.masks_area):
+        assert area.minimumSizeHint().width() == narrowest, "the name is cut at the edge, not the column"
+        assert str(tmp_path) in area.summary.toolTip(), "the tooltip names the file in full"
+
+
 def test_an_anomaly_run_plots_its_error_and_threshold_and_shows_the_error_map(qtbot):
     plot, view = LossPlot(), SampleView()
     qtbot.addWidget(plot)
