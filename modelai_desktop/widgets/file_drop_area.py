@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
-    QPushButton,
     QSizePolicy,
     QToolButton,
     QVBoxLayout,
@@ -72,10 +71,14 @@ class FileDropArea(QFrame):
         # edge instead, and the tooltip names every path in full.
         self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, self.summary.sizePolicy().verticalPolicy())
         self._hint = hint
-        files_button = QPushButton("Files…")
+        # Tool buttons are as wide as their text (push buttons are at least 80 px): two areas side by
+        # side then fit the Train page's setup column at 1024 x 700 without being cut on the right.
+        files_button = QToolButton()
+        files_button.setText("Files…")
         files_button.setToolTip(f"Choose {title.lower()} files")
         files_button.clicked.connect(self.choose_files)
-        folder_button = QPushButton("Folder…")
+        folder_button = QToolButton()
+        folder_button.setText("Folder…")
         folder_button.setToolTip(f"Choose a folder of {title.lower()}")
         folder_button.clicked.connect(self.choose_folder)
         self.clear_button = QToolButton()

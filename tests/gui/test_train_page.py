@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QLabel
+from PySide6.QtWidgets import QApplication, QLabel, QScrollArea
 
 from engine.datasets import IGNORE_INDEX
 from engine.jobs.records import JobStatus
@@ -259,22 +259,29 @@ def shows_all_its_text(label: QLabel) -> bool:
 
 
 @pytest.mark.parametrize("size", [(1280, 820), (1024, 700)])
-def test_the_drop_areas_show_their_whole_hint_at_the_default_and_the_smallest_size(window, run, until, size):
+def test_the_drop_areas_show_their_whole_hint_and_fit_the_column_at_the_default_and_smallest_size(
+    window, run, until, size
+):
     window.resize(*size)
     window.show()
     window.show_page("Train")
-    hints = [window.train_page.images_area.summary, window.train_page.masks_area.summary]
+    page = window.train_page
+    hints = [page.images_area.summary, page.masks_area.summary]
     run(until(lambda: all(map(shows_all_its_text, hints)), f"the whole hints at {size}", timeout=3.0))
+    column = next(area for area in page.findChildren(QScrollArea) if area.isAncestorOf(page.masks_area))
+    cut = column.widget().width() - column.viewport().width()
+    assert cut <= 0, f"at {size} the setup column is cut {cut} px on the right (no sideways scroll)"
 
 
 def test_long_file_names_do_not_widen_the_drop_areas(page, tmp_path, run):
-    narrowest = page.masks_area.minimumSizeHint().width()
+    areas = [page.images_area, page.masks_area]
+    narrowest = [area.minimumSizeHint().width() for area in areas]
     long_name = "a_survey_scene_with_a_very_long_name_from_the_field_campaign_2024_tile_0001"
     page.set_data("segmentation", [tmp_path / f"{long_name}.tif"], [tmp_path / f"{long_name}_mask.tif"])
     run(page.check_data())
     assert page.masks_area.summary.text().startswith(long_name)
-    for area in (page.images_area, page.masks_area):
-        assert area.minimumSizeHint().width() == narrowest, "the name is cut at the edge, not the column"
+    assert [area.minimumSizeHint().width() for area in areas] == narrowest, "names are cut, not the column"
+    for area in areas:
         assert str(tmp_path) in area.summary.toolTip(), "the tooltip names the file in full"
 
 
