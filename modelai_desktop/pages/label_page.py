@@ -3,15 +3,14 @@
 The page follows the raster selected on the Data page (or one given to `open_raster`). Its labels
 live in the data folder (`engine.labels.store`) and come back at the next start. Every read, save and
 file write runs on a read thread; training and whole-raster prediction are ordinary jobs (the job
-store, the Jobs page) run by a `JobWorker`. After each epoch the latest checkpoint predicts the part
-of the raster on screen, drawn as the class map or as "unsure here".
+store, the Jobs page) that `LabelTrainer` starts. After each epoch the latest checkpoint predicts the
+part of the raster on screen, drawn as the class map or as "unsure here".
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -31,17 +30,16 @@ from engine.labels.store import (
     load_last_model,
     load_mask,
     save_label_polygons,
-    save_last_model,
     save_mask,
 )
 from engine.labels.tiles import LabelTiles
-from engine.labels.training_set import check_trainable, freeze_labels, label_training_config
 from engine.rasters.preview import Preview, percentile_limits, read_preview, read_window, render_rgba
 from engine.rasters.read import RasterInfo, read_info
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.label_autosave import LabelAutosave
 from modelai_desktop.label_import import LabelImporter
 from modelai_desktop.label_jobs import LabelJobs
+from modelai_desktop.label_trainer import LabelTrainer
 from modelai_desktop.widgets.display_controls import DisplayChoice, DisplayControls, colormap_lut
 from modelai_desktop.widgets.label_canvas import LabelCanvas
 from modelai_desktop.widgets.label_classes import ClassList
@@ -49,7 +47,7 @@ from modelai_desktop.widgets.label_tools import ToolBar
 from modelai_desktop.widgets.label_training import LabelTrainingPanel, prediction_rgba, uncertainty_rgba
 from modelai_desktop.widgets.message_banner import MessageBanner
 from modelai_desktop.widgets.raster_view import MAX_PREVIEW_BANDS
-from modelai_desktop.workers import JobRegistry, JobWorker
+from modelai_desktop.workers import JobRegistry
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +77,6 @@ class LabelPage(QWidget):
         self.controls = DisplayControls()
         self.controls.changed.connect(self._on_choice_changed)
         self.label_jobs = LabelJobs(home, jobs, self)
-        self.label_jobs.epoch.connect(self._on_epoch)
-        self.label_jobs.trained.connect(self._on_trained)
-        self.label_jobs.ended.connect(self._job_ended)
         self.autosave = LabelAutosave(tasks, self)
         self.autosave.failed.connect(self._show_error)
         self.importer = LabelImporter(self, tasks, home)
@@ -118,10 +113,12 @@ class LabelPage(QWidget):
         self.opacity.valueChanged.connect(lambda value: self.canvas.set_opacity(value / 100))
         self.canvas.set_opacity(0.7)
         self.training = LabelTrainingPanel()
-        self.training.train_requested.connect(self.train)
-        self.training.stop_requested.connect(self.label_jobs.cancel)
-        self.training.predict_requested.connect(self.predict_whole_raster)
         self.training.overlay_changed.connect(self.refresh_view)
+        self.trainer = LabelTrainer(self, tasks, home, self.label_jobs, self.training)
+        self.trainer.model_saved.connect(self.model_saved)
+        self.trainer.view_stale.connect(self.refresh_view)
+        self.trainer.status_message.connect(self.status_message)
+        self.trainer.failed.connect(self._show_error)
         imports = QLabel('<a href="#">Import labels (polygons or a mask) to edit…</a>')
         imports.linkActivated.connect(lambda _link: self.importer.choose())
         export = QLabel('<a href="#">Export labels (mask GeoTIFF or GeoPackage)…</a>')
@@ -169,7 +166,7 @@ class LabelPage(QWidget):
             "Escape": self.canvas.cancel_polygon,
             "[": lambda: self.brush_size.setValue(self.brush_size.value() - 2),
             "]": lambda: self.brush_size.setValue(self.brush_size.value() + 2),
-            "Ctrl+T": self.train,
+            "Ctrl+T": self.trainer.train,
         }
         keys.update({str(number): (lambda n=number: self.classes.select(n - 1)) for number in range(1, 10)})
         for key, slot in keys.items():
@@ -314,70 +311,6 @@ class LabelPage(QWidget):
         else:
             rgba = uncertainty_rgba(prediction.uncertainty)
         self.canvas.set_overlay(rgba, prediction.window)
-
-    def train(self) -> asyncio.Task[None] | None:
-        """Trains a small U-Net on the labels as they are now (refused, with the reason, on one class)."""
-        if self.info is None or self.tiles is None or self.folder is None or self.label_jobs.running:
-            return None
-        try:
-            check_trainable(self.tiles.class_pixels(), self.classes.classes())
-        except EngineError as exc:
-            self._show_error(str(exc))
-            return None
-        return self._tasks.start(self._train(self.info, self.tiles.copy(), self.folder), name="label-train")
-
-    async def _train(self, info: RasterInfo, snapshot: LabelTiles, folder: Path) -> None:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        classes = self.classes.classes()
-        try:
-            frozen = await self._tasks.run_blocking(
-                freeze_labels, folder / "training" / stamp, info, snapshot
-            )
-        except EngineError as exc:
-            self._show_error(str(exc))
-            return
-        start_from = self.label_jobs.model_path if self.training.continue_box.isChecked() else None
-        output = self._home / "models" / f"{info.path.stem}-labels-{stamp}.safetensors"
-        config = label_training_config(
-            frozen, output, classes, self.training.epochs.value(), start_from,
-            self.training.train_for.currentData(),
-        )  # fmt: skip
-        self.label_jobs.train(config)
-        self.training.set_running(True, self.label_jobs.model_path is not None)
-        self.training.state.setText("Training started: the map appears after the first epoch.")
-        if self.training.overlay_kind() is None:
-            self.training.set_overlay_kind("margin")
-
-    def _on_epoch(self, event: object) -> None:
-        metric = getattr(event, "metrics", {}).get("mean_iou")
-        score = f", validation IoU {metric:.2f}" if metric is not None else ""
-        self.training.state.setText(f"Epoch {event.epoch} of {event.epochs}{score}.")
-        self.refresh_view()
-
-    def _on_trained(self, model: Path) -> None:
-        if self.folder is not None:
-            self._tasks.start(self._remember_model(self.folder, model), name="label-last-model")
-        self.model_saved.emit(model)
-        self.refresh_view()
-
-    async def _remember_model(self, folder: Path, model: Path) -> None:
-        try:
-            await self._tasks.run_blocking(save_last_model, folder, model)
-        except EngineError as exc:
-            self._show_error(str(exc))
-
-    def _job_ended(self, message: str) -> None:
-        self.training.set_running(False, self.label_jobs.model_path is not None)
-        self.training.state.setText(message)
-        self.status_message.emit(message)
-
-    def predict_whole_raster(self) -> JobWorker | None:
-        """The normal prediction job with the latest model; outputs go to the data folder's outputs."""
-        worker = self.label_jobs.predict(self.info.path) if self.info is not None else None
-        if worker is not None:
-            self.training.set_running(True, True)
-            self.training.state.setText("Predicting the whole raster…")
-        return worker
 
     def choose_export(self) -> None:
         """The Export dialog (a plain slot, so its modal loop is safe)."""

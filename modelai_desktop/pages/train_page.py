@@ -1,11 +1,10 @@
 """The Train page: choose the data, check it, set up a run, start it and watch it learn.
 
-Data checks are short reads (a coroutine awaiting `modelai_desktop.training_data` on a read
-thread), so the table of pairs fills while the user keeps working; Start stays disabled while the
-engine would refuse the data or the settings. A run is a `JobWorker` (the engine's runner on a
-QThread): its signals feed the progress bar, the loss curves and the sample view, Stop asks the
-engine to stop at the next batch (the last epoch's checkpoint stays), and a cancelled or
-interrupted run continues with Resume from that checkpoint.
+Data checks are short reads on a read thread (`modelai_desktop.training_data_check`), so the table
+of pairs fills while the user keeps working; Start stays disabled while the engine would refuse the
+data or the settings. The run itself is a job (`modelai_desktop.train_jobs`) shown on the right:
+Stop asks the engine to stop at the next batch (the last epoch's checkpoint stays), and a
+cancelled or interrupted run continues with Resume from that checkpoint.
 """
 
 from __future__ import annotations
@@ -30,31 +29,27 @@ from PySide6.QtWidgets import (
 
 from engine.datasets import select_bands
 from engine.errors import EngineError
-from engine.jobs.records import EpochRecord
-from engine.jobs.runner import JobOutcome
 from engine.jobs.specs import TrainSpec
-from engine.labels.cache import label_cache_dir
-from engine.labels.preview import label_overlay
-from engine.labels.training import LabelSettings
-from engine.labels.vector_file import describe_label_file
+from engine.labels.vector_file import FORMATS_TEXT
 from engine.training.config import TrainConfig
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.interrupted import plan_resume
-from modelai_desktop.training_data import EpochPlan, PairingReport, check_training_data, plan_epoch
+from modelai_desktop.train_jobs import TrainJobs
+from modelai_desktop.training_data import EpochPlan, PairingReport, plan_epoch
+from modelai_desktop.training_data_check import TrainingDataCheck
 from modelai_desktop.widgets.file_drop_area import FileDropArea
-from modelai_desktop.widgets.label_options import LabelOptions, label_file_in
+from modelai_desktop.widgets.label_options import LabelOptions
 from modelai_desktop.widgets.message_banner import MessageBanner
 from modelai_desktop.widgets.pairing_table import PROBLEM_COLOR, PairingTable
 from modelai_desktop.widgets.pinned_column import pinned_column
 from modelai_desktop.widgets.train_settings import TrainSettingsForm, device_choices
 from modelai_desktop.widgets.training_run_view import TrainingRunView
-from modelai_desktop.workers import JobRegistry, JobWorker
+from modelai_desktop.workers import JobRegistry
 
 log = logging.getLogger(__name__)
 
 SEGMENTATION, ANOMALY = "segmentation", "anomaly"
 MODEL_SUFFIX = ".safetensors"
-WAITING_PREFIX = "Waiting for job"
 LEFT_PANEL_WIDTH = 500
 # The least the setup column may be given, so that the page fits a 1024 × 700 screen beside the
 # run's curves; its content wraps or scrolls vertically below that, never sideways.
@@ -94,11 +89,6 @@ class TrainPage(QWidget):
         super().__init__(parent)
         self._tasks = tasks
         self._home = home
-        self._jobs = jobs
-        self._report: PairingReport | None = None
-        self._check_task: asyncio.Task[PairingReport] | None = None
-        self._worker: JobWorker | None = None
-        self._resumable_job: int | None = None
         self._default_output: str | None = None
         self._shown_problem = ""
 
@@ -117,15 +107,20 @@ class TrainPage(QWidget):
         self.images_area = FileDropArea("Images", "Drop training images or a folder of them here.")
         self.masks_area = FileDropArea(
             "Masks or labels",
-            "Drop the masks here: one per image, named like it (or <name>_mask.tif). Or one polygon "
-            "file: GeoPackage, Shapefile (.shp or .zip), GeoJSON or FlatGeobuf.",
+            "Drop one mask per image (named like it, or <name>_mask.tif), or one polygon file.",
             file_filter=MASK_OR_LABEL_FILTER,
+        )
+        self.masks_area.setToolTip(
+            "Masks: one GeoTIFF of class ids per image, lined up with it and named like it or\n"
+            f"<name>_mask.tif. Polygons: one file, {FORMATS_TEXT}."
         )
         for area in (self.images_area, self.masks_area):
             area.paths_changed.connect(self._on_data_changed)
         self.label_options = LabelOptions()
         self.label_options.changed.connect(self._on_data_changed)
         self.label_options.hide()
+        self.data_check = TrainingDataCheck(tasks, home, self.label_options, self)
+        self.data_check.checked.connect(self._on_checked)
         self.pairing_table = PairingTable()
         self.pairing_table.setMinimumHeight(110)
         self.readiness_label = QLabel()
@@ -140,10 +135,13 @@ class TrainPage(QWidget):
         self.start_button.clicked.connect(self.start_training)
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("Continue the stopped run from its last checkpoint")
-        self.resume_button.clicked.connect(lambda: self.resume_job(self._resumable_job))
+        self.resume_button.clicked.connect(lambda: self.resume_job(self.training_jobs.resumable_job))
 
         self.run_view = TrainingRunView()
-        self.run_view.stop_requested.connect(self.stop_training)
+        self.training_jobs = TrainJobs(home, jobs, self.run_view, self.banner, self)
+        self.training_jobs.model_saved.connect(self.model_saved)
+        self.training_jobs.status_message.connect(self.status_message)
+        self.training_jobs.ended.connect(self._on_job_ended)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
@@ -189,7 +187,7 @@ class TrainPage(QWidget):
         return SEGMENTATION if self.segmentation_button.isChecked() else ANOMALY
 
     def is_running(self) -> bool:
-        return self._worker is not None
+        return self.training_jobs.running
 
     def start_background_reads(self) -> asyncio.Task[None]:
         """The read the page needs once the loop runs: the devices to train on."""
@@ -206,71 +204,30 @@ class TrainPage(QWidget):
 
     def check_data(self) -> asyncio.Task[PairingReport]:
         """Starts checking the chosen data again, replacing a check under way."""
-        if self._check_task is not None:
-            self._check_task.cancel()
-        self._report = None
-        self._check_task = self._tasks.start(self._check(), name="check-training-data")
-        return self._check_task
-
-    async def _check(self) -> PairingReport:
-        task, images, masks = self.task(), self.images_area.paths(), self.masks_area.paths()
+        check = self.data_check.start(self.task(), self.images_area.paths(), self.masks_area.paths())
         self._update_readiness()
-        labels = await self._read_label_file(task, masks)
-        report = (
-            await self._tasks.run_blocking(
-                check_training_data, task, images, masks, labels, label_cache_dir(self._home)
-            )
-            if images
-            else PairingReport([])
-        )
-        if labels is not None:
-            await self._show_label_preview(report, labels)
-        self._report = report
+        return check
+
+    def _on_checked(self, report: PairingReport) -> None:
         self.pairing_table.set_rows(report.rows)
         if self._output_is_default():
             self._name_model_by_default()
         self._update_readiness()
-        return report
-
-    async def _read_label_file(self, task: str, masks: list[Path]) -> LabelSettings | None:
-        """The label file's options once its layer is read; None for masks (or no readable file)."""
-        label_file = label_file_in(masks) if task == SEGMENTATION else None
-        self.label_options.setVisible(label_file is not None)
-        if label_file is None:
-            self.label_options.forget()
-            return None
-        try:
-            self.label_options.show_layer(await self._tasks.run_blocking(describe_label_file, label_file))
-        except EngineError as exc:
-            self.label_options.forget()
-            self.label_options.summary.setText(str(exc))
-            return None
-        return self.label_options.settings()
-
-    async def _show_label_preview(self, report: PairingReport, labels: LabelSettings) -> None:
-        if not report.usable or report.pairs[0].mask is None:
-            self.label_options.show_preview(None)
-            return
-        pair = report.pairs[0]
-        unpainted = (0, 255) if labels.unlabelled == "background" else (255,)
-        overlay = await self._tasks.run_blocking(
-            label_overlay, pair.image.path, pair.mask.raster.path, unpainted
-        )
-        self.label_options.show_preview(overlay)
 
     def blocking_problem(self) -> str:
         """Why Start is disabled now ("" when it is not); the engine's own checks decide."""
-        if self._worker is not None:
+        if self.training_jobs.running:
             return "A training job runs from this page; stop it or wait for it to end."
         if not self.images_area.paths():
             return "Add training images: drop files or a folder on Images."
-        if self._report is None:
+        report = self.data_check.report
+        if report is None:
             return "Checking the training data…"
-        if self._report.blocking:
-            return self._report.blocking
+        if report.blocking:
+            return report.blocking
         try:
             config = self._config()
-            select_bands(self._report.pairs, config.bands)
+            select_bands(report.pairs, config.bands)
             self._plan(config)
         except EngineError as exc:
             return str(exc)
@@ -286,7 +243,8 @@ class TrainPage(QWidget):
             self._shown_problem = problem
             return
         config = self._config()
-        self._start_job(TrainSpec(config), [], parent_job_id=None)
+        self.training_jobs.start(TrainSpec(config), [], parent_job_id=None)
+        self._update_readiness()
         self.training_started.emit(config)
 
     def restore_settings(self, config: TrainConfig) -> None:
@@ -299,15 +257,9 @@ class TrainPage(QWidget):
         self._default_output = self.settings.output.text()
         self._update_readiness()
 
-    def stop_training(self) -> None:
-        """Asks the run to stop after the current batch; the last finished epoch's checkpoint stays."""
-        if self._worker is not None:
-            self._worker.cancel()
-            self.run_view.show_status(f"Job {self._worker.job_id}: stopping after the current batch…")
-
     def resume_job(self, job_id: int | None) -> asyncio.Task[None] | None:
         """Continues a cancelled or interrupted training job from its checkpoint, as a new job."""
-        if job_id is None or self._worker is not None:
+        if job_id is None or self.training_jobs.running:
             return None
         self.resume_button.setEnabled(False)
         return self._tasks.start(self._resume(job_id), name="resume-training")
@@ -320,7 +272,8 @@ class TrainPage(QWidget):
             self._update_readiness()
             return
         self._show_config(plan.spec.config)
-        self._start_job(plan.spec, plan.epochs, parent_job_id=job_id)
+        self.training_jobs.start(plan.spec, plan.epochs, parent_job_id=job_id)
+        self._update_readiness()
         if plan.spec.config.resume is None:
             self.run_view.show_status(
                 f"Job {job_id} stopped before its first checkpoint: training it again from epoch 1…"
@@ -356,66 +309,7 @@ class TrainPage(QWidget):
         self.set_data(config.task, config.images, [config.labels] if config.labels else config.masks)
         self.settings.show_config(config)
 
-    def _start_job(self, spec: TrainSpec, history: list[EpochRecord], parent_job_id: int | None) -> None:
-        config = spec.config
-        worker = JobWorker(spec, self._home, parent_job_id=parent_job_id)
-        worker.started.connect(self._on_started)
-        worker.progress.connect(self.run_view.show_progress)
-        worker.epoch.connect(self.run_view.show_epoch)
-        worker.message.connect(self._on_message)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        worker.cancelled.connect(self._on_cancelled)
-        self._worker = worker
-        self._jobs.add(worker)
-        self._resumable_job = None
-        self.banner.hide()
-        what = "Resuming" if parent_job_id is not None else "Starting"
-        self.run_view.start(f"{what} {config.task} training…", config.epochs, history)
-        self.run_view.sample_view.set_classes(config.class_names or [], config.class_colors or [])
-        self._update_readiness()
-        worker.start()
-
-    def _on_started(self, job_id: int) -> None:
-        self.run_view.show_status(f"Job {job_id}: {self._worker.spec.config.task} training")
-
-    def _on_message(self, level: str, text: str) -> None:
-        if text.startswith(WAITING_PREFIX):
-            job = f"Job {self._worker.job_id}" if self._worker and self._worker.job_id else "This job"
-            self.run_view.show_status(f"{job} is queued until the running job ends.")
-            self.run_view.show_waiting(text)
-        elif level == "warning":
-            self.banner.show_message(text)
-        self.status_message.emit(text)
-
-    def _on_finished(self, outcome: JobOutcome) -> None:
-        model = Path(outcome.result["model"])
-        self.run_view.finish(f"Job {outcome.job_id} succeeded: the model is saved as {model.name}.", "Done")
-        self._end_job()
-        self.model_saved.emit(model)
-        self.status_message.emit(f"Training finished; model saved to {model}.")
-
-    def _on_failed(self, message: str, _detail: str) -> None:
-        job_id = self._worker.job_id if self._worker else None
-        self.run_view.finish(f"Job {job_id} failed." if job_id else "The training could not start.", "Failed")
-        self.banner.show_message(message)
-        self._end_job()
-
-    def _on_cancelled(self, message: str) -> None:
-        job_id = self._worker.job_id if self._worker else None
-        self.run_view.finish(
-            f"Job {job_id} cancelled. Resume continues from its last finished epoch.", "Cancelled"
-        )
-        self.status_message.emit(message)
-        self._resumable_job = job_id
-        self._end_job()
-
-    def _end_job(self) -> None:
-        """Lets the ended worker go; deleted later, because this runs inside its own final signal."""
-        if self._worker is not None:
-            self._worker.wait()
-            self._worker.deleteLater()
-        self._worker = None
+    def _on_job_ended(self) -> None:
         # The name just used now exists: the next run moves on to a free name, whoever chose this one.
         self._default_output = self.settings.output.text()
         self._update_readiness()
@@ -423,7 +317,7 @@ class TrainPage(QWidget):
     def _plan(self, config: TrainConfig) -> EpochPlan:
         """How the checked pairs split into patches per epoch with these settings (raises EngineError)."""
         return plan_epoch(
-            self._report.pairs,
+            self.data_check.report.pairs,
             config.patch,
             config.batch_size,
             config.val_fraction,
@@ -432,7 +326,8 @@ class TrainPage(QWidget):
         )
 
     def _plan_text(self) -> str:
-        if self._report is None or not self._report.usable:
+        report = self.data_check.report
+        if report is None or not report.usable:
             return ""
         try:
             config = self._config()
@@ -442,7 +337,7 @@ class TrainPage(QWidget):
         return f"Each epoch: {plan.patches} patches in {plan.batches} batches; {plan.validation}. "
 
     def _update_readiness(self) -> None:
-        running = self._worker is not None
+        running = self.training_jobs.running
         output = self.settings.output_path()
         if not running and self._output_is_default() and output is not None and output.exists():
             self._name_model_by_default()  # emits settings.changed, which calls this again
@@ -453,8 +348,9 @@ class TrainPage(QWidget):
                 self.banner.hide()  # the problem it named is fixed
             self._shown_problem = ""
         self.start_button.setEnabled(not problem)
-        self.resume_button.setVisible(self._resumable_job is not None)
-        self.resume_button.setEnabled(self._resumable_job is not None and not running)
+        resumable = self.training_jobs.resumable_job is not None
+        self.resume_button.setVisible(resumable)
+        self.resume_button.setEnabled(resumable and not running)
         self.masks_area.setVisible(self.task() == SEGMENTATION)
         self.readiness_label.setHidden(running)
         if running:
@@ -462,7 +358,8 @@ class TrainPage(QWidget):
         elif problem:
             self.readiness_label.setText(f"<span style='color:{PROBLEM_COLOR}'>{problem}</span>")
         else:
-            count = len(self._report.pairs) if self._report else 0
+            report = self.data_check.report
+            count = len(report.pairs) if report else 0
             self.readiness_label.setText(f"Ready: {count} image{'s' if count != 1 else ''} to train on.")
         if not running:
             plan = self._plan_text()

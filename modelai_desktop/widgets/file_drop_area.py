@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
-    QPushButton,
     QSizePolicy,
     QToolButton,
     QVBoxLayout,
@@ -42,7 +41,11 @@ def describe_paths(paths: Sequence[Path]) -> str:
 
 
 class FileDropArea(QFrame):
-    """Holds a list of files and folders; ``paths_changed(list)`` is emitted whenever it changes."""
+    """Holds a list of files and folders; ``paths_changed(list)`` is emitted whenever it changes.
+
+    The hint and the names wrap, so the area's height follows its width (the default Preferred
+    size policy; a Maximum one capped it at the unwrapped height and cut the text off).
+    """
 
     paths_changed = Signal(list)
 
@@ -58,17 +61,24 @@ class FileDropArea(QFrame):
         self.setObjectName("dropArea")
         self.setStyleSheet(IDLE_STYLE)
         self.setAcceptDrops(True)
-        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self._title = title
         self._paths: list[Path] = []
         self.title_label = QLabel(f"<b>{title}</b>")
         self.summary = QLabel(hint)
         self.summary.setWordWrap(True)
+        self.summary.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        # A long file name (one word) must not widen the area past its column: it is cut at the
+        # edge instead, and the tooltip names every path in full.
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, self.summary.sizePolicy().verticalPolicy())
         self._hint = hint
-        files_button = QPushButton("Files…")
+        # Tool buttons are as wide as their text (push buttons are at least 80 px): two areas side by
+        # side then fit the Train page's setup column at 1024 x 700 without being cut on the right.
+        files_button = QToolButton()
+        files_button.setText("Files…")
         files_button.setToolTip(f"Choose {title.lower()} files")
         files_button.clicked.connect(self.choose_files)
-        folder_button = QPushButton("Folder…")
+        folder_button = QToolButton()
+        folder_button.setText("Folder…")
         folder_button.setToolTip(f"Choose a folder of {title.lower()}")
         folder_button.clicked.connect(self.choose_folder)
         self.clear_button = QToolButton()
@@ -89,7 +99,7 @@ class FileDropArea(QFrame):
         layout.setContentsMargins(10, 6, 6, 8)
         layout.setSpacing(4)
         layout.addLayout(title_row)
-        layout.addWidget(self.summary)
+        layout.addWidget(self.summary, 1)
         layout.addLayout(buttons)
         self._refresh()
 

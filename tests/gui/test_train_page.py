@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QLabel
+from PySide6.QtWidgets import QApplication, QLabel, QScrollArea
 
 from engine.datasets import IGNORE_INDEX
 from engine.jobs.records import JobStatus
@@ -251,6 +251,38 @@ def test_files_dropped_on_the_drop_areas_are_paired(page, scenes, run):
     assert page.images_area.paths() == [scenes / "images"]
     report = run(page.check_data())
     assert report.usable and len(report.rows) == 2
+
+
+def shows_all_its_text(label: QLabel) -> bool:
+    """A word-wrapped label is as tall as its text needs at its width: nothing is cut off."""
+    return label.isVisible() and label.heightForWidth(label.width()) <= label.height()
+
+
+@pytest.mark.parametrize("size", [(1280, 820), (1024, 700)])
+def test_the_drop_areas_show_their_whole_hint_and_fit_the_column_at_the_default_and_smallest_size(
+    window, run, until, size
+):
+    window.resize(*size)
+    window.show()
+    window.show_page("Train")
+    page = window.train_page
+    hints = [page.images_area.summary, page.masks_area.summary]
+    run(until(lambda: all(map(shows_all_its_text, hints)), f"the whole hints at {size}", timeout=3.0))
+    column = next(area for area in page.findChildren(QScrollArea) if area.isAncestorOf(page.masks_area))
+    cut = column.widget().width() - column.viewport().width()
+    assert cut <= 0, f"at {size} the setup column is cut {cut} px on the right (no sideways scroll)"
+
+
+def test_long_file_names_do_not_widen_the_drop_areas(page, tmp_path, run):
+    areas = [page.images_area, page.masks_area]
+    narrowest = [area.minimumSizeHint().width() for area in areas]
+    long_name = "a_survey_scene_with_a_very_long_name_from_the_field_campaign_2024_tile_0001"
+    page.set_data("segmentation", [tmp_path / f"{long_name}.tif"], [tmp_path / f"{long_name}_mask.tif"])
+    run(page.check_data())
+    assert page.masks_area.summary.text().startswith(long_name)
+    assert [area.minimumSizeHint().width() for area in areas] == narrowest, "names are cut, not the column"
+    for area in areas:
+        assert str(tmp_path) in area.summary.toolTip(), "the tooltip names the file in full"
 
 
 def test_an_anomaly_run_plots_its_error_and_threshold_and_shows_the_error_map(qtbot):
