@@ -52,6 +52,17 @@ def corrupt_block(path: Path, column: int, row: int, length: int | None = None) 
     return path
 
 
+# One epoch of four tiny patches: for tests that need a training run to happen, not to learn.
+ONE_TINY_EPOCH: dict[str, object] = {
+    "patch": 32,
+    "batch_size": 4,
+    "epochs": 1,
+    "patches_per_epoch": 4,
+    "depth": 2,
+    "device": "cpu",
+}
+
+
 def write_training_set(
     folder: Path, scenes: dict[str, tuple[np.ndarray, np.ndarray]], **settings: object
 ) -> TrainConfig:

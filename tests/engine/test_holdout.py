@@ -12,7 +12,7 @@ from engine.progress import RecordingReporter
 from engine.training import train
 from engine.training.config import TrainConfig
 from engine.training.holdout import split_validation
-from tests.rasters import write_training_set
+from tests.rasters import ONE_TINY_EPOCH, write_training_set
 
 
 def _pairs(config: TrainConfig) -> list:
@@ -78,14 +78,9 @@ def test_a_class_no_strip_can_hold_is_named_in_a_warning(tmp_path: Path) -> None
         tmp_path,
         {"scene": _scene(mask)},
         class_names=["ground", "pond"],
-        epochs=1,
-        patch=32,
-        batch_size=4,
-        patches_per_epoch=4,
         base_width=4,
-        depth=2,
         pixel_width=0,
-        device="cpu",
+        **ONE_TINY_EPOCH,
     )
     reporter = RecordingReporter()
     train(config, reporter)

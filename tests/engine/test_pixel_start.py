@@ -19,7 +19,7 @@ from engine.progress import RecordingReporter
 from engine.training import TrainConfig, train
 from engine.training.config import ADDED_LATER, RUNTIME_SETTINGS, settings_hash
 from engine.training.pixel_start import MIN_START_IOU, fit_pixel_path, silence_pixel_path
-from tests.rasters import write_training_set
+from tests.rasters import ONE_TINY_EPOCH, write_training_set
 
 SIDE = 96
 CPU = torch.device("cpu")
@@ -38,13 +38,9 @@ def write_spectral_scenes(folder: Path) -> TrainConfig:
     return write_training_set(
         folder,
         scenes,
-        patch=32,
-        batch_size=4,
         base_width=8,
-        depth=2,
-        epochs=1,
-        patches_per_epoch=4,
         pixel_width=16,
+        **ONE_TINY_EPOCH,
     )
 
 
