@@ -152,10 +152,9 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--val-side",
         choices=VAL_SIDES,
-        help="where one image's validation strip lies: end is the bottom of a tall image, the right of a "
-        "wide one; auto takes end unless it holds under a quarter of some class's share, then the side "
-        "whose class shares come closest to the whole mask's (with several images, the held-out images "
-        f"are drawn likewise) (default {DEFAULTS['val_side']})",
+        help="where one image's validation strip lies; end is the bottom of a tall image, the right of a "
+        "wide one; a warning says when it holds too little of a class to rank epochs "
+        f"(default {DEFAULTS['val_side']})",
     )
     parser.add_argument(
         "--device", default=DEFAULTS["device"], help="auto, cpu, cuda or cuda:N (default %(default)s)"

@@ -154,13 +154,14 @@ def train(
         f"{len(validation)} validation windows."
         + (f" Masks read as {mask_reading}." if (mask_reading := describe_mask_values(pairs)) else ""),
     )
-    if split.missing_classes and isinstance(task, SegmentationTask):
+    if split.scarce_classes and isinstance(task, SegmentationTask):
         names = {info.id: info.name for info in task.classes}
-        absent = ", ".join(repr(names.get(class_id, str(class_id))) for class_id in split.missing_classes)
+        scarce = ", ".join(repr(names.get(class_id, str(class_id))) for class_id in split.scarce_classes)
         reporter.on_message(
             "warning",
-            f"The validation part ({split.description}) holds no pixel of {absent}, so epochs are "
-            "ranked without it. Add an image that holds it, or label more of it.",
+            f"The validation part ({split.description}) holds little or none of {scarce} (under a "
+            "quarter of its share of the data), so the best epoch is chosen on few of its pixels. "
+            "Hold out another side (--val-side), add an image that holds it, or label more of it.",
         )
     pin = device.type == "cuda"
     run = FitInputs(

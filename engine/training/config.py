@@ -76,7 +76,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.2
-    val_side: str = "auto"
+    val_side: str = "end"
     device: str = "auto"
     precision: str = "auto"
     bands: list[int] | None = None

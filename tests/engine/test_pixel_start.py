@@ -139,4 +139,4 @@ def test_a_configuration_stored_before_the_pixel_path_existed_reads_without_one(
     written = hashlib.sha256(json.dumps(learning, sort_keys=True).encode()).hexdigest()[:16]
     assert settings_hash(read) == written
     assert (settings_hash(replace(read, pixel_width=width)) == written) is (width == 0)
-    assert settings_hash(replace(read, val_side="auto")) != written
+    assert settings_hash(replace(read, val_side="top")) != written
