@@ -102,8 +102,6 @@ class DataSplit:
     train: list[Region]
     validation: list[Region]
     description: str
-    # Class ids the validation part holds under a quarter of their share of the whole data of.
-    scarce_classes: tuple[int, ...] = ()
 
 
 def find_training_data(

@@ -38,7 +38,7 @@ from engine.training.anomaly import make_anomaly_task
 from engine.training.config import TrainConfig, checkpoint_path_for, resume_differences, settings_hash
 from engine.training.contract import FitInputs, TrainingTask
 from engine.training.fit import CHECKPOINT_FORMAT, fit
-from engine.training.holdout import split_validation
+from engine.training.holdout import scarce_classes, split_validation
 from engine.training.pixel_start import fit_pixel_path, silence_pixel_path
 from engine.training.sampling import ClassFocus, class_census
 from engine.training.segmentation import SegmentationTask, make_segmentation_task, poorly_learned_warning
@@ -154,12 +154,12 @@ def train(
         f"{len(validation)} validation windows."
         + (f" Masks read as {mask_reading}." if (mask_reading := describe_mask_values(pairs)) else ""),
     )
-    if split.scarce_classes and isinstance(task, SegmentationTask):
+    if isinstance(task, SegmentationTask) and (scarce := scarce_classes(split)):
         names = {info.id: info.name for info in task.classes}
-        scarce = ", ".join(repr(names.get(class_id, str(class_id))) for class_id in split.scarce_classes)
+        named = ", ".join(repr(names.get(class_id, str(class_id))) for class_id in scarce)
         reporter.on_message(
             "warning",
-            f"The validation part ({split.description}) holds little or none of {scarce} (under a "
+            f"The validation part ({split.description}) holds little or none of {named} (under a "
             "quarter of its share of the data), so the best epoch is chosen on few of its pixels. "
             "Hold out another side (--val-side), add an image that holds it, or label more of it.",
         )

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from rasterio.windows import Window
 
-from engine.datasets import IGNORE_INDEX, MASK_SCAN_ROWS, DataSplit, ImagePair, MaskInfo, Region, mask_classes
+from engine.datasets import IGNORE_INDEX, MASK_SCAN_ROWS, DataSplit, ImagePair, Region, mask_classes
 from engine.errors import DatasetError
 from engine.rasters.read import open_raster, read_block
 
@@ -45,9 +45,21 @@ def split_validation(
     if side == "end":
         side = "bottom" if pair.image.height >= pair.image.width else "right"
     train, validation, where = _strip(pair, val_fraction, patch, side)
-    mask = pair.mask
-    scarce = () if mask is None else _scarce(_class_counts(mask, validation), mask.class_pixels)
-    return DataSplit([train], [validation], f"validation: {where} of {pair.image.path.name}", scarce)
+    return DataSplit([train], [validation], f"validation: {where} of {pair.image.path.name}")
+
+
+def scarce_classes(split: DataSplit) -> tuple[int, ...]:
+    """Class ids the validation part holds under SCARCE_SHARE of their share of all the labelled data.
+
+    Reads the mask under a validation strip (a strip at a time), so it runs with the training, not
+    each time a window asks how the data would split.
+    """
+    pairs = {region.pair.image.path: region.pair for region in (*split.train, *split.validation)}
+    masks = [pair.mask for pair in pairs.values() if pair.mask is not None]
+    if len(masks) < len(pairs):
+        return ()
+    whole = _total_pixels([mask.class_pixels for mask in masks])
+    return _scarce(_total_pixels([_region_counts(region) for region in split.validation]), whole)
 
 
 def _hold_out_images(pairs: Sequence[ImagePair], val_fraction: float, seed: int) -> DataSplit:
@@ -56,16 +68,10 @@ def _hold_out_images(pairs: Sequence[ImagePair], val_fraction: float, seed: int)
     chosen = set(order[:held_out].tolist())
     regions = [Region(pair, 0, 0, pair.image.height, pair.image.width) for pair in pairs]
     names = ", ".join(pairs[i].image.path.name for i in sorted(chosen))
-    scarce: tuple[int, ...] = ()
-    if all(pair.mask is not None for pair in pairs):
-        masks = [pair.mask for pair in pairs if pair.mask is not None]
-        held = _total_pixels([masks[i].class_pixels for i in chosen])
-        scarce = _scarce(held, _total_pixels([mask.class_pixels for mask in masks]))
     return DataSplit(
         [region for i, region in enumerate(regions) if i not in chosen],
         [region for i, region in enumerate(regions) if i in chosen],
         f"validation images: {names}",
-        scarce,
     )
 
 
@@ -94,8 +100,12 @@ def _strip(pair: ImagePair, val_fraction: float, patch: int, side: str) -> tuple
     return train, validation, f"the {side} {strip} {'rows' if along_rows else 'columns'}"
 
 
-def _class_counts(mask: MaskInfo, region: Region) -> dict[int, int]:
-    """Labelled pixels per class id in ``region`` of ``mask``, read a strip at a time."""
+def _region_counts(region: Region) -> dict[int, int]:
+    """Labelled pixels per class id in ``region`` (a whole image's are known from its mask check)."""
+    mask = region.pair.mask
+    assert mask is not None, "class counts need a mask"
+    if (region.height, region.width) == (mask.raster.height, mask.raster.width):
+        return mask.class_pixels
     totals = np.zeros(IGNORE_INDEX + 1, dtype=np.int64)
     with open_raster(mask.raster.path) as dataset:
         for row in range(region.row, region.row + region.height, MASK_SCAN_ROWS):

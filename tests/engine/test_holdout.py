@@ -11,7 +11,7 @@ from engine.datasets import ImagePair, find_training_data
 from engine.progress import RecordingReporter
 from engine.training import train
 from engine.training.config import TrainConfig
-from engine.training.holdout import split_validation
+from engine.training.holdout import scarce_classes, split_validation
 from tests.rasters import ONE_TINY_EPOCH, write_training_set
 
 
@@ -32,14 +32,14 @@ def test_one_images_strip_lies_where_asked_and_names_a_class_it_lacks(tmp_path: 
     (pair,) = _pairs(write_training_set(tmp_path, {"scene": _scene(mask)}))
     usual = split_validation([pair], 0.2, 16, seed=0)
     assert usual.description == "validation: the bottom 24 rows of scene.tif"
-    assert usual.scarce_classes == (1,)
+    assert scarce_classes(usual) == (1,)
 
     left = split_validation([pair], 0.2, 16, seed=0, side="left")
     (train,), (validation,) = left.train, left.validation
     assert (validation.col, validation.width, validation.height) == (0, 20, 120)
     assert (train.col, train.width) == (20 + 16 // 4, 100 - 20 - 16 // 4)
     assert left.description == "validation: the left 20 columns of scene.tif"
-    assert left.scarce_classes == ()
+    assert scarce_classes(left) == ()
     assert split_validation([pair], 0.2, 16, seed=0, side="top").validation[0].row == 0
 
 
@@ -50,7 +50,7 @@ def test_a_strip_with_a_fair_share_of_every_class_is_not_flagged(tmp_path: Path)
     mask[20:80, 0:4] = 1
     mask[80:100, 0:2] = 1
     (pair,) = _pairs(write_training_set(tmp_path, {"scene": _scene(mask)}))
-    assert split_validation([pair], 0.2, 16, seed=0).scarce_classes == ()
+    assert scarce_classes(split_validation([pair], 0.2, 16, seed=0)) == ()
 
 
 def test_held_out_images_without_the_rare_class_are_flagged(tmp_path: Path) -> None:
@@ -63,7 +63,7 @@ def test_held_out_images_without_the_rare_class_are_flagged(tmp_path: Path) -> N
         split = split_validation(pairs, 0.2, 16, seed)
         held = [region.pair.image.path.stem for region in split.validation]
         assert len(held) == 2
-        assert (split.scarce_classes == (1,)) is not any(name.startswith("rare") for name in held), held
+        assert (scarce_classes(split) == (1,)) is not any(name.startswith("rare") for name in held), held
 
 
 def test_the_warning_names_the_class_validation_lacks(tmp_path: Path) -> None:
