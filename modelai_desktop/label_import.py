@@ -27,12 +27,12 @@ from engine.labels.store import LabelClass
 from engine.labels.vector_file import LabelLayerInfo
 from engine.models.file import read_metadata
 from modelai_desktop.async_tasks import BackgroundTasks
+from modelai_desktop.model_library import OPEN_MODEL_FILTER
 from modelai_desktop.widgets.label_import_dialog import ImportChoice, ask_import
 
 if TYPE_CHECKING:
     from modelai_desktop.pages.label_page import LabelPage
 
-MODEL_FILTER = "ModelAI models (*.safetensors)"
 IMPORT_FILTER = (
     "Labels (*.gpkg *.shp *.zip *.geojson *.json *.fgb *.tif *.tiff);;"
     "Polygons (*.gpkg *.shp *.zip *.geojson *.json *.fgb);;Mask GeoTIFF on the raster's grid (*.tif *.tiff)"
@@ -140,7 +140,7 @@ class LabelImporter(QObject):
     def choose_model_classes(self) -> None:
         """The dialog for a model whose classes to take (a plain slot, so its modal loop is safe)."""
         name, _ = QFileDialog.getOpenFileName(
-            self._page, "Classes from a model", str(self._home / "models"), MODEL_FILTER
+            self._page, "Classes from a model", str(self._home / "models"), OPEN_MODEL_FILTER
         )
         if name:
             self._tasks.start(self.take_model_classes(Path(name)), name="label-model-classes")

@@ -41,6 +41,7 @@ from engine.training.config import TrainConfig
 from modelai_desktop import file_dialogs
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.interrupted import InterruptedBanner, find_interrupted
+from modelai_desktop.model_library import MODEL_SUFFIX
 from modelai_desktop.pages.data_page import DataPage
 from modelai_desktop.pages.jobs_page import JobsPage
 from modelai_desktop.pages.label_page import LabelPage
@@ -57,7 +58,6 @@ log = logging.getLogger(__name__)
 DEFAULT_SIZE = QSize(1280, 820)
 SCREEN_FRACTION = 0.9
 STATUS_TIMEOUT_MS = 15_000
-MODEL_SUFFIX = ".safetensors"
 FINISHING_TEXT = "Finishing: stopping {jobs} after the current step; ModelAI closes then…"
 NAVIGATION_WIDTH = 130
 

@@ -11,12 +11,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QFile, Qt, QUrl, Signal
+from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QColor, QDesktopServices, QDragEnterEvent, QDropEvent, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -36,49 +33,32 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import EngineError, OutputError
-from engine.models.file import read_metadata, update_metadata
-from engine.models.metadata import ClassInfo, ModelMetadata
-from engine.training.config import checkpoint_dir_of_model
+from engine.models.file import update_metadata
+from engine.models.metadata import ClassInfo
 from modelai_desktop import file_dialogs
 from modelai_desktop.async_tasks import BackgroundTasks
+from modelai_desktop.model_library import (
+    MODEL_SUFFIX,
+    OPEN_MODEL_FILTER,
+    ModelEntry,
+    delete_model_files,
+    model_files,
+    read_entry,
+    rename_model_file,
+)
 from modelai_desktop.pages.onnx_export import OnnxExportAction
 from modelai_desktop.widgets.message_banner import MessageBanner
 from modelai_desktop.widgets.model_details import TASK_NAMES, ModelDetails
 
 log = logging.getLogger(__name__)
 
-MODEL_SUFFIX = ".safetensors"
-MODEL_FILTER = "ModelAI models (*.safetensors);;All files (*)"
 COLUMNS = ("Model", "Task", "Created")
 INVALID_TASK = "unreadable"
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """A listed model file: its metadata, or why it cannot be read."""
-
-    path: Path
-    metadata: ModelMetadata | None
-    error: str = ""
-
-
-def read_entry(path: Path) -> ModelEntry:
-    """Reads one model's metadata (header only); a bad file becomes an entry that says why."""
-    try:
-        return ModelEntry(path, read_metadata(path))
-    except EngineError as exc:
-        return ModelEntry(path, None, str(exc))
 
 
 def color_dialog_title(info: ClassInfo) -> str:
     """The colour dialog's title: the class by its name, with its id when the name is the default."""
     return f"Colour of {info.name}" if info.name.startswith("class ") else f"Colour of class “{info.name}”"
-
-
-def model_files(folder: Path, opened: Sequence[Path]) -> list[Path]:
-    """The models in ``folder`` (newest first) followed by the opened files that are elsewhere."""
-    found = sorted(folder.glob(f"*{MODEL_SUFFIX}"), key=lambda path: path.stat().st_mtime, reverse=True)
-    return list(dict.fromkeys([*found, *(path for path in opened if path.is_file())]))
 
 
 class ModelsPage(QWidget):
@@ -216,7 +196,7 @@ class ModelsPage(QWidget):
         return self._tasks.start(self.reload(select=path), name="open-model")
 
     def choose_model_file(self) -> None:
-        path = file_dialogs.open_file(self, "Open a model", MODEL_FILTER)
+        path = file_dialogs.open_file(self, "Open a model", OPEN_MODEL_FILTER)
         if path:
             self.open_model(path)
 
@@ -237,48 +217,14 @@ class ModelsPage(QWidget):
         return self._save_classes(classes)
 
     def rename_model(self, path: Path, new_name: str) -> Path:
-        """Renames a model file within its folder, with its checkpoints folder; returns the new path.
-
-        The checkpoints move too, so a later run that takes the old name never finds them.
-
-        Raises:
-            OutputError: the name is empty or holds a folder, or a file (or checkpoints folder) of
-                that name exists.
-        """
-        stem = new_name.strip().removesuffix(MODEL_SUFFIX)
-        if not stem or Path(stem).name != stem:
-            raise OutputError(f"{new_name!r} is not a file name; give a name without folders.")
-        target = path.with_name(stem + MODEL_SUFFIX)
-        checkpoints, target_checkpoints = checkpoint_dir_of_model(path), checkpoint_dir_of_model(target)
-        for taken in (target, target_checkpoints):
-            if taken.exists():
-                raise OutputError(f"{taken} already exists; choose another name.")
-        try:
-            path.rename(target)
-            if checkpoints.is_dir():
-                checkpoints.rename(target_checkpoints)
-        except OSError as exc:
-            raise OutputError(f"Cannot rename {path}: {exc.strerror}.") from exc
+        """Renames a model and its checkpoints (`rename_model_file`); an opened file stays listed."""
+        target = rename_model_file(path, new_name)
         self._opened = [target if item == path else item for item in self._opened]
         return target
 
     def delete_model(self, path: Path) -> None:
-        """Moves a model file and its checkpoints folder to the trash where the system has one, else
-        deletes them.
-
-        Raises:
-            OutputError: the file or folder cannot be removed.
-        """
-        checkpoints = checkpoint_dir_of_model(path)
-        for item in (path, checkpoints):
-            if item.exists() and not QFile.moveToTrash(str(item)):
-                try:
-                    if item.is_dir():
-                        shutil.rmtree(item)
-                    else:
-                        item.unlink()
-                except OSError as exc:
-                    raise OutputError(f"Cannot delete {item}: {exc.strerror}.") from exc
+        """Moves a model and its checkpoints to the trash, or deletes them (`delete_model_files`)."""
+        delete_model_files(path)
         self._opened = [item for item in self._opened if item != path]
 
     def ask_rename(self) -> None:

@@ -34,12 +34,12 @@ from engine.inference.predict import PredictionResult
 from engine.jobs.runner import JobOutcome
 from engine.jobs.specs import PredictSpec
 from engine.models.file import read_metadata
-from engine.models.metadata import ModelMetadata
 from engine.rasters.read import RasterInfo
 from modelai_desktop import file_dialogs
 from modelai_desktop.async_tasks import BackgroundTasks
+from modelai_desktop.model_library import OPEN_MODEL_FILTER
 from modelai_desktop.widgets.message_banner import MessageBanner
-from modelai_desktop.widgets.model_details import TASK_NAMES
+from modelai_desktop.widgets.model_details import describe_model
 from modelai_desktop.widgets.pinned_column import pinned_column
 from modelai_desktop.widgets.predict_options import PredictOptionsForm
 from modelai_desktop.widgets.progress_panel import ProgressPanel, format_duration
@@ -49,7 +49,6 @@ from modelai_desktop.widgets.raster_view import RasterView
 from modelai_desktop.widgets.result_legend import ResultLayer, ResultLegend, render_result
 from modelai_desktop.workers import JobRegistry, JobWorker
 
-MODEL_FILTER = "ModelAI models (*.safetensors);;All files (*)"
 NO_MODEL_TEXT = "No model chosen. Choose a .safetensors file, or drop one on the window."
 EMPTY_PREVIEW_TEXT = "Add rasters on the Data page or with “Add files…”, then select them here."
 DEFAULT_OPACITY = 60
@@ -65,23 +64,6 @@ def default_output_dir(home: Path) -> Path:
     while candidate.exists():
         candidate, suffix = base.with_name(f"{base.name}-{suffix}"), suffix + 1
     return candidate
-
-
-def describe_model(path: Path, metadata: ModelMetadata) -> str:
-    """Rich text: task, architecture, bands and classes (with their colours) or the threshold."""
-    bands = ", ".join(map(str, metadata.bands))
-    lines = [
-        f"<b>{path.name}</b>",
-        f"{TASK_NAMES.get(metadata.task, metadata.task)} · {metadata.architecture}"
-        f" · patch {metadata.patch_size}",
-        f"Bands {bands} of {metadata.input_dtype}",
-    ]
-    if metadata.classes:
-        chips = " ".join(f"<span style='color:{c.color}'>■</span>&nbsp;{c.name}" for c in metadata.classes)
-        lines.append(f"Classes: {chips}")
-    if metadata.anomaly and "threshold" in metadata.anomaly:
-        lines.append(f"Anomaly threshold {float(metadata.anomaly['threshold']):.4g}")
-    return "<br>".join(lines)
 
 
 class PredictPage(QWidget):
@@ -264,7 +246,7 @@ class PredictPage(QWidget):
 
     def choose_model(self) -> None:
         start = self._model_path.parent if self._model_path else self._home / "models"
-        path = file_dialogs.open_file(self, "Choose a model", MODEL_FILTER, start)
+        path = file_dialogs.open_file(self, "Choose a model", OPEN_MODEL_FILTER, start)
         if path:
             self.set_model(path)
 

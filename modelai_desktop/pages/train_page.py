@@ -34,6 +34,7 @@ from engine.labels.vector_file import FORMATS_TEXT
 from engine.training.config import TrainConfig
 from modelai_desktop.async_tasks import BackgroundTasks
 from modelai_desktop.interrupted import plan_resume
+from modelai_desktop.model_library import MODEL_SUFFIX
 from modelai_desktop.train_jobs import TrainJobs
 from modelai_desktop.training_data import EpochPlan, PairingReport, plan_epoch
 from modelai_desktop.training_data_check import TrainingDataCheck
@@ -49,7 +50,6 @@ from modelai_desktop.workers import JobRegistry
 log = logging.getLogger(__name__)
 
 SEGMENTATION, ANOMALY = "segmentation", "anomaly"
-MODEL_SUFFIX = ".safetensors"
 LEFT_PANEL_WIDTH = 500
 # The least the setup column may be given, so that the page fits a 1024 × 700 screen beside the
 # run's curves; its content wraps or scrolls vertically below that, never sideways.

@@ -32,6 +32,8 @@ from modelai_desktop.widgets.progress_panel import format_duration
 
 ID_COLUMN, COLOR_COLUMN, NAME_COLUMN = range(3)
 TASK_NAMES = {"segmentation": "Segmentation", "anomaly": "Anomaly detection"}
+
+
 LOSS_PLOT_HEIGHT = 380
 NO_MODEL_TEXT = "Select a model in the list, or open a model file."
 
@@ -59,6 +61,23 @@ def metric_lines(metrics: Mapping[str, float], classes: Sequence[ClassInfo] = ()
             )
         )
     return lines
+
+
+def describe_model(path: Path, metadata: ModelMetadata) -> str:
+    """Rich text: task, architecture, bands and classes (with their colours) or the threshold."""
+    bands = ", ".join(map(str, metadata.bands))
+    lines = [
+        f"<b>{path.name}</b>",
+        f"{TASK_NAMES.get(metadata.task, metadata.task)} · {metadata.architecture}"
+        f" · patch {metadata.patch_size}",
+        f"Bands {bands} of {metadata.input_dtype}",
+    ]
+    if metadata.classes:
+        chips = " ".join(f"<span style='color:{c.color}'>■</span>&nbsp;{c.name}" for c in metadata.classes)
+        lines.append(f"Classes: {chips}")
+    if metadata.anomaly and "threshold" in metadata.anomaly:
+        lines.append(f"Anomaly threshold {float(metadata.anomaly['threshold']):.4g}")
+    return "<br>".join(lines)
 
 
 class ClassTable(QTableWidget):

@@ -30,11 +30,11 @@ from engine.device import describe_device
 from engine.errors import DatasetError
 from engine.training.config import TrainConfig
 from modelai_desktop import file_dialogs
+from modelai_desktop.model_library import MODEL_SUFFIX, SAVE_MODEL_FILTER
 
 GIB = 1024**3
 PATCH_STEP = 16
 PATCHES_PER_EPOCH_STEP = 8
-MODEL_FILTER = "ModelAI models (*.safetensors)"
 
 
 def config_default(name: str) -> Any:
@@ -238,9 +238,9 @@ class TrainSettingsForm(QWidget):
     def choose_output(self) -> None:
         """The Save As dialog (a plain slot, so its modal loop never runs inside a coroutine)."""
         current = self.output_path()
-        path = file_dialogs.save_file(self, "Save the model as", MODEL_FILTER, current)
+        path = file_dialogs.save_file(self, "Save the model as", SAVE_MODEL_FILTER, current)
         if path:
-            self.output.setText(str(path if path.suffix else path.with_suffix(".safetensors")))
+            self.output.setText(str(path if path.suffix else path.with_suffix(MODEL_SUFFIX)))
 
     def show_config(self, config: TrainConfig) -> None:
         """Shows the settings of an earlier run (one being resumed), so the form says what runs."""
