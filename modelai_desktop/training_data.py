@@ -176,6 +176,7 @@ def plan_epoch(
     patch: int,
     batch_size: int,
     val_fraction: float,
+    val_side: str,
     patches_per_epoch: int | None,
     seed: int,
 ) -> EpochPlan:
@@ -184,6 +185,6 @@ def plan_epoch(
     Raises:
         DatasetError: the data is too small to hold out ``val_fraction`` and still train.
     """
-    split = split_validation(pairs, val_fraction, patch, seed)
+    split = split_validation(pairs, val_fraction, patch, seed, val_side)
     patches = patches_per_epoch or default_patches_per_epoch(split.train, patch, batch_size)
     return EpochPlan(patches, -(-patches // batch_size), split.description)

@@ -321,6 +321,7 @@ class TrainPage(QWidget):
             config.patch,
             config.batch_size,
             config.val_fraction,
+            config.val_side,
             config.patches_per_epoch,
             config.seed,
         )

@@ -34,6 +34,14 @@ from modelai_desktop.model_library import MODEL_SUFFIX, SAVE_MODEL_FILTER
 
 GIB = 1024**3
 PATCH_STEP = 16
+# The sides of a single image the validation strip can take (engine.training.holdout.VAL_SIDES).
+VAL_SIDE_CHOICES = (
+    ("at the end (bottom or right)", "end"),
+    ("at the bottom", "bottom"),
+    ("on the right", "right"),
+    ("at the top", "top"),
+    ("on the left", "left"),
+)
 PATCHES_PER_EPOCH_STEP = 8
 
 
@@ -138,6 +146,16 @@ class TrainSettingsForm(QWidget):
             "Share of the data held out to measure the model: whole images when there are several,\n"
             "else a strip of the single image. Never used for training."
         )
+        self.val_side = QComboBox()
+        for label, side in VAL_SIDE_CHOICES:
+            self.val_side.addItem(label, side)
+        self.val_side.setCurrentIndex(self.val_side.findData(config_default("val_side")))
+        self.val_side.setToolTip(
+            "Where the validation strip of a single image lies (the end: the bottom of a tall image,\n"
+            "the right of a wide one). Choose a side that holds its share of every class: a strip\n"
+            "with almost none of a class cannot tell a model that finds it from one that does not.\n"
+            "With several images, whole images are held out instead."
+        )
         # 0 shows as "Auto": the engine's per-task width (TrainConfig.base_width None).
         self.base_width = _spin(0, 128, config_default("base_width") or 0, 4)
         self.base_width.setSpecialValueText("Auto")
@@ -192,7 +210,11 @@ class TrainSettingsForm(QWidget):
         form.addRow("Train for", self.train_for)
         form.addRow("Epochs", self.epochs)
         form.addRow("Learning rate", self.learning_rate)
-        form.addRow("Validation", self.val_percent)
+        validation_row = QHBoxLayout()
+        validation_row.setContentsMargins(0, 0, 0, 0)
+        validation_row.addWidget(self.val_percent)
+        validation_row.addWidget(self.val_side, 1)
+        form.addRow("Validation", validation_row)
         form.addRow("Network width", self.base_width)
         form.addRow("Device", self.device)
         form.addRow("Early stopping", self.patience)
@@ -213,6 +235,7 @@ class TrainSettingsForm(QWidget):
         self.bands.textChanged.connect(self.changed)
         self.output.textChanged.connect(self.changed)
         self.device.currentIndexChanged.connect(self.changed)
+        self.val_side.currentIndexChanged.connect(self.changed)
         self.train_for.currentIndexChanged.connect(self.changed)
         self.augment.toggled.connect(self.changed)
 
@@ -251,6 +274,7 @@ class TrainSettingsForm(QWidget):
         self.train_for.setCurrentIndex(max(0, self.train_for.findData(config.time_budget_s)))
         self.learning_rate.setValue(config.lr)
         self.val_percent.setValue(round(config.val_fraction * 100))
+        self.val_side.setCurrentIndex(max(0, self.val_side.findData(config.val_side)))
         self.base_width.setValue(config.base_width or 0)
         self.set_device(config.device)
         self.patience.setValue(config.patience or 0)
@@ -278,6 +302,7 @@ class TrainSettingsForm(QWidget):
             time_budget_s=self.train_for.currentData(),
             lr=self.learning_rate.value(),
             val_fraction=self.val_percent.value() / 100,
+            val_side=self.val_side.currentData(),
             device=self.device.currentData() or "auto",
             bands=parse_bands(self.bands.text()),
             base_width=self.base_width.value() or None,

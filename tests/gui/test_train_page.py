@@ -208,6 +208,25 @@ def test_the_network_width_is_automatic_until_the_user_sets_one(page, tmp_path):
     assert page.settings.make_config("anomaly", [tmp_path], None).base_width == 24
 
 
+def test_the_validation_side_chosen_is_the_strip_the_estimate_names_and_the_run_holds_out(
+    page, tmp_path, run
+):
+    write_scene(tmp_path, "wide", size=(160, 256), seed=3)
+    page.set_data("segmentation", [tmp_path / "images"], [tmp_path / "masks"])
+    run(page.check_data())
+    page.settings.output.setText(str(tmp_path / "model.safetensors"))
+    assert "validation: the right 51 columns of wide.tif" in page.estimate_label.text()
+
+    page.settings.val_side.setCurrentIndex(page.settings.val_side.findData("top"))
+    assert "validation: the top 32 rows of wide.tif" in page.estimate_label.text()
+    config = page.settings.make_config("segmentation", [tmp_path / "images"], [tmp_path / "masks"])
+    assert config.val_side == "top"
+
+    page.settings.val_side.setCurrentIndex(0)
+    page.settings.show_config(config)
+    assert page.settings.val_side.currentData() == "top"
+
+
 def test_anomaly_training_needs_no_masks(page, scenes, run):
     page.set_data("anomaly", [scenes / "images"])
     report = run(page.check_data())
