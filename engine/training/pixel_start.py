@@ -28,6 +28,8 @@ POOL_CHUNK = 65536
 # The start helps where pixels alone tell the classes apart (bands of a spectrum); where a class is
 # a shape (buildings in one panchromatic band) a per-pixel answer is a poor place to start from.
 MIN_START_IOU = 0.5
+# A class the sampled pixels miss still starts within reach (log 0.01), not at minus infinity.
+MIN_START_SHARE = 0.01
 
 
 def silence_pixel_path(model: nn.Module) -> None:
@@ -37,6 +39,20 @@ def silence_pixel_path(model: nn.Module) -> None:
         with torch.no_grad():
             nn.init.zeros_(model.pixel[-1].weight)
             nn.init.zeros_(model.pixel[-1].bias)
+
+
+def start_from_class_shares(model: nn.Module, classes: torch.Tensor) -> None:
+    """Make the per-pixel path add the log of each class's share of ``classes`` to every pixel, and
+    nothing else: the network starts answering how common each class is, as a detector's prior does.
+
+    A randomly initialised head answers about evenly; on a rare class (buildings, 7 % of the drawn
+    pixels) the first steps then only unlearn false alarms (measured in docs/training_recipe.md).
+    """
+    counts = torch.bincount(classes.cpu(), minlength=model.pixel[-1].bias.numel()).float()
+    shares = (counts / counts.sum()).clamp(min=MIN_START_SHARE)
+    with torch.no_grad():
+        nn.init.zeros_(model.pixel[-1].weight)
+        model.pixel[-1].bias.copy_(torch.log(shares))
 
 
 def pixel_pool(
@@ -90,10 +106,10 @@ def fit_pixel_path(
         f" {time.perf_counter() - started:.1f} s (IoU on them: {found})"
     )
     if min(scores.values()) < MIN_START_IOU:
-        silence_pixel_path(model)
+        start_from_class_shares(model, classes)
         return (
             f"No per-pixel start: the bands alone do not find every class {fitted}, so the U-Net starts"
-            " from scratch and learns the per-pixel path with the rest."
+            " from the class shares of those pixels and learns the per-pixel path with the rest."
         )
     with torch.no_grad():
         nn.init.zeros_(model.head.weight)

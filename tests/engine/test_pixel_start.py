@@ -18,7 +18,13 @@ from engine.models.file import load_model
 from engine.progress import RecordingReporter
 from engine.training import TrainConfig, train
 from engine.training.config import ADDED_LATER, RUNTIME_SETTINGS, settings_hash
-from engine.training.pixel_start import MIN_START_IOU, fit_pixel_path, silence_pixel_path
+from engine.training.pixel_start import (
+    MIN_START_IOU,
+    MIN_START_SHARE,
+    fit_pixel_path,
+    silence_pixel_path,
+    start_from_class_shares,
+)
 from tests.rasters import ONE_TINY_EPOCH, write_training_set
 
 SIDE = 96
@@ -101,8 +107,8 @@ def test_no_labelled_pixel_leaves_the_network_as_it_was() -> None:
 
 
 def test_classes_the_bands_alone_cannot_find_get_no_per_pixel_start() -> None:
-    """Class 1 is a shape (a square), not a colour: the network starts from scratch, and the path
-    adds nothing until it learns along with the U-Net."""
+    """Class 1 is a shape (a square), not a colour: the U-Net starts from scratch, and the path
+    only adds each class's share of the sampled pixels (a prior) until it learns along with it."""
     rng = np.random.default_rng(0)
     patches = spectral_patches(rng, 4)
     for patch in patches:
@@ -114,7 +120,16 @@ def test_classes_the_bands_alone_cannot_find_get_no_per_pixel_start() -> None:
     assert note is not None and note.startswith("No per-pixel start: the bands alone do not find every class")
     assert float(re.search(r"roof (\d\.\d\d)", note).group(1)) < MIN_START_IOU, note
     assert torch.equal(model.head.weight, head)
-    assert not model.pixel(patches[0]["image"][None]).any()
+    answer = model.pixel(patches[0]["image"][None])[0]
+    shares = torch.tensor([0.75, 0.25])  # the square covers a quarter of every patch
+    assert torch.allclose(answer, shares.log()[:, None, None].expand_as(answer))
+
+
+def test_a_class_the_sampled_pixels_miss_starts_within_reach() -> None:
+    model = build_model("unet", {**SMALL_UNET, "num_classes": 3, "pixel_width": 8})
+    start_from_class_shares(model, torch.tensor([0] * 90 + [1] * 10))
+    assert torch.allclose(model.pixel[-1].bias, torch.tensor([0.9, 0.1, MIN_START_SHARE]).log())
+    assert not model.pixel[-1].weight.any()
 
 
 def test_a_fine_tuned_model_keeps_its_answer_until_its_new_pixel_path_learns() -> None:
