@@ -161,7 +161,7 @@ def train(
             "warning",
             f"The validation part ({split.description}) holds little or none of {named} (under a "
             "quarter of its share of the data), so the best epoch is chosen on few of its pixels. "
-            "Hold out another side (--val-side; on the Train page, Validation), add an image that holds "
+            "Hold out another side (--val-side; on the Train page, Validation side), add an image that holds "
             "it, or label more of it.",
         )
     pin = device.type == "cuda"

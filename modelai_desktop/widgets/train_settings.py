@@ -36,11 +36,11 @@ GIB = 1024**3
 PATCH_STEP = 16
 # The sides of a single image the validation strip can take (engine.training.holdout.VAL_SIDES).
 VAL_SIDE_CHOICES = (
-    ("at the end (bottom or right)", "end"),
-    ("at the bottom", "bottom"),
-    ("on the right", "right"),
-    ("at the top", "top"),
-    ("on the left", "left"),
+    ("End (bottom or right)", "end"),
+    ("Bottom", "bottom"),
+    ("Right", "right"),
+    ("Top", "top"),
+    ("Left", "left"),
 )
 PATCHES_PER_EPOCH_STEP = 8
 
@@ -210,11 +210,8 @@ class TrainSettingsForm(QWidget):
         form.addRow("Train for", self.train_for)
         form.addRow("Epochs", self.epochs)
         form.addRow("Learning rate", self.learning_rate)
-        validation_row = QHBoxLayout()
-        validation_row.setContentsMargins(0, 0, 0, 0)
-        validation_row.addWidget(self.val_percent)
-        validation_row.addWidget(self.val_side, 1)
-        form.addRow("Validation", validation_row)
+        form.addRow("Validation", self.val_percent)
+        form.addRow("Validation side", self.val_side)
         form.addRow("Network width", self.base_width)
         form.addRow("Device", self.device)
         form.addRow("Early stopping", self.patience)
