@@ -29,7 +29,7 @@ from engine.training.holdout import VAL_SIDES
 
 DEFAULTS = {field.name: field.default for field in fields(TrainConfig)}
 # What is learnt (everything but the task, where things are and how they run), as option names.
-LEARNING_OPTIONS = tuple(name for name in DEFAULTS if name not in (*RUNTIME_SETTINGS, "task", "augment"))
+LEARNING_OPTIONS = tuple(name for name in DEFAULTS if name not in (*RUNTIME_SETTINGS, "task"))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -192,7 +192,12 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patches-per-epoch", type=int, help="default: from the data area")
     parser.add_argument("--schedule", choices=SCHEDULES, help=f"default {DEFAULTS['schedule']}")
     parser.add_argument("--patience", type=int, help="stop after this many epochs without improvement")
-    parser.add_argument("--no-augment", action="store_true", help="no random flips and rotations")
+    parser.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        help="random flips and quarter turns of each patch: for models meant for other scenes; they"
+        f" cost quality within one scene, whose shadows all fall one way (default {DEFAULTS['augment']})",
+    )
     parser.add_argument("--checkpoint-dir", type=Path, help="default: <output stem>.checkpoints/")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     parser.add_argument("--nodata", type=float, metavar="VALUE", help=NODATA_HELP)
@@ -224,8 +229,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     them, a resumed one (``--resume``) the checkpoint's values, so the job records what really runs.
     """
     given = {name: getattr(args, name) for name in LEARNING_OPTIONS if getattr(args, name, None) is not None}
-    if args.no_augment:
-        given["augment"] = False
     command = {
         "task": args.task,
         "images": [args.images],

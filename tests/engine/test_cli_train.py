@@ -184,7 +184,7 @@ def test_resume_runs_the_checkpoints_settings_and_records_them(
     output = tmp_path / "unet.safetensors"
     train = scene_dir / "train"
     command = ["train", "segmentation", str(train / "images"), str(train / "masks"), "-o", str(output)]
-    chosen = ["--bands", "1,2,3", "--patience", "5", "--class-names", "a,b,c,d"]
+    chosen = ["--bands", "1,2,3", "--patience", "5", "--class-names", "a,b,c,d", "--augment"]
     assert main([*command, *TINY, *chosen]) == 0
     checkpoint = str(tmp_path / "unet.checkpoints" / "last.ckpt")
     resume = [*command, "--resume", checkpoint, "--overwrite"]
@@ -193,6 +193,8 @@ def test_resume_runs_the_checkpoints_settings_and_records_them(
     assert main([*resume, "--lr", "0.5", "--patch", "32"]) == 2
     refusal = capsys.readouterr().err
     assert "--patch is 32 here but 64 in the checkpoint; --lr is 0.5 here but 0.01" in refusal
+    assert main([*resume, "--no-augment"]) == 2
+    assert "--augment is False here but True in the checkpoint" in capsys.readouterr().err
     assert main([*resume, "--epochs", "3"]) == 0
     assert "after epoch 2 of 3" in capsys.readouterr().err
     with open_store(isolated_home) as store:
@@ -201,4 +203,5 @@ def test_resume_runs_the_checkpoints_settings_and_records_them(
     ran = {name: resumed.spec[name] for name in ("epochs", "lr", "patch", "batch_size", "patience")}
     assert ran == {"epochs": 3, "lr": 0.01, "patch": 64, "batch_size": 8, "patience": 5}
     assert (resumed.spec["bands"], resumed.spec["class_names"]) == ([1, 2, 3], ["a", "b", "c", "d"])
+    assert resumed.spec["augment"] is True, "augmentation, off by default, stays on as the checkpoint had it"
     assert first.spec["epochs"] == 2
