@@ -11,6 +11,10 @@ layout, plain cross-entropy, Adam.
 
     python benchmarks/bench_training.py                      # 3 rounds of 192 patches each way
     python benchmarks/bench_training.py --rounds 1 --patches 96
+
+It also prints the floor under any fp32 loop on this CPU: the floating-point operations of one
+training step of this network (counted by torch's FlopCounterMode) at the rate this CPU multiplies
+large matrices, so that a ratio short of a target can be told apart from a loop that wastes time.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from engine.device import autocast_dtype, cpu_runs_bf16_natively, describe_cpu_vectors
 from engine.models import build_model
@@ -88,6 +93,26 @@ def prototype(patches: int) -> float:
     return steps * 4 / seconds
 
 
+def step_flops(in_channels: int, classes: int, batch_size: int) -> int:
+    """Floating-point operations of one training step (forward and backward) on ``batch_size`` patches."""
+    model = build_model("unet", {"in_channels": in_channels, "num_classes": classes, **NETWORK})
+    image = torch.zeros(batch_size, in_channels, PATCH, PATCH)
+    target = torch.zeros(batch_size, PATCH, PATCH, dtype=torch.long)
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(image), target).backward()
+    return counter.get_total_flops()
+
+
+def matrix_rate(size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of this CPU on large fp32 matrix products: what its best convolution kernels approach."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - started)
+
+
 class _RateReporter(NullReporter):
     def __init__(self) -> None:
         self.rate = 0.0
@@ -125,7 +150,7 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--patches", type=int, default=192)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--child", choices=("prototype", "modelai"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -155,6 +180,14 @@ def main() -> None:
     ratios = [m / p for m, p in zip(rates["modelai"], rates["prototype"], strict=True)]
     print(f"modelai / prototype patches/s, per round: {', '.join(f'{r:.2f}' for r in ratios)}; "
           f"median {statistics.median(ratios):.2f}")  # fmt: skip
+    with open_raster(scene() / "images" / "scene.tif") as dataset:
+        bands = dataset.count
+    flops = step_flops(bands, len(CLASS_NAMES), 4) / 4
+    rate = matrix_rate()
+    ceiling = rate / flops
+    print(f"one patch's training step: {flops / 1e9:.2f} GFLOP; large fp32 matrix products on this CPU: "
+          f"{rate / 1e9:.1f} GFLOP/s, so no fp32 loop exceeds {ceiling:.1f} patches/s "
+          f"({ceiling / statistics.median(rates['prototype']):.2f}x the prototype's median)")  # fmt: skip
 
 
 if __name__ == "__main__":
