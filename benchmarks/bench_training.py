@@ -38,7 +38,7 @@ from engine.device import autocast_dtype, cpu_runs_bf16_natively, describe_cpu_v
 from engine.models import build_model
 from engine.progress import NullReporter, ProgressEvent
 from engine.rasters.read import open_raster
-from engine.synthetic import CLASS_NAMES, write_scene
+from engine.synthetic import BANDS, CLASS_NAMES, write_scene
 from engine.training import TrainConfig, train
 
 CACHE = Path(os.environ.get("MODELAI_BENCH_CACHE", Path.home() / ".cache" / "modelai-bench"))
@@ -93,11 +93,11 @@ def prototype(patches: int) -> float:
     return steps * 4 / seconds
 
 
-def step_flops(in_channels: int, classes: int, batch_size: int) -> int:
-    """Floating-point operations of one training step (forward and backward) on ``batch_size`` patches."""
+def patch_flops(in_channels: int, classes: int) -> int:
+    """Floating-point operations of training on one patch (forward and backward; linear in the batch)."""
     model = build_model("unet", {"in_channels": in_channels, "num_classes": classes, **NETWORK})
-    image = torch.zeros(batch_size, in_channels, PATCH, PATCH)
-    target = torch.zeros(batch_size, PATCH, PATCH, dtype=torch.long)
+    image = torch.zeros(1, in_channels, PATCH, PATCH)
+    target = torch.zeros(1, PATCH, PATCH, dtype=torch.long)
     with FlopCounterMode(display=False) as counter:
         F.cross_entropy(model(image), target).backward()
     return counter.get_total_flops()
@@ -180,9 +180,7 @@ def main() -> None:
     ratios = [m / p for m, p in zip(rates["modelai"], rates["prototype"], strict=True)]
     print(f"modelai / prototype patches/s, per round: {', '.join(f'{r:.2f}' for r in ratios)}; "
           f"median {statistics.median(ratios):.2f}")  # fmt: skip
-    with open_raster(scene() / "images" / "scene.tif") as dataset:
-        bands = dataset.count
-    flops = step_flops(bands, len(CLASS_NAMES), 4) / 4
+    flops = patch_flops(BANDS, len(CLASS_NAMES))
     rate = matrix_rate()
     ceiling = rate / flops
     print(f"one patch's training step: {flops / 1e9:.2f} GFLOP; large fp32 matrix products on this CPU: "
