@@ -38,6 +38,7 @@ from bench_training import naive_training
 from rasterio.features import rasterize
 from rasterio.windows import Window
 
+from engine.cli.train import DEFAULTS
 from engine.datasets import find_training_data
 from engine.inference.predict import PredictOptions, predict_raster
 from engine.models import build_model
@@ -144,8 +145,8 @@ def modelai_iou(
 def default_training_part(paths: dict[str, Path]) -> tuple[slice, slice]:
     """Rows and columns the default recipe trains on: the training part less its validation strip."""
     pairs = find_training_data([paths["train_images"]], [paths["train_masks"]], NullReporter())
-    defaults = TrainConfig(task="segmentation", images=[], output=Path())
-    region = split_validation(pairs, defaults.val_fraction, defaults.patch, defaults.seed).train[0]
+    split = split_validation(pairs, DEFAULTS["val_fraction"], DEFAULTS["patch"], DEFAULTS["seed"])
+    region = split.train[0]
     return slice(region.row, region.row + region.height), slice(region.col, region.col + region.width)
 
 
