@@ -174,10 +174,7 @@ def predict_many(
     metadata = check_prediction_settings(model_path, options)
     threshold = _threshold(metadata, options, reporter)
     device = resolve_device(options.device)
-    # On a CPU "auto" predicts in fp32: bf16 was slower here, and on CPUs that run it natively its
-    # speed and its class maps have not been measured yet (training does use it there).
-    on_cpu_auto = device.type == "cpu" and options.precision == "auto"
-    autocast = None if on_cpu_auto else autocast_dtype(device, options.precision)
+    autocast = autocast_dtype(device, options.precision)
     for raster_path in raster_paths:
         name = f"model {model_path.name}"
         found = check_compatibility(

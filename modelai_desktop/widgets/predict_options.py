@@ -16,7 +16,7 @@ from engine.models.metadata import ModelMetadata
 PRECISIONS = {
     "Automatic": "auto",
     "32-bit float": "fp32",
-    "bfloat16 (GPU)": "bf16",
+    "bfloat16": "bf16",
     "float16 (GPU)": "fp16",
 }
 TILE_RANGE = (64, 4096)
@@ -44,7 +44,10 @@ class PredictOptionsForm(QWidget):
         self.tile.valueChanged.connect(lambda tile: self.overlap.setMaximum(tile // 2))
         self.precision = QComboBox()
         self.precision.addItems(list(PRECISIONS))
-        self.precision.setToolTip("Automatic uses bfloat16 or float16 on a GPU that supports it")
+        self.precision.setToolTip(
+            "Automatic uses bfloat16 or float16 on a GPU, and bfloat16 on a CPU that runs it natively "
+            "(AVX512-BF16 or AMX); 32-bit float elsewhere"
+        )
         self.probabilities = QCheckBox("Also write class probabilities")
         self.probabilities.setToolTip("One float band per class beside the class mask (larger files)")
         self.custom_threshold = QCheckBox("Custom anomaly threshold")

@@ -18,6 +18,7 @@ from rasterio.transform import Affine, from_origin
 from rasterio.windows import Window
 from torch import nn
 
+from engine.device import cpu_runs_bf16_natively
 from engine.errors import BandMismatchError, JobCancelled, OutputError, RasterError
 from engine.inference.checks import check_compatibility
 from engine.inference.forward import TileForward
@@ -252,7 +253,8 @@ def test_segmentation_outputs_are_georeferenced_cogs_with_legend_and_summary(
     assert summary["area_unit"] == "square metres"
     assert area["area"] == pytest.approx(counts[0] * 100.0, rel=2e-3)
     assert area["area_ha"] == pytest.approx(area["area"] / 1e4)
-    assert (summary["tile"], summary["overlap"], summary["precision"]) == ([112, 112], 32, "fp32")
+    auto = "bf16" if cpu_runs_bf16_natively() else "fp32"
+    assert (summary["tile"], summary["overlap"], summary["precision"]) == ([112, 112], 32, auto)
     assert summary["device"]["kind"] == "cpu" and summary["model"] == str(segmentation_model)
     events = [e for e in reporter.progress if isinstance(e, ProgressEvent)]
     assert events[-1].done == events[-1].total and events[-1].rate_unit == "MPix/s"
@@ -302,7 +304,8 @@ def test_awkward_raster_sizes_match_the_whole_raster_pass(pointwise_model, tmp_p
     rng = np.random.default_rng(height)
     data = rng.integers(4000, 16000, size=(5, height, width), dtype=np.uint16)
     raster = write_raster(tmp_path / "odd.tif", data)
-    options = PredictOptions(tile=64, overlap=16, probabilities=True)
+    # fp32 as the whole-raster pass (auto would take bf16 on a CPU with native bf16).
+    options = PredictOptions(tile=64, overlap=16, probabilities=True, precision="fp32")
     result = predict_raster(pointwise_model, raster, tmp_path / "out", options, NullReporter(), CancelToken())
     tiled = read(result.outputs["probabilities"])
     whole, _ = whole_raster_probabilities(pointwise_model, raster)
@@ -323,7 +326,7 @@ def test_a_raster_within_one_tile_matches_the_whole_raster_pass_with_full_contex
     )  # fmt: skip
     data = np.random.default_rng(7).integers(4000, 16000, size=(5, 40, 30), dtype=np.uint16)
     raster = write_raster(tmp_path / "small.tif", data)
-    options = PredictOptions(tile=64, overlap=16, probabilities=True)
+    options = PredictOptions(tile=64, overlap=16, probabilities=True, precision="fp32")
     result = predict_raster(model, raster, tmp_path / "out", options, NullReporter(), CancelToken())
     whole, _ = whole_raster_probabilities(model, raster)
     np.testing.assert_allclose(read(result.outputs["probabilities"]), whole, rtol=0, atol=1e-4)
@@ -522,17 +525,20 @@ def test_warnings_for_missing_crs_and_a_different_pixel_size(segmentation_model,
         assert output.crs is None
 
 
-def test_bf16_class_maps_agree_with_fp32(segmentation_model, holdout, tmp_path):
+def test_bf16_class_maps_agree_with_fp32_and_auto_picks_by_cpu(segmentation_model, holdout, tmp_path):
     maps = {}
-    for precision in ("fp32", "bf16"):
+    auto = "bf16" if cpu_runs_bf16_natively() else "fp32"
+    for precision in ("fp32", "bf16", "auto"):
         options = PredictOptions(tile=128, precision=precision)
         result = predict_raster(
             segmentation_model, holdout, tmp_path / precision, options, NullReporter(), CancelToken()
         )
-        assert result.summary["precision"] == precision
+        assert result.summary["precision"] == (auto if precision == "auto" else precision)
         maps[precision] = read(result.outputs["classes"])[0]
     valid = maps["fp32"] != 255
     assert (maps["fp32"] == maps["bf16"])[valid].mean() > 0.995
+    # "auto" on a CPU takes bf16 only where it is native (AVX512-BF16 or AMX), as training does.
+    assert np.array_equal(maps["auto"], maps[auto])
 
 
 def test_real_four_band_raster_keeps_its_geography(tmp_path, shared_data):
