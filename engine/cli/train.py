@@ -195,8 +195,9 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--augment",
         action=argparse.BooleanOptionalAction,
-        help="random flips and quarter turns of each patch: for models meant for other scenes; they"
-        f" cost quality within one scene, whose shadows all fall one way (default {DEFAULTS['augment']})",
+        help="random flips and quarter turns of each patch (default: on where the bands alone find every"
+        " class, off where a class is a shape: one scene's shadows all fall one way; give --augment for a"
+        " model meant for other scenes)",
     )
     parser.add_argument("--checkpoint-dir", type=Path, help="default: <output stem>.checkpoints/")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model file")

@@ -39,7 +39,7 @@ from engine.training.config import TrainConfig, checkpoint_path_for, resume_diff
 from engine.training.contract import FitInputs, TrainingTask
 from engine.training.fit import CHECKPOINT_FORMAT, fit
 from engine.training.holdout import scarce_classes, split_validation
-from engine.training.pixel_start import fit_pixel_path, silence_pixel_path
+from engine.training.pixel_start import PixelFit, fit_pixel_path, silence_pixel_path
 from engine.training.sampling import ClassFocus, class_census
 from engine.training.segmentation import SegmentationTask, make_segmentation_task, poorly_learned_warning
 from engine.training.warm_start import warm_start
@@ -139,13 +139,15 @@ def train(
         census = class_census(reader, split.train, len(task.classes))
         focus = ClassFocus(census, split.train, config.patch, config.class_balance)
         task.class_weights = census.loss_weights() if config.class_weights else None
-    train_patches = RandomPatches(reader, split.train, patches_per_epoch, config.seed, config.augment, focus)
+    train_patches = RandomPatches(reader, split.train, patches_per_epoch, config.seed, False, focus)
+    pixel_fit = None
     if resume is None and config.init_model is None and isinstance(task, SegmentationTask):
-        note = fit_pixel_path(
+        pixel_fit = fit_pixel_path(
             model, train_patches, device, task.class_weights, config.seed, [c.name for c in task.classes]
         )
-        if note:
-            reporter.on_message("info", note)
+        if pixel_fit is not None:
+            reporter.on_message("info", pixel_fit.note)
+    train_patches.augment = _augment(config, pixel_fit, resume[0] if resume else None, reporter)
     validation = GridPatches(reader, split.validation)
     reporter.on_message(
         "info",
@@ -182,6 +184,7 @@ def train(
             "data": _data_names(pairs),
             "job_id": job_id,
             "settings_hash": settings_hash(config),
+            "augment": train_patches.augment,
         },
     )
     try:
@@ -206,6 +209,7 @@ def train(
         "validation": split.description,
         "mask_values": describe_mask_values(pairs),
         "patches_per_epoch": patches_per_epoch,
+        "augment": train_patches.augment,
         "seed": config.seed,
         "config": config.to_dict(),
         "library_versions": library_versions(),
@@ -311,6 +315,37 @@ def _normalization(
     if warning:
         reporter.on_message("warning", warning)
     return normalization
+
+
+def _augment(
+    config: TrainConfig, pixel_fit: PixelFit | None, checkpoint: dict[str, Any] | None, reporter: Reporter
+) -> bool:
+    """Whether training patches are flipped and turned at random; ``config.augment`` None decides here.
+
+    Automatically on where the network starts from its per-pixel path: the bands alone find every
+    class, so which way a patch faces tells nothing, and turned patches keep many passes over one
+    small scene from overfitting it (Landsat clouds, 2 minutes on a fast CPU: 0.731 without, 0.781
+    with; docs/training_recipe.md). Off elsewhere: where a class is a shape, its shadow falls one way
+    in a scene, and turned patches cost quality. A resumed run keeps the choice its checkpoint made.
+    """
+    if config.augment is not None:
+        return config.augment
+    if checkpoint is not None:
+        return bool(checkpoint.get("augment", False))
+    if pixel_fit is None:
+        return False
+    reason = (
+        "the bands alone find every class, so orientation tells nothing"
+        if pixel_fit.started
+        else "the bands alone do not find every class, so shapes count, and one scene's shadows fall one way"
+    )
+    state = "on" if pixel_fit.started else "off"
+    reporter.on_message(
+        "info",
+        f"Random flips and quarter turns: {state} ({reason}). To choose: --augment or --no-augment "
+        "(Train page: Flips and turns).",
+    )
+    return pixel_fit.started
 
 
 def _data_names(pairs: list[ImagePair]) -> list[str]:

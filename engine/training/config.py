@@ -93,8 +93,9 @@ class TrainConfig:
     schedule: str = "onecycle"
     warmup_fraction: float = 0.1
     patience: int | None = None
-    # Off: within one scene all shadows fall one way, and turned patches cost quality; on for other scenes.
-    augment: bool = False
+    # None: on where the per-pixel start is kept (the bands alone find every class), else off (one
+    # scene's shadows all fall one way); see engine.training._augment.
+    augment: bool | None = None
     class_balance: float = 0.5
     class_weights: bool = False
     threshold_quantile: float = 0.99

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,15 @@ POOL_CHUNK = 65536
 MIN_START_IOU = 0.5
 # A class the sampled pixels miss still starts within reach (log 0.01), not at minus infinity.
 MIN_START_SHARE = 0.01
+
+
+@dataclass(frozen=True)
+class PixelFit:
+    """Whether the network starts from the fitted per-pixel path (the bands alone find every class),
+    and a line for the user saying which."""
+
+    started: bool
+    note: str
 
 
 def silence_pixel_path(model: nn.Module) -> None:
@@ -76,10 +86,10 @@ def fit_pixel_path(
     class_weights: torch.Tensor | None,
     seed: int,
     class_names: Sequence[str],
-) -> str | None:
+) -> PixelFit | None:
     """Fit ``model.pixel`` on sampled pixels; start from it (``model.head`` zeroed) only if it finds
-    every class, else silence it. A line saying which, or None when the model has no per-pixel path
-    or the patches hold no labelled pixel."""
+    every class, else start from the class shares. None when the model has no per-pixel path or the
+    patches hold no labelled pixel."""
     if getattr(model, "pixel", None) is None:
         return None
     started = time.perf_counter()
@@ -107,14 +117,15 @@ def fit_pixel_path(
     )
     if min(scores.values()) < MIN_START_IOU:
         start_from_class_shares(model, classes)
-        return (
+        return PixelFit(
+            False,
             f"No per-pixel start: the bands alone do not find every class {fitted}, so the U-Net starts"
-            " from the class shares of those pixels and learns the per-pixel path with the rest."
+            " from the class shares of those pixels and learns the per-pixel path with the rest.",
         )
     with torch.no_grad():
         nn.init.zeros_(model.head.weight)
         nn.init.zeros_(model.head.bias)
-    return f"Per-pixel start: fitted {fitted}."
+    return PixelFit(True, f"Per-pixel start: fitted {fitted}.")
 
 
 def pool_ious(path: nn.Module, values: torch.Tensor, classes: torch.Tensor) -> dict[int, float]:

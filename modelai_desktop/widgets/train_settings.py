@@ -15,7 +15,6 @@ from typing import Any
 import torch
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -43,6 +42,8 @@ VAL_SIDE_CHOICES = (
     ("Left", "left"),
 )
 PATCHES_PER_EPOCH_STEP = 8
+# Random flips and quarter turns (TrainConfig.augment: None lets the engine decide from the data).
+AUGMENT_CHOICES = {"Automatic": None, "On": True, "Off": False}
 
 
 def config_default(name: str) -> Any:
@@ -185,12 +186,14 @@ class TrainSettingsForm(QWidget):
             "Random patches drawn per epoch. Auto looks at every training pixel about twice\n"
             "(8 to 64 batches)."
         )
-        self.augment = QCheckBox("Random flips and quarter turns")
-        self.augment.setChecked(config_default("augment"))
+        self.augment = QComboBox()
+        self.augment.addItems(list(AUGMENT_CHOICES))
+        self.set_augment(config_default("augment"))
         self.augment.setToolTip(
-            "Shows each patch flipped or turned at random, so the model does not depend on the\n"
-            "orientation of the scene. Off by default: within one scene all shadows fall one way,\n"
-            "and turned patches cost quality. Turn on for a model meant for other scenes."
+            "Random flips and quarter turns of each patch, so the model does not depend on the\n"
+            "orientation of the scene. Automatic: on where the bands alone find every class (clouds,\n"
+            "water), off where a class is a shape (one scene's shadows all fall one way, and turned\n"
+            "patches cost quality there). On for a model meant for other scenes."
         )
         self.output = QLineEdit()
         self.output.setToolTip("The model file training writes (.safetensors). It must not exist yet.")
@@ -218,7 +221,7 @@ class TrainSettingsForm(QWidget):
         form.addRow("Device", self.device)
         form.addRow("Early stopping", self.patience)
         form.addRow("Patches / epoch", self.patches_per_epoch)
-        form.addRow("Augmentation", self.augment)
+        form.addRow("Flips and turns", self.augment)
         form.addRow("Save model as", output_row)
         for spin in (
             self.patch,
@@ -236,7 +239,7 @@ class TrainSettingsForm(QWidget):
         self.device.currentIndexChanged.connect(self.changed)
         self.val_side.currentIndexChanged.connect(self.changed)
         self.train_for.currentIndexChanged.connect(self.changed)
-        self.augment.toggled.connect(self.changed)
+        self.augment.currentIndexChanged.connect(self.changed)
 
     def set_devices(self, choices: Sequence[tuple[str, str]]) -> None:
         """Fills the device box (see `device_choices`), keeping the chosen device when it is still there."""
@@ -252,6 +255,11 @@ class TrainSettingsForm(QWidget):
         if index >= 0:
             self.device.setCurrentIndex(index)
         return index >= 0
+
+    def set_augment(self, augment: bool | None) -> None:
+        """Shows a TrainConfig.augment value (None: automatic)."""
+        label = next(label for label, value in AUGMENT_CHOICES.items() if value is augment)
+        self.augment.setCurrentText(label)
 
     def output_path(self) -> Path | None:
         text = self.output.text().strip()
@@ -278,7 +286,7 @@ class TrainSettingsForm(QWidget):
         self.set_device(config.device)
         self.patience.setValue(config.patience or 0)
         self.patches_per_epoch.setValue(config.patches_per_epoch or 0)
-        self.augment.setChecked(config.augment)
+        self.set_augment(config.augment)
         self.output.setText(str(config.output))
 
     def make_config(self, task: str, images: list[Path], masks: list[Path] | None) -> TrainConfig:
@@ -307,7 +315,7 @@ class TrainSettingsForm(QWidget):
             base_width=self.base_width.value() or None,
             patches_per_epoch=self.patches_per_epoch.value() or None,
             patience=self.patience.value() or None,
-            augment=self.augment.isChecked(),
+            augment=AUGMENT_CHOICES[self.augment.currentText()],
         )
         config.validate()
         return config

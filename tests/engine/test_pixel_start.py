@@ -80,10 +80,9 @@ def test_the_network_starts_as_the_fitted_pixel_classifier() -> None:
     torch.manual_seed(0)
     model = build_model("unet", {**SMALL_UNET, "pixel_width": 8})
     rng = np.random.default_rng(0)
-    note = fit_pixel_path(model, spectral_patches(rng, 4), CPU, None, 0, NAMES)
-    assert note is not None and note.startswith(
-        "Per-pixel start: fitted on 3,840 labelled pixels of 4 patches"
-    )
+    fit = fit_pixel_path(model, spectral_patches(rng, 4), CPU, None, 0, NAMES)
+    assert fit is not None and fit.started
+    assert fit.note.startswith("Per-pixel start: fitted on 3,840 labelled pixels of 4 patches")
     assert not model.head.weight.any() and not model.head.bias.any()
     (unseen,) = spectral_patches(rng, 1)
     model.eval()
@@ -116,9 +115,10 @@ def test_classes_the_bands_alone_cannot_find_get_no_per_pixel_start() -> None:
         patch["target"][8:24, 8:24] = 1
     model = build_model("unet", {**SMALL_UNET, "pixel_width": 8})
     head = model.head.weight.detach().clone()
-    note = fit_pixel_path(model, patches, CPU, None, 0, ["ground", "roof"])
-    assert note is not None and note.startswith("No per-pixel start: the bands alone do not find every class")
-    assert float(re.search(r"roof (\d\.\d\d)", note).group(1)) < MIN_START_IOU, note
+    fit = fit_pixel_path(model, patches, CPU, None, 0, ["ground", "roof"])
+    assert fit is not None and not fit.started
+    assert fit.note.startswith("No per-pixel start: the bands alone do not find every class")
+    assert float(re.search(r"roof (\d\.\d\d)", fit.note).group(1)) < MIN_START_IOU, fit.note
     assert torch.equal(model.head.weight, head)
     answer = model.pixel(patches[0]["image"][None])[0]
     shares = torch.tensor([0.75, 0.25])  # the square covers a quarter of every patch

@@ -213,6 +213,26 @@ def test_cancelled_run_resumes_where_it_stopped(scene_dir: Path, tmp_path: Path)
     assert longer.history[4]["lr"] > resumed.history[3]["lr"], "the schedule was stretched, not run past"
 
 
+def test_flips_and_turns_follow_the_per_pixel_start_unless_chosen(scene_dir: Path, tmp_path: Path) -> None:
+    """Automatic: on where the bands alone find every class (this spectral scene), and a resumed run
+    keeps the choice its checkpoint made; an explicit choice wins."""
+    config = segmentation_config(scene_dir, tmp_path / "auto.safetensors", epochs=2, patches_per_epoch=16)
+    cancel = CancelToken()
+    reporter = CancellingReporter(cancel, lambda event: isinstance(event, EpochEvent) and event.epoch == 1)
+    with pytest.raises(JobCancelled):
+        train(config, reporter, cancel)
+    said = [text for _, text in reporter.messages if text.startswith("Random flips and quarter turns")]
+    assert said == [
+        "Random flips and quarter turns: on (the bands alone find every class, so orientation tells "
+        "nothing). To choose: --augment or --no-augment (Train page: Flips and turns)."
+    ]
+    assert load_checkpoint(checkpoint_path_for(config))["augment"] is True
+    resumed = train(replace(config, resume=checkpoint_path_for(config)))
+    assert resumed.epochs_run == 2 and resumed.metadata.training["augment"] is True
+    chosen = train(replace(config, output=tmp_path / "off.safetensors", augment=False))
+    assert chosen.metadata.training["augment"] is False
+
+
 def test_cancel_during_an_epoch_leaves_a_loadable_checkpoint(scene_dir: Path, tmp_path: Path) -> None:
     config = segmentation_config(scene_dir, tmp_path / "cut.safetensors", epochs=3, patches_per_epoch=32)
     cancel = CancelToken()

@@ -1,4 +1,4 @@
-"""The Train page's settings form: the "Train for" time budget."""
+"""The Train page's settings form: the "Train for" time budget, flips and turns."""
 
 from __future__ import annotations
 
@@ -25,3 +25,22 @@ def test_train_for_sets_a_time_budget_and_replaces_the_epochs(qtbot, tmp_path: P
     assert form.train_for.currentText() == "Until done" and form.epochs.isEnabled()
     form.show_config(replace(config, time_budget_s=3600.0))
     assert form.train_for.currentText() == "1 h"
+
+
+def test_flips_and_turns_are_automatic_unless_chosen(qtbot, tmp_path: Path) -> None:
+    form = TrainSettingsForm()
+    qtbot.addWidget(form)
+    form.output.setText(str(tmp_path / "m.safetensors"))
+    images, masks = [tmp_path / "images"], [tmp_path / "masks"]
+    assert form.augment.currentText() == "Automatic"
+    config = form.make_config("segmentation", images, masks)
+    assert config.augment is None, "the engine decides from the per-pixel start"
+
+    changed: list[None] = []
+    form.changed.connect(lambda: changed.append(None))
+    form.augment.setCurrentText("Off")
+    assert changed and form.make_config("segmentation", images, masks).augment is False
+    form.show_config(replace(config, augment=True))
+    assert form.augment.currentText() == "On"
+    form.show_config(config)
+    assert form.augment.currentText() == "Automatic"
