@@ -32,6 +32,8 @@ from tests.engine.test_labels import scribble
 
 JOB_STOP_MS = 10_000
 TRAINING_TIMEOUT_S = 480
+# Longer than the 10 ms pyqtgraph waits between the mouse moves it delivers (see drag).
+MOVE_INTERVAL_MS = 15
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -64,12 +66,14 @@ def screen_point(page: LabelPage, col: float, row: float) -> QPoint:
 
 
 def drag(page: LabelPage, start: tuple[float, float], end: tuple[float, float], steps: int = 12) -> None:
-    """A left-button drag from ``start`` to ``end`` (column, row in raster pixels)."""
+    """A left-button drag from ``start`` to ``end`` (column, row in raster pixels), paced as a hand
+    moves: pyqtgraph drops mouse moves that come within 10 ms of the last one (its mouseRateLimit),
+    so on a fast CPU an unpaced drag reaches it as a click."""
     viewport = page.canvas.graphics.viewport()
     first, last = screen_point(page, *start), screen_point(page, *end)
     QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, first)
     for step in range(1, steps + 1):
-        QTest.mouseMove(viewport, first + (last - first) * (step / steps))
+        QTest.mouseMove(viewport, first + (last - first) * (step / steps), MOVE_INTERVAL_MS)
     QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, last)
 
 
