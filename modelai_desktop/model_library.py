@@ -44,8 +44,18 @@ def read_entry(path: Path) -> ModelEntry:
 
 
 def model_files(folder: Path, opened: Sequence[Path]) -> list[Path]:
-    """The models in ``folder`` (newest first) followed by the opened files that are elsewhere."""
-    found = sorted(folder.glob(f"*{MODEL_SUFFIX}"), key=lambda path: path.stat().st_mtime, reverse=True)
+    """The models in ``folder`` (newest first) followed by the opened files that are elsewhere.
+
+    A file that goes while the folder is read (renamed or deleted meanwhile, a dangling link) is
+    left out: the list is re-read after every such change, and a listing must not fail on it.
+    """
+    dated = []
+    for path in folder.glob(f"*{MODEL_SUFFIX}"):
+        try:
+            dated.append((path.stat().st_mtime, path))
+        except FileNotFoundError:
+            continue
+    found = [path for _, path in sorted(dated, key=lambda item: item[0], reverse=True)]
     return list(dict.fromkeys([*found, *(path for path in opened if path.is_file())]))
 
 

@@ -141,6 +141,13 @@ def test_an_opened_model_from_elsewhere_and_a_damaged_file_are_both_listed(page,
     assert not page.predict_button.isEnabled()
 
 
+def test_a_model_file_gone_while_the_folder_is_read_is_left_out(page, model, home, run):
+    """A dangling link is what a file renamed or deleted between listing and reading looks like."""
+    (home / "models" / "moved away.safetensors").symlink_to(home / "models" / "gone.safetensors")
+    run(page.reload())
+    assert [entry.path for entry in page.entries()] == [model]
+
+
 def test_long_model_names_are_told_apart_and_the_colour_dialog_names_the_class(page, model, run):
     long_name = "segmentation-a-very-long-survey-area-name-summer-2026"
     for suffix in ("-2", "-3"):
