@@ -98,6 +98,7 @@ def test_reopening_the_window_after_a_crash_offers_resume_and_resuming_finishes_
         assert banner.isHidden() and window.current_page_name() == "Train"
         await until(page.is_running, "the resumed training to start")
         await until(lambda: saved, "the resumed training to save its model", TRAINING_TIMEOUT_S)
+        await window.tasks.wait_idle()  # the Models page's list, re-read when the model was saved
 
     try:
         run(scenario())

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from tests.engine.test_labels import scribble
 JOB_STOP_MS = 10_000
 TRAINING_TIMEOUT_S = 480
 # Longer than the 10 ms pyqtgraph waits between the mouse moves it delivers (see drag).
-MOVE_INTERVAL_MS = 15
+MOVE_INTERVAL_S = 0.015
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -73,7 +74,8 @@ def drag(page: LabelPage, start: tuple[float, float], end: tuple[float, float], 
     first, last = screen_point(page, *start), screen_point(page, *end)
     QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, first)
     for step in range(1, steps + 1):
-        QTest.mouseMove(viewport, first + (last - first) * (step / steps), MOVE_INTERVAL_MS)
+        time.sleep(MOVE_INTERVAL_S)  # QTest's own delay only stamps the event; it does not wait
+        QTest.mouseMove(viewport, first + (last - first) * (step / steps))
     QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, last)
 
 
