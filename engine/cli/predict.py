@@ -85,7 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--tta",
         action="store_true",
-        help="average the 8 flips and quarter turns of each tile: 8x the time (segmentation only)",
+        help="average the 8 flips and quarter turns of each tile: 8x the time (segmentation models "
+        "trained with flips and turns only)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument(

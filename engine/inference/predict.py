@@ -241,7 +241,26 @@ def check_prediction_settings(model_path: Path, options: PredictOptions) -> Mode
             f"--tta is for segmentation models; {model_path.name} is an anomaly model, whose threshold "
             "was calibrated on single passes (averaged errors would fall below it). Predict without --tta."
         )
+    if options.tta and trained_without_turns(metadata):
+        raise EngineError(
+            f"--tta averages each tile over its flips and quarter turns, but {model_path.name} was trained "
+            "without them (its classes keep one orientation, such as shadows that fall one way), so the "
+            "turned views are ones it never learned and spoil the map (on real building data they cut "
+            "its IoU by more than half). Predict without --tta, or train with --augment for a model that "
+            "--tta can help."
+        )
     return metadata
+
+
+def trained_without_turns(metadata: ModelMetadata) -> bool:
+    """Whether the model's record says it trained without random flips and quarter turns.
+
+    Runs since flips became automatic record the choice itself; earlier ones only their setting, which
+    was a plain on or off then. A model with neither (not trained here) is not refused.
+    """
+    training = metadata.training
+    augment = training.get("augment", (training.get("config") or {}).get("augment"))
+    return augment is False
 
 
 def _check_options(options: PredictOptions) -> None:

@@ -53,6 +53,7 @@ def save_test_model(
     classes: list[ClassInfo] | None = None,
     threshold: float | None = None,
     pixel_size: list[float] | None = None,
+    training: dict | None = None,
 ) -> Path:
     """Saves ``network`` (default: random weights) with metadata the way training would."""
     torch.manual_seed(0)
@@ -75,7 +76,7 @@ def save_test_model(
         crs=None,
         classes=classes or [],
         anomaly={"threshold": threshold} if task == "anomaly" else None,
-        training={},
+        training=training or {},
     )
     return save_model(path, network.eval(), metadata)
 
