@@ -34,13 +34,13 @@ from typing import Any
 import numpy as np
 import rasterio
 import torch
-from bench_training import naive_training
+from bench_training import cpu_line, naive_training
 from rasterio.features import rasterize
 from rasterio.windows import Window
 
 from engine.cli.train import DEFAULTS
 from engine.datasets import find_training_data
-from engine.inference.predict import PredictOptions, predict_raster
+from engine.inference.predict import PredictOptions, predict_raster, trained_without_turns
 from engine.models import build_model
 from engine.progress import CancelToken, NullReporter
 from engine.training import TrainConfig, train
@@ -111,7 +111,11 @@ def iou(prediction: np.ndarray, reference: np.ndarray) -> float:
 def modelai_iou(
     paths: dict[str, Path], minutes: float, folder: Path, tta: bool = False, **settings: Any
 ) -> dict:
-    """Trains for ``minutes`` (or with fixed ``settings`` such as epochs when ``minutes`` is 0)."""
+    """Trains for ``minutes`` (or with fixed ``settings`` such as epochs when ``minutes`` is 0).
+
+    With ``tta``, also scores the map averaged over flips and turns, where the model allows it (one
+    trained without them refuses `--tta`).
+    """
     config = TrainConfig(
         task="segmentation",
         images=[paths["train_images"].parent],
@@ -123,7 +127,7 @@ def modelai_iou(
     )
     result = train(config)
     scores = {}
-    for use_tta in sorted({False, tta}):
+    for use_tta in sorted({False, tta and not trained_without_turns(result.metadata)}):
         out = folder / f"prediction-{minutes}-{use_tta}"
         predicted = predict_raster(
             result.model_path,
@@ -174,14 +178,15 @@ def prototype_iou(paths: dict[str, Path], minutes: float, hold_out: bool = False
     return {"iou": iou(classes, reference)}
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    """IoU against CPU minutes, one line per task and recipe, drawn with Qt (no plotting library)."""
+def plot(rows: list[dict], path: Path, caption: str) -> None:
+    """IoU against CPU minutes, one line per task and recipe, drawn with Qt (no plotting library);
+    ``caption`` (the CPU) goes under the axis, since the same minutes hold more steps on a faster CPU."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QPointF, Qt
-    from PySide6.QtGui import QColor, QGuiApplication, QImage, QPainter, QPen
+    from PySide6.QtCore import QPointF, QRectF, Qt
+    from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QPainter, QPen
 
     _app = QGuiApplication.instance() or QGuiApplication(sys.argv[:1])
-    width, height, margin = 640, 400, 60
+    width, height, margin, bottom = 640, 440, 60, 100
     image = QImage(width, height, QImage.Format.Format_RGB32)
     image.fill(QColor("white"))
     painter = QPainter(image)
@@ -191,7 +196,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
     def point(minutes: float, value: float) -> QPointF:
         return QPointF(
-            margin + (width - 2 * margin) * minutes / span, height - margin - (height - 2 * margin) * value
+            margin + (width - 2 * margin) * minutes / span,
+            height - bottom - (height - margin - bottom) * value,
         )
 
     painter.drawLine(point(0, 0), point(span, 0))
@@ -200,25 +206,33 @@ def plot(rows: list[dict], path: Path) -> None:
         painter.drawText(point(0, tick) + QPointF(-40, 5), f"{tick:.2f}")
     for minutes in budgets:
         painter.drawText(point(minutes, 0) + QPointF(-8, 20), f"{minutes:g}")
-    painter.drawText(QPointF(width / 2 - 60, height - 15), "CPU minutes (budget)")
+    painter.drawText(point(span / 2, 0) + QPointF(-60, 42), "CPU minutes (budget)")
+    font = painter.font()
+    small = QFont(font)
+    small.setPointSizeF(font.pointSizeF() * 0.8)
+    painter.setFont(small)
+    caption_box = QRectF(10, height - bottom + 52, width - 20, bottom - 56)
+    painter.drawText(caption_box, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, caption)
+    painter.setFont(font)
     painter.drawText(QPointF(10, 20), "IoU of the rare class on the unseen test part")
     colours = {"landsat-cloud": "#2a6fe8", "solaris-buildings": "#e8402a"}
     legend_y = 40
+    labels = {f"{r['task']}, {r['recipe']}" for r in rows}
+    legend_x = width - 10 - max((painter.fontMetrics().horizontalAdvance(text) for text in labels), default=0)
     for task in TASKS:
-        for recipe, style in (("modelai", Qt.PenStyle.SolidLine), ("prototype", Qt.PenStyle.DashLine)):
+        for recipe in sorted({r["recipe"] for r in rows if r["task"] == task}):
+            style = Qt.PenStyle.SolidLine if recipe == "modelai" else Qt.PenStyle.DashLine
             series = sorted(
                 (r["minutes"], r["iou"]) for r in rows if r["task"] == task and r["recipe"] == recipe
             )
-            if not series:
-                continue
             painter.setPen(QPen(QColor(colours[task]), 2, style))
             points = [point(m, v) for m, v in series]
             for a, b in itertools.pairwise(points):
                 painter.drawLine(a, b)
             for p in points:
                 painter.drawEllipse(p, 3, 3)
-            painter.drawLine(QPointF(width - 230, legend_y), QPointF(width - 200, legend_y))
-            painter.drawText(QPointF(width - 195, legend_y + 5), f"{task}, {recipe}")
+            painter.drawLine(QPointF(legend_x - 35, legend_y), QPointF(legend_x - 5, legend_y))
+            painter.drawText(QPointF(legend_x, legend_y + 5), f"{task}, {recipe}")
             legend_y += 18
     painter.end()
     image.save(str(path))
@@ -270,6 +284,9 @@ def main() -> None:
     if args.study:
         study(args.tasks.split(","), args.study)
         return
+    machine = cpu_line("auto")
+    print(machine, flush=True)
+    prototype = "prototype, hold-out" if args.prototype_hold_out else "prototype"
     rows = []
     for task in args.tasks.split(","):
         paths = task_files(task)
@@ -280,17 +297,17 @@ def main() -> None:
             rows.append(
                 {
                     "task": task,
-                    "recipe": "prototype",
+                    "recipe": prototype,
                     "minutes": minutes,
                     **prototype_iou(paths, minutes, args.prototype_hold_out),
                 }
             )
             print(json.dumps(rows[-2]), json.dumps(rows[-1]), sep="\n", flush=True)
-    (args.out / "quality.json").write_text(json.dumps(rows, indent=1))
-    print(f"{'task':18s} {'recipe':9s} {'min':>4s} {'IoU':>6s}")
+    (args.out / "quality.json").write_text(json.dumps({"cpu": machine, "rows": rows}, indent=1))
+    print(f"{'task':18s} {'recipe':19s} {'min':>4s} {'IoU':>6s}")
     for row in rows:
-        print(f"{row['task']:18s} {row['recipe']:9s} {row['minutes']:4g} {row['iou']:6.3f}")
-    plot(rows, args.out / "quality.png")
+        print(f"{row['task']:18s} {row['recipe']:19s} {row['minutes']:4g} {row['iou']:6.3f}")
+    plot(rows, args.out / "quality.png", machine)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,14 @@ def modelai(patches: int, batch_size: int, precision: str) -> float:
     return reporter.rate * batch_size
 
 
+def cpu_line(precision: str) -> str:
+    """The CPU facts every training figure needs: threads, vector extensions, the precision it runs."""
+    return (
+        f"CPU: {os.cpu_count()} threads, {describe_cpu_vectors()}; native bf16: "
+        f"{cpu_runs_bf16_natively()}; precision {precision} -> {autocast_dtype('cpu', precision)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -163,9 +171,7 @@ def main() -> None:
         print(json.dumps({"rate": rate}))
         return
     scene()
-    dtype = autocast_dtype("cpu", args.precision)
-    print(f"CPU: {os.cpu_count()} threads, {describe_cpu_vectors()}; native bf16: "
-          f"{cpu_runs_bf16_natively()}; precision {args.precision} -> {dtype}")  # fmt: skip
+    print(cpu_line(args.precision))
     rates: dict[str, list[float]] = {"prototype": [], "modelai": []}
     for round_ in range(args.rounds):
         for child in rates:
