@@ -93,9 +93,7 @@ def test_worker_runs_a_prediction_and_reports_it(qtbot, model, scene, isolated_h
     assert outcome.predictions[0].outputs["classes"].is_file()
 
 
-def test_cancel_stops_before_the_end_and_leaves_no_output(
-    qtbot, model, large_scene, isolated_home, tmp_path
-):
+def test_cancel_stops_before_the_end_and_leaves_no_output(qtbot, model, large_scene, isolated_home, tmp_path):
     """Cancel from the first progress report ends the job long before its 256 tiles are done.
     No bound in seconds: on a loaded machine the queued signal arrives late, not the engine."""
     out = tmp_path / "out"
