@@ -18,6 +18,7 @@ the same wall-clock time in the loop rebuilt in `bench_training.py`. Writes ``qu
 
     python benchmarks/bench_quality.py                         # 2 tasks x 3 budgets x 2 recipes: ~35 min
     python benchmarks/bench_quality.py --budgets 1 --tasks landsat-cloud
+    python benchmarks/bench_quality.py --tasks solaris-buildings --seeds 5   # the mean of 5 runs each
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import argparse
 import itertools
 import json
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -154,18 +156,20 @@ def default_training_part(paths: dict[str, Path]) -> tuple[slice, slice]:
     return slice(region.row, region.row + region.height), slice(region.col, region.col + region.width)
 
 
-def prototype_iou(paths: dict[str, Path], minutes: float, hold_out: bool = False) -> dict:
-    """The prototype's recipe on the whole training part, or with ``hold_out`` on the default's."""
+def prototype_iou(paths: dict[str, Path], minutes: float, hold_out: bool = False, seed: int = 0) -> dict:
+    """The prototype's recipe on the whole training part, or with ``hold_out`` on the default's;
+    ``seed`` sets its initial weights and its crops."""
     rows, cols = default_training_part(paths) if hold_out else (slice(None), slice(None))
     with rasterio.open(paths["train_images"]) as dataset:
         image = dataset.read()[:, rows, cols].astype(np.float32)
     with rasterio.open(paths["train_masks"]) as dataset:
         mask = dataset.read(1)[rows, cols].astype(np.int64)
     maximum = image.max()
+    torch.manual_seed(seed)
     model = build_model(
         "unet", {"in_channels": image.shape[0], "num_classes": 2, "base_width": 16, "depth": 4}
     )
-    naive_training(image / maximum, mask, model, None, minutes * 60)
+    naive_training(image / maximum, mask, model, None, minutes * 60, seed)
     with rasterio.open(paths["test_images"]) as dataset:
         test = dataset.read().astype(np.float32) / maximum
     with rasterio.open(paths["test_masks"]) as dataset:
@@ -179,8 +183,9 @@ def prototype_iou(paths: dict[str, Path], minutes: float, hold_out: bool = False
 
 
 def plot(rows: list[dict], path: Path, caption: str) -> None:
-    """IoU against CPU minutes, one line per task and recipe, drawn with Qt (no plotting library);
-    ``caption`` (the CPU) goes under the axis, since the same minutes hold more steps on a faster CPU."""
+    """IoU against CPU minutes, one line per task and recipe through the mean of its seeds (each run a
+    dot), drawn with Qt (no plotting library); ``caption`` (the CPU) goes under the axis, since the
+    same minutes hold more steps on a faster CPU."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QPointF, QRectF, Qt
     from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QPainter, QPen
@@ -219,21 +224,24 @@ def plot(rows: list[dict], path: Path, caption: str) -> None:
     legend_y = 40
     labels = {f"{r['task']}, {r['recipe']}" for r in rows}
     legend_x = width - 10 - max((painter.fontMetrics().horizontalAdvance(text) for text in labels), default=0)
+    grouped = runs_by_budget(rows)
     for task in TASKS:
         for recipe in sorted({r["recipe"] for r in rows if r["task"] == task}):
             style = Qt.PenStyle.SolidLine if recipe == "modelai" else Qt.PenStyle.DashLine
-            series = sorted(
-                (r["minutes"], r["iou"]) for r in rows if r["task"] == task and r["recipe"] == recipe
-            )
+            budgets_run = sorted(m for t, r, m in grouped if (t, r) == (task, recipe))
             painter.setPen(QPen(QColor(colours[task]), 2, style))
-            points = [point(m, v) for m, v in series]
-            for a, b in itertools.pairwise(points):
+            means = [point(m, statistics.mean(grouped[task, recipe, m])) for m in budgets_run]
+            for a, b in itertools.pairwise(means):
                 painter.drawLine(a, b)
-            for p in points:
-                painter.drawEllipse(p, 3, 3)
+            for mean in means:
+                painter.drawEllipse(mean, 3, 3)
             painter.drawLine(QPointF(legend_x - 35, legend_y), QPointF(legend_x - 5, legend_y))
             painter.drawText(QPointF(legend_x, legend_y + 5), f"{task}, {recipe}")
             legend_y += 18
+            painter.setPen(QPen(QColor(colours[task]), 1))
+            for minutes in budgets_run:
+                for score in grouped[task, recipe, minutes]:
+                    painter.drawEllipse(point(minutes, score), 1.5, 1.5)
     painter.end()
     image.save(str(path))
 
@@ -263,6 +271,14 @@ def study(tasks: list[str], epochs: int) -> None:
             )
 
 
+def runs_by_budget(rows: list[dict]) -> dict[tuple[str, str, float], list[float]]:
+    """Each task, recipe and budget's IoU over its seeds, in the order they ran."""
+    grouped: dict[tuple[str, str, float], list[float]] = {}
+    for row in rows:
+        grouped.setdefault((row["task"], row["recipe"], row["minutes"]), []).append(row["iou"])
+    return grouped
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -278,6 +294,12 @@ def main() -> None:
         action="store_true",
         help="the prototype's recipe leaves out the default's validation strip too (same labelled ground)",
     )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="runs per budget and recipe (seeds 0, 1, ...): the table and plot give their mean",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -290,23 +312,27 @@ def main() -> None:
     rows = []
     for task in args.tasks.split(","):
         paths = task_files(task)
-        for minutes in (float(m) for m in args.budgets.split(",")):
+        for minutes, seed in itertools.product(
+            (float(m) for m in args.budgets.split(",")), range(args.seeds)
+        ):
+            run = {"task": task, "minutes": minutes, "seed": seed}
             with tempfile.TemporaryDirectory() as folder:
-                rows.append({"task": task, "recipe": "modelai", "minutes": minutes,
-                             **modelai_iou(paths, minutes, Path(folder), args.tta)})  # fmt: skip
+                rows.append(
+                    {
+                        **run,
+                        "recipe": "modelai",
+                        **modelai_iou(paths, minutes, Path(folder), args.tta, seed=seed),
+                    }
+                )
             rows.append(
-                {
-                    "task": task,
-                    "recipe": prototype,
-                    "minutes": minutes,
-                    **prototype_iou(paths, minutes, args.prototype_hold_out),
-                }
+                {**run, "recipe": prototype, **prototype_iou(paths, minutes, args.prototype_hold_out, seed)}
             )
             print(json.dumps(rows[-2]), json.dumps(rows[-1]), sep="\n", flush=True)
     (args.out / "quality.json").write_text(json.dumps({"cpu": machine, "rows": rows}, indent=1))
-    print(f"{'task':18s} {'recipe':19s} {'min':>4s} {'IoU':>6s}")
-    for row in rows:
-        print(f"{row['task']:18s} {row['recipe']:19s} {row['minutes']:4g} {row['iou']:6.3f}")
+    print(f"{'task':18s} {'recipe':19s} {'min':>4s} {'IoU':>6s}  runs")
+    for (task, recipe, minutes), scores in runs_by_budget(rows).items():
+        runs = " ".join(f"{score:.3f}" for score in scores)
+        print(f"{task:18s} {recipe:19s} {minutes:4g} {statistics.mean(scores):6.3f}  {runs}")
     plot(rows, args.out / "quality.png", machine)
 
 

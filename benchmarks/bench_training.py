@@ -54,13 +54,19 @@ def scene() -> Path:
 
 
 def naive_training(
-    image: np.ndarray, mask: np.ndarray, model: torch.nn.Module, steps: int | None, seconds: float | None
+    image: np.ndarray,
+    mask: np.ndarray,
+    model: torch.nn.Module,
+    steps: int | None,
+    seconds: float | None,
+    seed: int = 0,
 ) -> tuple[int, float]:
     """The prototype's loop on an image already divided by its maximum: random 128-pixel crops cut
     in Python, batches of 4, fp32, plain cross-entropy, Adam at 1e-3, for ``steps`` batches or
-    ``seconds``. Returns the steps after the first one and the seconds they took."""
+    ``seconds``; ``seed`` draws the crops. Returns the steps after the first one and the seconds they
+    took."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     model.train()
     step, started = 0, time.perf_counter()
     while (steps is None or step <= steps) and (seconds is None or time.perf_counter() - started < seconds):
