@@ -222,11 +222,12 @@ def plot(rows: list[dict], path: Path, caption: str) -> None:
     painter.drawText(QPointF(10, 20), "IoU of the rare class on the unseen test part")
     colours = {"landsat-cloud": "#2a6fe8", "solaris-buildings": "#e8402a"}
     legend_y = 40
-    labels = {f"{r['task']}, {r['recipe']}" for r in rows}
-    legend_x = width - 10 - max((painter.fontMetrics().horizontalAdvance(text) for text in labels), default=0)
     grouped = runs_by_budget(rows)
+    series = {(task, recipe) for task, recipe, _ in grouped}
+    labels = [f"{task}, {recipe}" for task, recipe in series]
+    legend_x = width - 10 - max((painter.fontMetrics().horizontalAdvance(text) for text in labels), default=0)
     for task in TASKS:
-        for recipe in sorted({r["recipe"] for r in rows if r["task"] == task}):
+        for recipe in sorted(r for t, r in series if t == task):
             style = Qt.PenStyle.SolidLine if recipe == "modelai" else Qt.PenStyle.DashLine
             budgets_run = sorted(m for t, r, m in grouped if (t, r) == (task, recipe))
             painter.setPen(QPen(QColor(colours[task]), 2, style))
