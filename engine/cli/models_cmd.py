@@ -16,7 +16,7 @@ from typing import Any
 from engine.cli import EXIT_OK, export_onnx_cmd
 from engine.cli.commands import VERBS
 from engine.models.file import check_model_file
-from engine.models.metadata import ModelMetadata
+from engine.models.metadata import ModelMetadata, kept_validation
 from engine.progress import CancelToken
 
 
@@ -111,8 +111,7 @@ def _training(training: dict[str, Any]) -> list[str]:
             f"Best:           {training.get('monitor')} {training['best_metric']:.4f} "
             f"at epoch {training.get('best_epoch')}"
         )
-    history = training.get("history") or []
-    best = next((entry for entry in history if entry.get("epoch") == training.get("best_epoch")), None)
+    best = kept_validation(training)
     if best is not None:
         metrics = ", ".join(f"{name} {value:.4f}" for name, value in best.get("metrics", {}).items())
         lines.append(f"Best epoch:     {metrics}")

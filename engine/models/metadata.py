@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -175,6 +175,19 @@ def _check_normalization(metadata: ModelMetadata, source: Path) -> None:
             f"its normalisation covers {len(normalization.offset)} band(s), "
             f"but the model reads {len(metadata.bands)}",
         )
+
+
+def kept_validation(training: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The validation of the weights a model keeps, from its training summary, or None.
+
+    Runs that recomputed the kept weights' batch-norm statistics validated them again (``kept``);
+    that is the model's score. Older runs, and runs that did not, have their best epoch's entry.
+    """
+    kept = training.get("kept")
+    if isinstance(kept, Mapping):
+        return kept
+    history = training.get("history") or []
+    return next((entry for entry in history if entry.get("epoch") == training.get("best_epoch")), None)
 
 
 def repeated_class_names(names: Iterable[str]) -> list[str]:

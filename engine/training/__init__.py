@@ -35,6 +35,7 @@ from engine.profiles.profile import describe_rasters
 from engine.progress import CancelToken, NullReporter, Reporter
 from engine.rasters.normalize import Normalization, compute_statistics, describe_constant_bands
 from engine.training.anomaly import make_anomaly_task
+from engine.training.batch_norm import refresh_patch_count
 from engine.training.config import TrainConfig, checkpoint_path_for, resume_differences, settings_hash
 from engine.training.contract import FitInputs, TrainingTask
 from engine.training.fit import CHECKPOINT_FORMAT, fit
@@ -149,6 +150,10 @@ def train(
             reporter.on_message("info", pixel_fit.note)
     train_patches.augment = _augment(config, pixel_fit, resume[0] if resume else None, reporter)
     validation = GridPatches(reader, split.validation)
+    # Uniform, unturned patches of the training part, as a prediction sees the scene; epoch 0 is
+    # never a training epoch's draw.
+    refresh_count = refresh_patch_count(config.patch)
+    refresh_patches = RandomPatches(reader, split.train, refresh_count, config.seed, False)
     reporter.on_message(
         "info",
         f"Training on {len(pairs)} image(s), {split.description}; bands {', '.join(map(str, bands))}; "
@@ -173,6 +178,7 @@ def train(
         train_patches=train_patches,
         train_loader=make_loader(train_patches, config.batch_size, config.num_workers, pin),
         val_loader=make_loader(validation, config.batch_size, config.num_workers, pin),
+        refresh_loader=make_loader(refresh_patches, config.batch_size, config.num_workers, pin),
         device=device,
         config=config,
         clock=clock,
@@ -192,7 +198,9 @@ def train(
     finally:
         reader.close()
     model.load_state_dict(result.best_model)
-    best_entry = next((entry for entry in result.history if entry["epoch"] == result.best_epoch), None)
+    best_entry = result.kept or next(
+        (entry for entry in result.history if entry["epoch"] == result.best_epoch), None
+    )
     if isinstance(task, SegmentationTask) and (warning := poorly_learned_warning(best_entry)):
         reporter.on_message("warning", warning)
     summary = {
@@ -204,7 +212,9 @@ def train(
         "best_metric": result.best_metric,
         "monitor": task.monitor,
         "history": result.history,
-        "duration_s": sum(entry["duration_s"] for entry in result.history),
+        "kept": result.kept,
+        "duration_s": sum(entry["duration_s"] for entry in result.history)
+        + (result.kept["duration_s"] if result.kept else 0.0),
         "data": describe_files(pairs),
         "validation": split.description,
         "mask_values": describe_mask_values(pairs),

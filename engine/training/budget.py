@@ -31,6 +31,8 @@ CALIBRATION_STEPS = 4
 FORWARD_SHARE = 1 / 3
 # An epoch still running at this share of the budget is cut short, whatever the plan said.
 HARD_STOP = 1.05
+# The most of the budget kept back for the forward passes a run ends with (batch-norm statistics).
+CLOSING_SHARE = 0.05
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
 
 
@@ -139,15 +141,26 @@ class TimeBudget:
         self.state.validation_s = seconds
 
     def plan(
-        self, epochs_done: int, validation_batches: int, preferred_steps: int, epoch_s: float = 0.0
+        self,
+        epochs_done: int,
+        validation_batches: int,
+        preferred_steps: int,
+        epoch_s: float = 0.0,
+        closing_batches: int = 0,
     ) -> EpochPlan:
         """Plans the epochs after ``epochs_done`` into the time left (the first plan chooses their count).
 
         ``epoch_s`` is what the epoch in progress has taken so far: its time is planned with the rest.
-        Before any validation has run, its cost is estimated from the step time.
+        Before any validation has run, its cost is estimated from the step time. ``closing_batches``
+        forward batches and one more validation pass end the run (the kept weights' batch-norm
+        statistics): their time is kept back too, up to CLOSING_SHARE of the budget.
         """
         validation_s = self.state.validation_s or validation_batches * self.step_s * FORWARD_SHARE
-        available = self.state.seconds - self.reserve_s - self.elapsed_s + epoch_s
+        closing_s = 0.0
+        if closing_batches:
+            closing_s = closing_batches * self.step_s * FORWARD_SHARE + validation_s
+            closing_s = min(closing_s, CLOSING_SHARE * self.state.seconds)
+        available = self.state.seconds - self.reserve_s - self.elapsed_s + epoch_s - closing_s
         first = self.state.planned_epochs == 0
         left = None if first else max(0, self.state.planned_epochs - epochs_done)
         plan = (
@@ -160,6 +173,10 @@ class TimeBudget:
         self.state.planned_epochs = epochs_done + plan.epochs
         self.state.steps_per_epoch = plan.steps_per_epoch
         return plan
+
+    def closing_time_up(self) -> bool:
+        """The run's closing passes must stop: only a last validation pass still fits in the budget."""
+        return self.elapsed_s + self.state.validation_s >= self.state.seconds - self.reserve_s
 
     def _closing_epoch(self, available_s: float, validation_s: float, epochs_done: int) -> EpochPlan:
         """One short last epoch that lets the schedule reach its end, paid from the hard-stop margin.

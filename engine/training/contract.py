@@ -60,7 +60,9 @@ class FitInputs:
     """The model, data and settings of one run; ``checkpoint_extra`` is stored in every checkpoint.
 
     A time budget counts from ``started_at`` (a ``clock`` reading taken when the job began), so the
-    data checks before the first batch are paid from it too.
+    data checks before the first batch are paid from it too. ``refresh_loader`` yields the uniform
+    training patches the kept weights' batch-norm statistics are recomputed over at the end
+    (`engine.training.batch_norm`); None keeps the statistics training left.
     """
 
     model: nn.Module
@@ -73,11 +75,17 @@ class FitInputs:
     checkpoint_extra: dict[str, Any]
     clock: Callable[[], float] = field(default=time.monotonic)
     started_at: float | None = None
+    refresh_loader: DataLoader | None = None
 
 
 @dataclass
 class FitResult:
-    """What a finished (or early-stopped) run produced; ``best_model`` is a CPU state dict."""
+    """What a finished (or early-stopped) run produced; ``best_model`` is a CPU state dict.
+
+    ``kept`` is the validation of the weights the model keeps once their batch-norm statistics were
+    recomputed (a history entry's fields: ``epoch``, ``metrics``, the task's notes, and
+    ``batch_norm_patches``); None where they were not, and the best epoch's entry stands.
+    """
 
     history: list[dict[str, Any]]
     best_model: dict[str, torch.Tensor]
@@ -86,3 +94,4 @@ class FitResult:
     epochs_run: int
     planned_epochs: int
     stopped_early: bool
+    kept: dict[str, Any] | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from engine.device import autocast_dtype, is_out_of_memory
 from engine.errors import DatasetError, DeviceError, EngineError, JobCancelled, ModelFileError, OutputError
 from engine.models.file import load_checkpoint, save_checkpoint
 from engine.progress import CancelToken, EpochEvent, ProgressEvent, Reporter
+from engine.training.batch_norm import MIN_REFRESH_PATCHES, batch_norms, refresh_batch_norms
 from engine.training.budget import CALIBRATION_STEPS, MIN_EPOCHS, BudgetState, TimeBudget, describe_duration
 from engine.training.config import best_checkpoint_path_for, checkpoint_path_for
 from engine.training.contract import FitInputs, FitResult
@@ -198,7 +200,9 @@ class _Loop:
         """
         assert self.budget is not None
         first = self.budget.state.planned_epochs == 0
-        plan = self.budget.plan(self.epoch, len(self.run.val_loader), self.preferred_steps, epoch_s)
+        plan = self.budget.plan(
+            self.epoch, len(self.run.val_loader), self.preferred_steps, epoch_s, self.closing_batches()
+        )
         self.planned_epochs = max(self.budget.state.planned_epochs, self.epoch)
         steps_left = plan.epochs * plan.steps_per_epoch - min(steps_done, plan.steps_per_epoch)
         stretch(self.scheduler, self.scheduler.last_epoch + max(0, steps_left))
@@ -235,7 +239,12 @@ class _Loop:
             )
         return value
 
-    def validate(self) -> _Validation:
+    def closing_batches(self) -> int:
+        """Forward batches the run ends with (`keep_best`), besides a last validation pass."""
+        loader = self.run.refresh_loader
+        return 0 if loader is None or not batch_norms(self.model) else len(loader)
+
+    def validate(self, kept: bool = False) -> _Validation:
         self.model.eval()
         validator = self.run.task.validator()
         loader = self.run.val_loader
@@ -256,7 +265,7 @@ class _Loop:
                     validator.update(output, batch)
                     if sample is None:
                         sample = self.run.task.sample(output, batch, int(valid_counts.argmax()))
-                self.report_progress("validate", index, len(loader), start, None)
+                self.report_progress("validate", index, len(loader), start, None, kept)
         if not pixels:
             raise DatasetError(
                 "The validation part of the data holds no valid pixel (all nodata or unlabelled). "
@@ -265,21 +274,80 @@ class _Loop:
         metrics, notes = validator.result()
         return _Validation(loss_sum / pixels, metrics, notes, sample)
 
-    def report_progress(self, stage: str, done: int, total: int, start: float, loss: float | None) -> None:
+    def report_progress(
+        self, stage: str, done: int, total: int, start: float, loss: float | None, kept: bool = False
+    ) -> None:
+        """An epoch's step, or with ``kept`` a step of `keep_best` (after the epochs, so none named)."""
         elapsed = max(self.run.clock() - start, 1e-9)
         self.reporter.on_progress(
             ProgressEvent(
                 stage=stage,
                 done=done,
                 total=total,
-                epoch=self.epoch + 1,
-                epochs=self.planned_epochs,
+                epoch=None if kept else self.epoch + 1,
+                epochs=None if kept else self.planned_epochs,
                 loss=loss,
                 rate=done / elapsed,
                 rate_unit="batch/s",
                 eta_s=(total - done) * elapsed / done,
+                label=f"Kept epoch {self.best_epoch}" if kept else "",
             )
         )
+
+    def keep_best(self) -> dict[str, Any] | None:
+        """Recomputes the best weights' batch-norm statistics (`engine.training.batch_norm`), validates again.
+
+        The best epoch was scored with the statistics training left; the model is scored (and an
+        anomaly threshold calibrated) as it will predict. Returns that validation as a history entry,
+        or None where there is nothing to recompute.
+        """
+        loader = self.run.refresh_loader
+        if loader is None or not self.best_epoch or not batch_norms(self.model):
+            return None
+        start = self.run.clock()
+        self.model.load_state_dict(self.best_model)
+        done = 0
+
+        def in_time() -> Iterator[dict[str, torch.Tensor]]:
+            for batch in loader:
+                if self.budget is not None and self.budget.closing_time_up():
+                    return
+                yield batch
+
+        def forward(batch: dict[str, torch.Tensor]) -> None:
+            nonlocal done
+            self.check_cancel()
+            with self.autocast():
+                self.model(self.to_device(batch)["image"])
+            done += 1
+            self.report_progress("statistics", done, len(loader), start, None, kept=True)
+
+        patches = refresh_batch_norms(self.model, in_time(), forward)
+        if patches < MIN_REFRESH_PATCHES:
+            self.model.load_state_dict(self.best_model)
+            self.reporter.on_message(
+                "info",
+                f"The budget left time for {patches} patches, too few to recompute the batch-norm "
+                f"statistics of epoch {self.best_epoch}; the model keeps those training left.",
+            )
+            return None
+        validation = self.validate(kept=True)
+        self.best_model = _cpu_copy(self.model.state_dict())
+        monitor = self.run.task.monitor
+        before, after = self.best_metric, validation.metrics.get(monitor)
+        if before is not None and after is not None:
+            self.reporter.on_message(
+                "info",
+                f"Batch-norm statistics of epoch {self.best_epoch} recomputed over {patches} training "
+                f"patches: validation {monitor} {before:.4f} -> {after:.4f}.",
+            )
+        return {
+            "epoch": self.best_epoch,
+            "metrics": validation.metrics,
+            **validation.notes,
+            "batch_norm_patches": patches,
+            "duration_s": self.run.clock() - start,
+        }
 
     def is_improvement(self, value: float | None) -> bool:
         if value is None:
@@ -366,14 +434,16 @@ def fit(
     loop.save_last()
     while loop.epoch < loop.planned_epochs and not _patience_exhausted(loop, run.config.patience):
         loop.run_epoch()
+    kept = loop.keep_best()
     return FitResult(
         history=loop.history,
         best_model=loop.best_model,
         best_epoch=loop.best_epoch,
-        best_metric=loop.best_metric,
+        best_metric=loop.best_metric if kept is None else kept["metrics"].get(run.task.monitor),
         epochs_run=loop.epoch,
         planned_epochs=loop.planned_epochs,
         stopped_early=loop.epoch < loop.planned_epochs,
+        kept=kept,
     )
 
 

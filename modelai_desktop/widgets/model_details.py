@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.models.metadata import ClassInfo, ModelMetadata, repeated_class_names
+from engine.models.metadata import ClassInfo, ModelMetadata, kept_validation, repeated_class_names
 from modelai_desktop.widgets.loss_plot import CLASS_IOU_PREFIX, EpochPoint, LossPlot, class_label
 from modelai_desktop.widgets.progress_panel import format_duration
 
@@ -273,8 +273,7 @@ def training_text(training: Mapping[str, Any], classes: Sequence[ClassInfo] = ()
         monitor = str(training.get("monitor", ""))
         monitor = METRIC_NAMES.get(monitor, monitor)
         lines.append(f"Best: {monitor} {training['best_metric']:.4f} at epoch {training.get('best_epoch')}")
-    history = training.get("history") or []
-    best = next((entry for entry in history if entry.get("epoch") == training.get("best_epoch")), None)
+    best = kept_validation(training)
     if best is not None:
         lines.extend(metric_lines(best.get("metrics", {}), classes))
     data = training.get("data") or []

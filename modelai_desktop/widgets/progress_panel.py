@@ -16,7 +16,12 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QPushButton, QS
 from engine.progress import ProgressEvent
 
 BAR_RESOLUTION = 1000
-STAGE_UNITS = {"predict": "tile", "train": "training batch", "validate": "validation batch"}
+STAGE_UNITS = {
+    "predict": "tile",
+    "train": "training batch",
+    "validate": "validation batch",
+    "statistics": "batch-norm statistics batch",
+}
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ def test_the_warning_names_the_class_validation_lacks(tmp_path: Path) -> None:
     )
     reporter = RecordingReporter()
     train(config, reporter)
-    (warning,) = [text for text in reporter.warnings() if "validation part" in text]
+    (warning,) = [text for text in reporter.warnings() if "little or none of" in text]
     assert "the bottom 19 rows of scene.tif" in warning and "little or none of 'pond'" in warning
     assert "--val-side" in warning
 

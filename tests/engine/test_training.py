@@ -107,7 +107,9 @@ def test_unet_learns_to_segment_a_held_out_scene(scene_dir: Path, tmp_path: Path
 
     assert result.epochs_run == 8 and not result.stopped_early
     assert [entry["epoch"] for entry in result.history] == list(range(1, 9))
-    assert result.best_metric == max(entry["metrics"]["mean_iou"] for entry in result.history)
+    best_epoch = max(result.history, key=lambda entry: entry["metrics"]["mean_iou"])["epoch"]
+    assert metadata.training["best_epoch"] == best_epoch == metadata.training["kept"]["epoch"]
+    assert result.best_metric == metadata.training["kept"]["metrics"]["mean_iou"]
     assert [c.name for c in metadata.classes] == list(CLASS_NAMES)
     assert metadata.bands == [1, 2, 3, 4, 5] and metadata.input_dtype == "uint16"
     assert metadata.patch_size == 64 and metadata.crs == "EPSG:32618" and metadata.pixel_size == [10.0, 10.0]
@@ -157,6 +159,7 @@ def test_autoencoder_separates_inserted_anomalies(
     assert (normal > anomaly["threshold"]).mean() < 0.05
     assert (errors[valid & foreign] > anomaly["threshold"]).mean() > 0.5
     assert result.history[-1]["calibration"]["pixels"] > 0
+    assert anomaly == metadata.training["kept"]["calibration"]
 
 
 def test_percentile_normalisation_of_an_anomaly_model_keeps_extreme_values(scene_dir: Path, tmp_path: Path):
