@@ -16,7 +16,7 @@ from typing import Any
 from engine.cli import EXIT_OK, export_onnx_cmd
 from engine.cli.commands import VERBS
 from engine.models.file import check_model_file
-from engine.models.metadata import ModelMetadata, kept_validation
+from engine.models.metadata import ModelMetadata, kept_validation, recomputed_note
 from engine.progress import CancelToken
 
 
@@ -109,7 +109,7 @@ def _training(training: dict[str, Any]) -> list[str]:
     if training.get("best_metric") is not None:
         lines.append(
             f"Best:           {training.get('monitor')} {training['best_metric']:.4f} "
-            f"at epoch {training.get('best_epoch')}"
+            f"at epoch {training.get('best_epoch')}{recomputed_note(training)}"
         )
     best = kept_validation(training)
     if best is not None:

@@ -19,6 +19,7 @@ from engine.datasets import MASK_VALUES
 from engine.device import PRECISIONS
 from engine.jobs import runner
 from engine.jobs.specs import TrainSpec
+from engine.models.metadata import recomputed_note
 from engine.progress import CancelToken
 from engine.rasters.normalize import METHODS
 from engine.rasters.read import NODATA_HELP
@@ -268,6 +269,6 @@ def print_result(result: TrainResult) -> None:
         stopped = " (stopped early)" if result.stopped_early else ""
         print(
             f"Best {training['monitor']} {result.best_metric:.4f} at epoch {training['best_epoch']} "
-            f"of {result.epochs_run}{stopped}."
+            f"of {result.epochs_run}{stopped}{recomputed_note(training)}."
         )
     print(f"Model written to {result.model_path}")

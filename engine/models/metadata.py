@@ -190,6 +190,21 @@ def kept_validation(training: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return next((entry for entry in history if entry.get("epoch") == training.get("best_epoch")), None)
 
 
+def recomputed_note(training: Mapping[str, Any]) -> str:
+    """`` (batch-norm statistics recomputed; 0.7002 before)`` after the best score, where that applies.
+
+    The best epoch's point in the history keeps the score it had with training's statistics, so a
+    reader comparing the two is told why they differ.
+    """
+    kept, monitor = training.get("kept"), training.get("monitor")
+    if not isinstance(kept, Mapping):
+        return ""
+    history = training.get("history") or []
+    scored = next((entry for entry in history if entry.get("epoch") == kept.get("epoch")), None)
+    before = None if scored is None else scored.get("metrics", {}).get(monitor)
+    return " (batch-norm statistics recomputed" + ("" if before is None else f"; {before:.4f} before") + ")"
+
+
 def repeated_class_names(names: Iterable[str]) -> list[str]:
     """Names given to more than one class: metrics, curves and legends are keyed by class name."""
     return sorted(name for name, count in Counter(names).items() if count > 1)

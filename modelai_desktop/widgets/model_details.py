@@ -26,7 +26,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.models.metadata import ClassInfo, ModelMetadata, kept_validation, repeated_class_names
+from engine.models.metadata import (
+    ClassInfo,
+    ModelMetadata,
+    kept_validation,
+    recomputed_note,
+    repeated_class_names,
+)
 from modelai_desktop.widgets.loss_plot import CLASS_IOU_PREFIX, EpochPoint, LossPlot, class_label
 from modelai_desktop.widgets.progress_panel import format_duration
 
@@ -272,7 +278,10 @@ def training_text(training: Mapping[str, Any], classes: Sequence[ClassInfo] = ()
     if training.get("best_metric") is not None:
         monitor = str(training.get("monitor", ""))
         monitor = METRIC_NAMES.get(monitor, monitor)
-        lines.append(f"Best: {monitor} {training['best_metric']:.4f} at epoch {training.get('best_epoch')}")
+        lines.append(
+            f"Best: {monitor} {training['best_metric']:.4f} at epoch {training.get('best_epoch')}"
+            + recomputed_note(training)
+        )
     best = kept_validation(training)
     if best is not None:
         lines.extend(metric_lines(best.get("metrics", {}), classes))

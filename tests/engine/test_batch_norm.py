@@ -13,7 +13,7 @@ from torch import nn
 
 from engine.datasets import find_training_data
 from engine.models.file import load_checkpoint, load_model
-from engine.models.metadata import kept_validation
+from engine.models.metadata import kept_validation, recomputed_note
 from engine.progress import NullReporter, RecordingReporter
 from engine.rasters.normalize import Normalization
 from engine.training import train
@@ -67,6 +67,10 @@ def test_the_kept_weights_carry_the_statistics_of_the_training_part(tmp_path: Pa
     assert kept["epoch"] == training["best_epoch"] and kept["batch_norm_patches"] == MAX_REFRESH_PATCHES
     assert result.best_metric == training["best_metric"] == kept["metrics"]["mean_iou"]
     assert kept_validation(training) is kept
+    before = result.history[kept["epoch"] - 1]["metrics"]["mean_iou"]
+    assert recomputed_note(training) == f" (batch-norm statistics recomputed; {before:.4f} before)"
+    older = {key: value for key, value in training.items() if key != "kept"}
+    assert recomputed_note(older) == "" and kept_validation(older) is result.history[kept["epoch"] - 1]
     assert any(f"epoch {kept['epoch']} recomputed over 256" in text for _, text in reporter.messages)
 
     model, metadata = load_model(result.model_path)
