@@ -297,30 +297,26 @@ class _Loop:
     def keep_best(self) -> dict[str, Any] | None:
         """Recomputes the best weights' batch-norm statistics (`engine.training.batch_norm`), validates again.
 
-        The best epoch was scored with the statistics training left; the model is scored (and an
-        anomaly threshold calibrated) as it will predict. Returns that validation as a history entry,
-        or None where there is nothing to recompute.
+        The model is then scored (an anomaly threshold calibrated) as it will predict. Returns that
+        validation as a history entry, or None where nothing was recomputed.
         """
         loader = self.run.refresh_loader
         if loader is None or not self.best_epoch or not batch_norms(self.model):
             return None
         start = self.run.clock()
         self.model.load_state_dict(self.best_model)
-        done = 0
 
         def in_time() -> Iterator[dict[str, torch.Tensor]]:
-            for batch in loader:
+            for done, batch in enumerate(loader, 1):
                 if self.budget is not None and self.budget.closing_time_up():
                     return
                 yield batch
+                self.report_progress("statistics", done, len(loader), start, None, kept=True)
 
         def forward(batch: dict[str, torch.Tensor]) -> None:
-            nonlocal done
             self.check_cancel()
             with self.autocast():
                 self.model(self.to_device(batch)["image"])
-            done += 1
-            self.report_progress("statistics", done, len(loader), start, None, kept=True)
 
         patches = refresh_batch_norms(self.model, in_time(), forward)
         if patches < MIN_REFRESH_PATCHES:
@@ -334,13 +330,11 @@ class _Loop:
         validation = self.validate(kept=True)
         self.best_model = _cpu_copy(self.model.state_dict())
         monitor = self.run.task.monitor
-        before, after = self.best_metric, validation.metrics.get(monitor)
-        if before is not None and after is not None:
-            self.reporter.on_message(
-                "info",
-                f"Batch-norm statistics of epoch {self.best_epoch} recomputed over {patches} training "
-                f"patches: validation {monitor} {before:.4f} -> {after:.4f}.",
-            )
+        self.reporter.on_message(
+            "info",
+            f"Batch-norm statistics of epoch {self.best_epoch} recomputed over {patches} training patches: "
+            f"validation {monitor} {self.best_metric:.4f} -> {validation.metrics[monitor]:.4f}.",
+        )
         return {
             "epoch": self.best_epoch,
             "metrics": validation.metrics,
@@ -439,7 +433,7 @@ def fit(
         history=loop.history,
         best_model=loop.best_model,
         best_epoch=loop.best_epoch,
-        best_metric=loop.best_metric if kept is None else kept["metrics"].get(run.task.monitor),
+        best_metric=loop.best_metric if kept is None else kept["metrics"][run.task.monitor],
         epochs_run=loop.epoch,
         planned_epochs=loop.planned_epochs,
         stopped_early=loop.epoch < loop.planned_epochs,
