@@ -114,7 +114,7 @@ def _training(training: dict[str, Any]) -> list[str]:
     best = kept_validation(training)
     if best is not None:
         metrics = ", ".join(f"{name} {value:.4f}" for name, value in best.get("metrics", {}).items())
-        lines.append(f"Best epoch:     {metrics}")
+        lines.append(f"Kept weights:   {metrics}")
         if best.get("absent_classes"):
             lines.append(f"Absent classes: {', '.join(best['absent_classes'])} (not in validation data)")
     data = training.get("data") or []

@@ -191,10 +191,11 @@ def kept_validation(training: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def recomputed_note(training: Mapping[str, Any]) -> str:
-    """`` (batch-norm statistics recomputed; 0.7002 before)`` after the best score, where that applies.
+    """`` (epochs 12, 14, 20 averaged, batch-norm statistics recomputed; epoch 14 alone: 0.7002)`` after
+    the best score, where that applies.
 
-    The best epoch's point in the history keeps the score it had with training's statistics, so a
-    reader comparing the two is told why they differ.
+    The best epoch's point in the history keeps the score it had alone, with training's statistics,
+    so a reader comparing the two is told why they differ.
     """
     kept, monitor = training.get("kept"), training.get("monitor")
     if not isinstance(kept, Mapping):
@@ -202,7 +203,12 @@ def recomputed_note(training: Mapping[str, Any]) -> str:
     history = training.get("history") or []
     scored = next((entry for entry in history if entry.get("epoch") == kept.get("epoch")), None)
     before = None if scored is None else scored.get("metrics", {}).get(monitor)
-    return " (batch-norm statistics recomputed" + ("" if before is None else f"; {before:.4f} before") + ")"
+    averaged = kept.get("averaged_epochs") or []
+    if len(averaged) < 2:
+        was = "" if before is None else f"; {before:.4f} before"
+        return f" (batch-norm statistics recomputed{was})"
+    alone = "" if before is None else f"; epoch {kept.get('epoch')} alone: {before:.4f}"
+    return f" (epochs {', '.join(map(str, averaged))} averaged, batch-norm statistics recomputed{alone})"
 
 
 def repeated_class_names(names: Iterable[str]) -> list[str]:

@@ -2,8 +2,8 @@
 
 `train` is what the command line and the job runner call. It validates everything it can before the
 first batch (settings, output file, device, every raster and mask), so mistakes fail in seconds, then
-runs the shared `fit` loop with the task's plug-ins and saves the best epoch's weights with the
-metadata that inference needs (bands, normalisation, classes, threshold, training summary).
+runs the shared `fit` loop with the task's plug-ins and saves the weights it keeps (the best epochs'
+average) with the metadata that inference needs (bands, normalisation, classes, threshold, training summary).
 """
 
 from __future__ import annotations

@@ -82,9 +82,10 @@ class FitInputs:
 class FitResult:
     """What a finished (or early-stopped) run produced; ``best_model`` is a CPU state dict.
 
-    ``kept`` is the validation of the weights the model keeps once their batch-norm statistics were
-    recomputed (a history entry's fields: ``epoch``, ``metrics``, the task's notes, and
-    ``batch_norm_patches``); None where they were not, and the best epoch's entry stands.
+    ``kept`` is the validation of the weights the model keeps, the best epochs' average with its
+    batch-norm statistics recomputed (a history entry's fields: ``epoch``, the best one, ``metrics``,
+    the task's notes, ``averaged_epochs`` and ``batch_norm_patches``); None where the budget left no
+    time for it, and the best epoch's weights and entry stand.
     """
 
     history: list[dict[str, Any]]

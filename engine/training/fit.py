@@ -23,6 +23,7 @@ from engine.device import autocast_dtype, is_out_of_memory
 from engine.errors import DatasetError, DeviceError, EngineError, JobCancelled, ModelFileError, OutputError
 from engine.models.file import load_checkpoint, save_checkpoint
 from engine.progress import CancelToken, EpochEvent, ProgressEvent, Reporter
+from engine.training.averaging import BestEpochs, cpu_copy
 from engine.training.batch_norm import MIN_REFRESH_PATCHES, batch_norms, refresh_batch_norms
 from engine.training.budget import CALIBRATION_STEPS, MIN_EPOCHS, BudgetState, TimeBudget, describe_duration
 from engine.training.config import best_checkpoint_path_for, checkpoint_path_for
@@ -70,7 +71,7 @@ class _Loop:
         self.history: list[dict[str, Any]] = []
         self.best_epoch = 0
         self.best_metric: float | None = None
-        self.best_model = _cpu_copy(self.model.state_dict())
+        self.best_epochs = BestEpochs(run.task.higher_is_better)
         self.last_path = checkpoint_path_for(self.config)
         self.best_path = best_checkpoint_path_for(self.config)
 
@@ -110,11 +111,9 @@ class _Loop:
                     f"{source.parent / self.best_path.name} does not hold epoch {self.best_epoch}, the best "
                     f"one recorded in {source}. Keep the checkpoint folder together, or train again."
                 )
-            self.best_model = best["model"]
+            self.best_epochs.restore(best, self.epoch)
             if source.parent.resolve() != self.best_path.parent.resolve():
                 save_checkpoint(self.best_path, best)
-        else:
-            self.best_model = _cpu_copy(self.model.state_dict())
 
     def save_last(self) -> None:
         rng = {
@@ -140,10 +139,12 @@ class _Loop:
             },
         )
 
-    def check_cancel(self) -> None:
+    def check_cancel(self, closing: bool = False) -> None:
+        """Raises `JobCancelled` when asked to; ``closing``: in `keep_best`, after the last epoch."""
         if self.cancel.cancelled:
+            during = "while averaging its best epochs" if closing else f"during epoch {self.epoch + 1}"
             raise JobCancelled(
-                f"Training was cancelled during epoch {self.epoch + 1}; {self.last_path} holds epoch "
+                f"Training was cancelled {during}; {self.last_path} holds epoch "
                 f"{self.epoch}. Resume with --resume {self.last_path}."
             )
 
@@ -252,7 +253,7 @@ class _Loop:
         start = self.run.clock()
         with torch.no_grad():
             for index, batch in enumerate(loader, 1):
-                self.check_cancel()
+                self.check_cancel(closing=kept)
                 batch = self.to_device(batch)
                 with self.autocast():
                     output = self.model(batch["image"])
@@ -290,21 +291,24 @@ class _Loop:
                 rate=done / elapsed,
                 rate_unit="batch/s",
                 eta_s=(total - done) * elapsed / done,
-                label=f"Kept epoch {self.best_epoch}" if kept else "",
+                label=f"Epochs {', '.join(map(str, self.best_epochs.epochs))} averaged" if kept else "",
             )
         )
 
     def keep_best(self) -> dict[str, Any] | None:
-        """Recomputes the best weights' batch-norm statistics (`engine.training.batch_norm`), validates again.
+        """Averages the best epochs' weights (`engine.training.averaging`), recomputes their batch-norm
+        statistics (`engine.training.batch_norm`) and validates them.
 
         The model is then scored (an anomaly threshold calibrated) as it will predict. Returns that
-        validation as a history entry, or None where nothing was recomputed.
+        validation as a history entry, or None where the budget left no time for it: the best epoch
+        alone is kept then, as training left it.
         """
         loader = self.run.refresh_loader
         if loader is None or not self.best_epoch or not batch_norms(self.model):
             return None
         start = self.run.clock()
-        self.model.load_state_dict(self.best_model)
+        self.model.load_state_dict(self.best_epochs.average())
+        epochs = ", ".join(map(str, self.best_epochs.epochs))
 
         def in_time() -> Iterator[dict[str, torch.Tensor]]:
             for done, batch in enumerate(loader, 1):
@@ -314,34 +318,40 @@ class _Loop:
                 self.report_progress("statistics", done, len(loader), start, None, kept=True)
 
         def forward(batch: dict[str, torch.Tensor]) -> None:
-            self.check_cancel()
+            self.check_cancel(closing=True)
             with self.autocast():
                 self.model(self.to_device(batch)["image"])
 
         patches = refresh_batch_norms(self.model, in_time(), forward)
         if patches < MIN_REFRESH_PATCHES:
-            self.model.load_state_dict(self.best_model)
+            self.model.load_state_dict(self.best_model())
             self.reporter.on_message(
                 "info",
                 f"The budget left time for {patches} patches, too few to recompute the batch-norm "
-                f"statistics of epoch {self.best_epoch}; the model keeps those training left.",
+                f"statistics of the best epochs' average ({epochs}); the model keeps epoch "
+                f"{self.best_epoch} as training left it.",
             )
             return None
         validation = self.validate(kept=True)
-        self.best_model = _cpu_copy(self.model.state_dict())
         monitor = self.run.task.monitor
         self.reporter.on_message(
             "info",
-            f"Batch-norm statistics of epoch {self.best_epoch} recomputed over {patches} training patches: "
-            f"validation {monitor} {self.best_metric:.4f} -> {validation.metrics[monitor]:.4f}.",
+            f"Weights of epochs {epochs} averaged, their batch-norm statistics recomputed over {patches} "
+            f"training patches: validation {monitor} {self.best_metric:.4f} (epoch {self.best_epoch}) -> "
+            f"{validation.metrics[monitor]:.4f}.",
         )
         return {
             "epoch": self.best_epoch,
+            "averaged_epochs": self.best_epochs.epochs,
             "metrics": validation.metrics,
             **validation.notes,
             "batch_norm_patches": patches,
             "duration_s": self.run.clock() - start,
         }
+
+    def best_model(self) -> dict[str, torch.Tensor]:
+        """The best epoch's weights, or before any epoch was scored the current ones."""
+        return self.best_epochs.kept[0].model if self.best_epochs.kept else cpu_copy(self.model.state_dict())
 
     def is_improvement(self, value: float | None) -> bool:
         if value is None:
@@ -361,8 +371,8 @@ class _Loop:
         is_best = self.is_improvement(value)
         if is_best:
             self.best_epoch, self.best_metric = self.epoch, value
-            self.best_model = _cpu_copy(self.model.state_dict())
-            save_checkpoint(self.best_path, {"epoch": self.epoch, "metric": value, "model": self.best_model})
+        if value is not None and self.best_epochs.offer(self.epoch, value, self.model.state_dict()):
+            save_checkpoint(self.best_path, self.best_epochs.checkpoint())
         lr = float(self.optimizer.param_groups[0]["lr"])
         duration = self.run.clock() - start
         self.history.append(
@@ -431,7 +441,7 @@ def fit(
     kept = loop.keep_best()
     return FitResult(
         history=loop.history,
-        best_model=loop.best_model,
+        best_model=loop.best_model() if kept is None else cpu_copy(loop.model.state_dict()),
         best_epoch=loop.best_epoch,
         best_metric=loop.best_metric if kept is None else kept["metrics"][run.task.monitor],
         epochs_run=loop.epoch,
@@ -444,7 +454,3 @@ def fit(
 def _patience_exhausted(loop: _Loop, patience: int | None) -> bool:
     """Early stopping: ``patience`` epochs have passed without a better monitored metric."""
     return patience is not None and loop.best_epoch > 0 and loop.epoch - loop.best_epoch >= patience
-
-
-def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name: value.detach().to("cpu", copy=True) for name, value in state.items()}

@@ -176,7 +176,7 @@ class TrainSettingsForm(QWidget):
         self.patience.setSpecialValueText("Off")
         self.patience.setToolTip(
             "Early stopping: stop when the validation metric has not improved for this many epochs.\n"
-            "Off trains every epoch; the best epoch's weights are kept either way."
+            "Off trains every epoch; the best epochs' weights are kept (averaged) either way."
         )
         self.patches_per_epoch = _spin(
             0, 1_000_000, config_default("patches_per_epoch") or 0, PATCHES_PER_EPOCH_STEP

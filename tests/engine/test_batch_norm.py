@@ -12,16 +12,17 @@ import torch
 from torch import nn
 
 from engine.datasets import find_training_data
+from engine.errors import JobCancelled
 from engine.models.file import load_checkpoint, load_model
 from engine.models.metadata import kept_validation, recomputed_note
-from engine.progress import NullReporter, RecordingReporter
+from engine.progress import CancelToken, NullReporter, RecordingReporter
 from engine.rasters.normalize import Normalization
 from engine.training import train
 from engine.training.batch_norm import MAX_REFRESH_PATCHES, refresh_batch_norms, refresh_patch_count
-from engine.training.config import best_checkpoint_path_for
+from engine.training.config import best_checkpoint_path_for, checkpoint_path_for
 from engine.training.holdout import split_validation
 from tests.engine.test_budget import TickingClock
-from tests.engine.test_training import write_two_class_scenes
+from tests.engine.test_training import CancellingReporter, write_two_class_scenes
 
 
 def test_the_statistics_become_the_plain_average_over_the_batches() -> None:
@@ -67,17 +68,31 @@ def test_the_kept_weights_carry_the_statistics_of_the_training_part(tmp_path: Pa
     assert kept["epoch"] == training["best_epoch"] and kept["batch_norm_patches"] == MAX_REFRESH_PATCHES
     assert result.best_metric == training["best_metric"] == kept["metrics"]["mean_iou"]
     assert kept_validation(training) is kept
+    assert kept["averaged_epochs"] == [1, 2, 3]  # three epochs: all of them are the best three
     before = result.history[kept["epoch"] - 1]["metrics"]["mean_iou"]
-    assert recomputed_note(training) == f" (batch-norm statistics recomputed; {before:.4f} before)"
+    assert recomputed_note(training) == (
+        " (epochs 1, 2, 3 averaged, batch-norm statistics recomputed; "
+        f"epoch {kept['epoch']} alone: {before:.4f})"
+    )
+    alone = {**training, "kept": {key: value for key, value in kept.items() if key != "averaged_epochs"}}
+    assert recomputed_note(alone) == f" (batch-norm statistics recomputed; {before:.4f} before)"
     older = {key: value for key, value in training.items() if key != "kept"}
     assert recomputed_note(older) == "" and kept_validation(older) is result.history[kept["epoch"] - 1]
-    assert any(f"epoch {kept['epoch']} recomputed over 256" in text for _, text in reporter.messages)
+    assert any(
+        "epochs 1, 2, 3 averaged, their batch-norm statistics recomputed over 256" in text
+        for _, text in reporter.messages
+    )
 
     model, metadata = load_model(result.model_path)
-    best = load_checkpoint(best_checkpoint_path_for(config))["model"]
+    saved = load_checkpoint(best_checkpoint_path_for(config))
+    epochs = [saved["model"]] + [runner_up["model"] for runner_up in saved["runners_up"]]
     weights, statistics = model.state_dict(), ("running_mean", "running_var", "num_batches_tracked")
-    assert all(torch.equal(weights[name], best[name]) for name in best if not name.endswith(statistics))
-    assert not torch.equal(weights["encoder.0.1.running_mean"], best["encoder.0.1.running_mean"])
+    for name in weights:
+        if not name.endswith(statistics):
+            torch.testing.assert_close(
+                weights[name], torch.stack([epoch[name] for epoch in epochs]).mean(dim=0)
+            )
+    assert not torch.equal(weights["encoder.0.1.running_mean"], saved["model"]["encoder.0.1.running_mean"])
 
     # The first batch norm now describes the first convolution's outputs over the training part,
     # measured here independently of the patches it was averaged over.
@@ -95,6 +110,26 @@ def test_the_kept_weights_carry_the_statistics_of_the_training_part(tmp_path: Pa
             outputs.append(model.encoder[0][0](torch.from_numpy(np.ascontiguousarray(part))[None]))
     pixels = torch.cat([output.flatten(2)[0] for output in outputs], dim=1)
     torch.testing.assert_close(model.encoder[0][1].running_mean, pixels.mean(dim=1), rtol=0.1, atol=0.05)
+
+
+def test_a_cancel_after_the_last_epoch_says_so_and_the_resumed_run_averages_the_same_epochs(
+    tmp_path: Path,
+) -> None:
+    config = replace(write_two_class_scenes(tmp_path, uniform=False), epochs=4)
+    cancel = CancelToken()
+    reporter = CancellingReporter(cancel, lambda event: getattr(event, "stage", "") == "statistics")
+    with pytest.raises(JobCancelled, match=r"cancelled while averaging its best epochs; .* holds epoch 4\."):
+        train(config, reporter, cancel)
+    assert not config.output.exists()
+    [label] = {event.label for event in reporter.progress if event.stage == "statistics"}
+    assert label.startswith("Epochs ") and label.endswith(" averaged")
+
+    resumed = train(replace(config, resume=checkpoint_path_for(config)))
+    kept = resumed.metadata.training["kept"]
+    assert (
+        resumed.epochs_run == 4 and f"Epochs {', '.join(map(str, kept['averaged_epochs']))} averaged" == label
+    )
+    assert len(kept["averaged_epochs"]) == 3 and kept["batch_norm_patches"] == MAX_REFRESH_PATCHES
 
 
 def test_a_budget_with_time_left_for_it_ends_in_time(tmp_path: Path) -> None:

@@ -209,6 +209,14 @@ def test_cancelled_run_resumes_where_it_stopped(scene_dir: Path, tmp_path: Path)
     resumed_losses = [entry["train_loss"] for entry in resumed.history]
     np.testing.assert_allclose(resumed_losses, straight_losses, rtol=1e-4)
     assert resumed.metadata.training["epochs_run"] == 4
+    # The best epochs from before the cancel were kept in best.ckpt, so the same ones are averaged.
+    averaged = straight.metadata.training["kept"]["averaged_epochs"]
+    assert resumed.metadata.training["kept"]["averaged_epochs"] == averaged and min(averaged) <= 2
+    straight_weights, resumed_weights = (
+        load_model(result.model_path)[0].state_dict() for result in (straight, resumed)
+    )
+    for name, value in straight_weights.items():
+        torch.testing.assert_close(resumed_weights[name], value, rtol=1e-3, atol=1e-4)
 
     longer = train(replace(resume, epochs=6, overwrite=True))
     assert [entry["epoch"] for entry in longer.history] == [1, 2, 3, 4, 5, 6], "more epochs were asked for"
