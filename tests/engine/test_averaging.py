@@ -11,7 +11,10 @@ from engine.training.averaging import BestEpochs
 
 
 def weights(value: float) -> dict[str, torch.Tensor]:
-    return {"conv.weight": torch.full((2, 2), float(value)), "norm.num_batches_tracked": torch.tensor(int(value))}
+    return {
+        "conv.weight": torch.full((2, 2), float(value)),
+        "norm.num_batches_tracked": torch.tensor(int(value)),
+    }
 
 
 def test_the_best_three_are_kept_best_first_and_ties_keep_the_earlier_epoch() -> None:
