@@ -18,6 +18,7 @@ from engine.synthetic import write_scene
 from tests.engine.test_inference import save_test_model
 
 RASTERS = 8
+CLUSTER_WORKERS = 2
 SIZE = (128, 128)
 TILE, OVERLAP = 64, 16
 TILE_OPTIONS = ["--tile", str(TILE), "--overlap", str(OVERLAP)]
@@ -62,16 +63,26 @@ def plain_outputs(
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[tuple[distributed.Client, str]]:
+def local_cluster() -> Iterator[tuple[distributed.Client, str]]:
     """A real local cluster of two worker processes (one thread each), reached by its tcp:// address
     as a cluster started with ``dask scheduler`` and ``dask worker`` would be."""
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+            n_workers=CLUSTER_WORKERS, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as local,
         distributed.Client(local) as client,
     ):
         yield client, local.scheduler_address
+
+
+@pytest.fixture
+def cluster(local_cluster: tuple[distributed.Client, str]) -> tuple[distributed.Client, str]:
+    """The module's cluster once both workers are up again. A test that killed one leaves its nanny
+    restarting it; a run started meanwhile scatters the model to the one worker left, and if that
+    one is killed too, nothing holds the model any more and every raster is cancelled."""
+    client, _ = local_cluster
+    client.wait_for_workers(CLUSTER_WORKERS, timeout=120)
+    return local_cluster
 
 
 def assert_same_pixels(expected: Path, actual: Path, rasters: list[Path]) -> None:
