@@ -69,8 +69,6 @@ class _Loop:
         self.scaler = torch.amp.GradScaler(run.device.type, enabled=self.amp_dtype == torch.float16)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
-        self.best_epoch = 0
-        self.best_metric: float | None = None
         self.best_epochs = BestEpochs(run.task.higher_is_better)
         self.last_path = checkpoint_path_for(self.config)
         self.best_path = best_checkpoint_path_for(self.config)
@@ -99,16 +97,15 @@ class _Loop:
             self.budget = TimeBudget(BudgetState(**state["budget"]), self.run.clock)
             self.planned_epochs = max(self.budget.state.planned_epochs, self.epoch, 1)
         self.history = list(state["history"])
-        self.best_epoch = int(state["best_epoch"])
-        self.best_metric = state["best_metric"]
+        recorded_best = int(state["best_epoch"])
         torch.set_rng_state(state["rng"]["torch"])
         if self.device.type == "cuda" and state["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        if self.best_epoch:
+        if recorded_best:
             best = load_checkpoint(source.parent / self.best_path.name)
-            if int(best.get("epoch", -1)) != self.best_epoch:
+            if int(best.get("epoch", -1)) != recorded_best:
                 raise ModelFileError(
-                    f"{source.parent / self.best_path.name} does not hold epoch {self.best_epoch}, the best "
+                    f"{source.parent / self.best_path.name} does not hold epoch {recorded_best}, the best "
                     f"one recorded in {source}. Keep the checkpoint folder together, or train again."
                 )
             self.best_epochs.restore(best, self.epoch)
@@ -353,12 +350,14 @@ class _Loop:
         """The best epoch's weights, or before any epoch was scored the current ones."""
         return self.best_epochs.kept[0].model if self.best_epochs.kept else cpu_copy(self.model.state_dict())
 
-    def is_improvement(self, value: float | None) -> bool:
-        if value is None:
-            return False
-        if self.best_metric is None:
-            return True
-        return value > self.best_metric if self.run.task.higher_is_better else value < self.best_metric
+    @property
+    def best_epoch(self) -> int:
+        """The best-scored epoch so far (the earliest of equals), 0 before any was scored."""
+        return self.best_epochs.kept[0].epoch if self.best_epochs.kept else 0
+
+    @property
+    def best_metric(self) -> float | None:
+        return self.best_epochs.kept[0].metric if self.best_epochs.kept else None
 
     def run_epoch(self) -> None:
         start = self.run.clock()
@@ -368,11 +367,9 @@ class _Loop:
         self.epoch += 1
         monitor = self.run.task.monitor
         value = validation.metrics.get(monitor)
-        is_best = self.is_improvement(value)
-        if is_best:
-            self.best_epoch, self.best_metric = self.epoch, value
         if value is not None and self.best_epochs.offer(self.epoch, value, self.model.state_dict()):
             save_checkpoint(self.best_path, self.best_epochs.checkpoint())
+        is_best = self.best_epoch == self.epoch
         lr = float(self.optimizer.param_groups[0]["lr"])
         duration = self.run.clock() - start
         self.history.append(
