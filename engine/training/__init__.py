@@ -36,6 +36,7 @@ from engine.progress import CancelToken, NullReporter, Reporter
 from engine.rasters.normalize import Normalization, compute_statistics, describe_constant_bands
 from engine.training.anomaly import make_anomaly_task
 from engine.training.batch_norm import refresh_patch_count
+from engine.training.budget import pass_cap_steps
 from engine.training.config import TrainConfig, checkpoint_path_for, resume_differences, settings_hash
 from engine.training.contract import FitInputs, TrainingTask
 from engine.training.fit import CHECKPOINT_FORMAT, fit
@@ -172,6 +173,9 @@ def train(
             "it, or label more of it.",
         )
     pin = device.type == "cuda"
+    # Unturned patches over-fit a small area after some passes (budget.MAX_PASSES_UNTURNED).
+    unturned = isinstance(task, SegmentationTask) and not train_patches.augment
+    area = sum(region.area for region in split.train)
     run = FitInputs(
         model=model,
         task=task,
@@ -179,6 +183,7 @@ def train(
         train_loader=make_loader(train_patches, config.batch_size, config.num_workers, pin),
         val_loader=make_loader(validation, config.batch_size, config.num_workers, pin),
         refresh_loader=make_loader(refresh_patches, config.batch_size, config.num_workers, pin),
+        budget_max_steps=pass_cap_steps(area, config.patch, config.batch_size) if unturned else None,
         device=device,
         config=config,
         clock=clock,

@@ -33,6 +33,10 @@ FORWARD_SHARE = 1 / 3
 HARD_STOP = 1.05
 # The most of the budget kept back for the forward passes a run ends with (batch-norm statistics).
 CLOSING_SHARE = 0.05
+# Without flips and turns a budgeted segmentation run stops planning after this many looks at each
+# training pixel on average: more passes over a small scene over-fit it (docs/training_recipe.md,
+# "More time on a small scene").
+MAX_PASSES_UNTURNED = 128
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
 
 
@@ -99,6 +103,24 @@ def plan_epochs(
     return EpochPlan(0, 0)
 
 
+def pass_cap_steps(area_px: int, patch: int, batch_size: int, passes: int = MAX_PASSES_UNTURNED) -> int:
+    """Training steps that look at each of ``area_px`` pixels ``passes`` times on average."""
+    return max(1, math.ceil(passes * area_px / (patch * patch * batch_size)))
+
+
+def cap_plan(plan: EpochPlan, max_steps: int, preferred_steps: int, replanning: bool) -> EpochPlan:
+    """``plan`` cut to at most ``max_steps`` training steps: the run ends before its budget.
+
+    A first plan drops epochs and keeps their preferred length (never fewer than MIN_EPOCHS); a
+    replan keeps its epoch count, as the schedule is planned over it, and shortens them.
+    """
+    if plan.epochs == 0 or plan.epochs * plan.steps_per_epoch <= max_steps:
+        return plan
+    epoch_steps = max(MIN_STEPS, preferred_steps)
+    epochs = plan.epochs if replanning else min(plan.epochs, max(MIN_EPOCHS, max_steps // epoch_steps))
+    return EpochPlan(epochs, max(MIN_STEPS, max_steps // epochs))
+
+
 @dataclass
 class BudgetState:
     """What a checkpoint keeps of a budgeted run, so that a resumed run spends only what is left."""
@@ -110,6 +132,8 @@ class BudgetState:
     train_steps: int = 0
     train_s: float = 0.0
     validation_s: float = 0.0
+    # The plan was cut short by a cap on training steps (`cap_plan`).
+    capped: bool = False
 
 
 class TimeBudget:
@@ -147,13 +171,15 @@ class TimeBudget:
         preferred_steps: int,
         epoch_s: float = 0.0,
         closing_batches: int = 0,
+        max_steps: int | None = None,
     ) -> EpochPlan:
         """Plans the epochs after ``epochs_done`` into the time left (the first plan chooses their count).
 
         ``epoch_s`` is what the epoch in progress has taken so far: its time is planned with the rest.
         Before any validation has run, its cost is estimated from the step time. ``closing_batches``
         forward batches and one more validation pass end the run (the kept weights' batch-norm
-        statistics): their time is kept back too, up to CLOSING_SHARE of the budget.
+        statistics): their time is kept back too, up to CLOSING_SHARE of the budget. ``max_steps``
+        caps the training steps of these epochs (`cap_plan`).
         """
         validation_s = self.state.validation_s or validation_batches * self.step_s * FORWARD_SHARE
         closing_s = 0.0
@@ -170,6 +196,10 @@ class TimeBudget:
         )
         if plan.epochs == 0 and left != 0:
             plan = self._closing_epoch(available, validation_s, epochs_done)
+        elif max_steps is not None:
+            capped = cap_plan(plan, max_steps, preferred_steps, replanning=not first)
+            self.state.capped = self.state.capped or capped != plan
+            plan = capped
         self.state.planned_epochs = epochs_done + plan.epochs
         self.state.steps_per_epoch = plan.steps_per_epoch
         return plan

@@ -62,7 +62,8 @@ class FitInputs:
     A time budget counts from ``started_at`` (a ``clock`` reading taken when the job began), so the
     data checks before the first batch are paid from it too. ``refresh_loader`` yields the uniform
     training patches the kept weights' batch-norm statistics are recomputed over at the end
-    (`engine.training.batch_norm`); None keeps the statistics training left.
+    (`engine.training.batch_norm`); None keeps the statistics training left. ``budget_max_steps``
+    caps a budgeted run's training steps (`engine.training.budget.cap_plan`).
     """
 
     model: nn.Module
@@ -76,6 +77,7 @@ class FitInputs:
     clock: Callable[[], float] = field(default=time.monotonic)
     started_at: float | None = None
     refresh_loader: DataLoader | None = None
+    budget_max_steps: int | None = None
 
 
 @dataclass

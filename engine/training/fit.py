@@ -25,7 +25,14 @@ from engine.models.file import load_checkpoint, save_checkpoint
 from engine.progress import CancelToken, EpochEvent, ProgressEvent, Reporter
 from engine.training.averaging import BestEpochs, cpu_copy
 from engine.training.batch_norm import MIN_REFRESH_PATCHES, batch_norms, refresh_batch_norms
-from engine.training.budget import CALIBRATION_STEPS, MIN_EPOCHS, BudgetState, TimeBudget, describe_duration
+from engine.training.budget import (
+    CALIBRATION_STEPS,
+    MAX_PASSES_UNTURNED,
+    MIN_EPOCHS,
+    BudgetState,
+    TimeBudget,
+    describe_duration,
+)
 from engine.training.config import best_checkpoint_path_for, checkpoint_path_for
 from engine.training.contract import FitInputs, FitResult
 from engine.training.schedule import make_scheduler, stretch
@@ -198,8 +205,14 @@ class _Loop:
         """
         assert self.budget is not None
         first = self.budget.state.planned_epochs == 0
+        cap = self.run.budget_max_steps
         plan = self.budget.plan(
-            self.epoch, len(self.run.val_loader), self.preferred_steps, epoch_s, self.closing_batches()
+            self.epoch,
+            len(self.run.val_loader),
+            self.preferred_steps,
+            epoch_s,
+            self.closing_batches(),
+            None if cap is None else cap - (self.scheduler.last_epoch - steps_done),
         )
         self.planned_epochs = max(self.budget.state.planned_epochs, self.epoch)
         steps_left = plan.epochs * plan.steps_per_epoch - min(steps_done, plan.steps_per_epoch)
@@ -209,7 +222,15 @@ class _Loop:
                 "info",
                 f"Time budget {describe_duration(self.budget.state.seconds)}: "
                 f"{self.budget.step_s:.2f} s per batch, so {self.planned_epochs} epoch(s) of "
-                f"{plan.steps_per_epoch} batches.",
+                f"{plan.steps_per_epoch} batches."
+                + (
+                    f" The run ends there, before its budget: that is {MAX_PASSES_UNTURNED} looks at each "
+                    "training pixel, and without flips and turns more passes over a training area this "
+                    "small over-fit it. More labelled ground uses more of the time; a set number of "
+                    "epochs is not cut."
+                    if self.budget.state.capped
+                    else ""
+                ),
             )
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> float:

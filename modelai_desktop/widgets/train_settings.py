@@ -129,7 +129,9 @@ class TrainSettingsForm(QWidget):
             self.train_for.addItem(label, seconds)
         self.train_for.setToolTip(
             "A time budget: training measures its speed on the first steps and plans epochs and\n"
-            "learning-rate schedule to end when the time is up. 'Until done' trains the epochs below."
+            "learning-rate schedule to end when the time is up. Without flips and turns a small\n"
+            "labelled area ends sooner: more passes over it would over-fit it (the log says so).\n"
+            "'Until done' trains the epochs below."
         )
         self.train_for.currentIndexChanged.connect(
             lambda: self.epochs.setEnabled(self.train_for.currentData() is None)

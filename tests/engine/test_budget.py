@@ -9,15 +9,18 @@ import pytest
 
 from engine.errors import DatasetError, JobCancelled
 from engine.models.file import load_checkpoint
-from engine.progress import CancelToken, EpochEvent
+from engine.progress import CancelToken, EpochEvent, RecordingReporter
 from engine.training import checkpoint_path_for, train
 from engine.training.budget import (
+    MAX_PASSES_UNTURNED,
     MIN_EPOCHS,
     MIN_STEPS,
     BudgetState,
     EpochPlan,
     TimeBudget,
+    cap_plan,
     parse_duration,
+    pass_cap_steps,
     plan_epochs,
 )
 from engine.training.schedule import COSINE_FLOOR
@@ -67,6 +70,41 @@ def test_replan_keeps_the_epoch_count_and_drops_epochs_only_when_nothing_fits() 
     assert plan_epochs(1, step_s=1, validation_s=0, preferred_steps=16, epochs_left=4).epochs == 0
 
 
+def test_a_step_cap_drops_epochs_first_and_shortens_them_on_a_replan() -> None:
+    assert pass_cap_steps(area_px=10_000, patch=10, batch_size=4, passes=2) == 50
+    assert pass_cap_steps(area_px=10_001, patch=10, batch_size=4, passes=2) == 51
+    plan = EpochPlan(epochs=200, steps_per_epoch=20)
+
+    def cap(plan: EpochPlan, max_steps: int, replanning: bool = False) -> EpochPlan:
+        return cap_plan(plan, max_steps, preferred_steps=14, replanning=replanning)
+
+    assert cap(plan, 4000) == plan
+    assert cap(plan, 840) == EpochPlan(60, 14)
+    assert cap(plan, 20) == EpochPlan(MIN_EPOCHS, 6)
+    assert cap(EpochPlan(2, 20), 20) == EpochPlan(2, 10)
+    assert cap(EpochPlan(30, 20), 420, replanning=True) == EpochPlan(30, 14)
+    assert cap(EpochPlan(30, 20), -5, replanning=True) == EpochPlan(30, MIN_STEPS)
+
+
+def test_a_run_without_flips_and_turns_ends_before_a_budget_longer_than_its_passes(tmp_path: Path) -> None:
+    """A small scene and a long budget: without flips and turns the run stops planning at
+    MAX_PASSES_UNTURNED looks at each training pixel, ends its schedule there and says so (with them
+    a budget is filled: the test above)."""
+    config = replace(write_two_class_scenes(tmp_path, uniform=False), time_budget_s=300, augment=False)
+    reporter = RecordingReporter()
+    clock = TickingClock(0.25)
+    capped = train(config, reporter, clock=clock)
+    assert clock.now < 0.75 * 300 and sum(entry["duration_s"] for entry in capped.history) < 0.3 * 300
+    assert any(
+        "before its budget" in text and f"{MAX_PASSES_UNTURNED} looks" in text
+        for _, text in reporter.messages
+    )
+    assert capped.history[-1]["lr"] <= 2 * COSINE_FLOOR * config.lr
+    assert capped.best_metric > 0.9
+    batches = max(MIN_STEPS, config.patches_per_epoch // config.batch_size)
+    assert capped.epochs_run * batches <= pass_cap_steps(64 * 64, config.patch, config.batch_size)
+
+
 def test_a_budget_too_short_is_refused_before_training(tmp_path: Path) -> None:
     config = replace(write_two_class_scenes(tmp_path, uniform=False), time_budget_s=3)
     with pytest.raises(DatasetError, match="--time-budget must be at least"):
@@ -77,7 +115,7 @@ def test_budgeted_run_ends_its_schedule_at_the_budget_and_keeps_the_best_epoch(t
     config = replace(write_two_class_scenes(tmp_path, uniform=False), time_budget_s=60)
     clock = TickingClock(0.25)
     result = train(config, clock=clock)
-    assert abs(clock.now - 60) <= 0.1 * 60
+    assert abs(clock.now - 60) <= 0.1 * 60 and result.metadata.training["augment"]
     assert result.epochs_run >= MIN_EPOCHS and result.metadata.training["epochs"] == result.epochs_run
     assert result.history[-1]["lr"] <= 2 * COSINE_FLOOR * config.lr
     assert result.best_metric == max(entry["metrics"]["mean_iou"] for entry in result.history)
