@@ -193,7 +193,8 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
         "--normalization",
         choices=METHODS,
         help=f"default {DEFAULTS['normalization']}: each band's mean and standard deviation; percentile maps "
-        "its 2nd-98th percentiles to -1..1 and clips beyond (lower IoU on both benchmark tasks)",
+        "its 2nd-98th percentiles to -1..1, clipped beyond for segmentation (lower IoU on both "
+        "benchmark tasks) and not for anomaly models",
     )
     parser.add_argument("--patches-per-epoch", type=int, help="default: from the data area")
     parser.add_argument("--schedule", choices=SCHEDULES, help=f"default {DEFAULTS['schedule']}")
