@@ -204,6 +204,20 @@ class TimeBudget:
         self.state.steps_per_epoch = plan.steps_per_epoch
         return plan
 
+    def describe_plan(self, epochs: int) -> str:
+        """The first plan, as the user reads it: why this many epochs, and why it ends early if capped."""
+        text = (
+            f"Time budget {describe_duration(self.state.seconds)}: {self.step_s:.2f} s per batch, so "
+            f"{epochs} epoch(s) of {self.state.steps_per_epoch} batches."
+        )
+        if self.state.capped:
+            text += (
+                f" The run ends there, before its budget: that is {MAX_PASSES_UNTURNED} looks at each "
+                "training pixel, and without flips and turns more passes over a training area this small "
+                "over-fit it. More labelled ground uses more of the time; a set number of epochs is not cut."
+            )
+        return text
+
     def closing_time_up(self) -> bool:
         """The run's closing passes must stop: only a last validation pass still fits in the budget."""
         return self.elapsed_s + self.state.validation_s >= self.state.seconds - self.reserve_s

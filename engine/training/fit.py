@@ -25,14 +25,7 @@ from engine.models.file import load_checkpoint, save_checkpoint
 from engine.progress import CancelToken, EpochEvent, ProgressEvent, Reporter
 from engine.training.averaging import BestEpochs, cpu_copy
 from engine.training.batch_norm import MIN_REFRESH_PATCHES, batch_norms, refresh_batch_norms
-from engine.training.budget import (
-    CALIBRATION_STEPS,
-    MAX_PASSES_UNTURNED,
-    MIN_EPOCHS,
-    BudgetState,
-    TimeBudget,
-    describe_duration,
-)
+from engine.training.budget import CALIBRATION_STEPS, MIN_EPOCHS, BudgetState, TimeBudget
 from engine.training.config import best_checkpoint_path_for, checkpoint_path_for
 from engine.training.contract import FitInputs, FitResult
 from engine.training.schedule import make_scheduler, stretch
@@ -218,20 +211,7 @@ class _Loop:
         steps_left = plan.epochs * plan.steps_per_epoch - min(steps_done, plan.steps_per_epoch)
         stretch(self.scheduler, self.scheduler.last_epoch + max(0, steps_left))
         if first:
-            self.reporter.on_message(
-                "info",
-                f"Time budget {describe_duration(self.budget.state.seconds)}: "
-                f"{self.budget.step_s:.2f} s per batch, so {self.planned_epochs} epoch(s) of "
-                f"{plan.steps_per_epoch} batches."
-                + (
-                    f" The run ends there, before its budget: that is {MAX_PASSES_UNTURNED} looks at each "
-                    "training pixel, and without flips and turns more passes over a training area this "
-                    "small over-fit it. More labelled ground uses more of the time; a set number of "
-                    "epochs is not cut."
-                    if self.budget.state.capped
-                    else ""
-                ),
-            )
+            self.reporter.on_message("info", self.budget.describe_plan(self.planned_epochs))
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> float:
         self.optimizer.zero_grad(set_to_none=True)
