@@ -216,7 +216,8 @@ def plot(rows: list[dict], floors: dict[str, float], path: Path, caption: str) -
     from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QPainter, QPen
 
     _app = QGuiApplication.instance() or QGuiApplication(sys.argv[:1])
-    width, height, margin, bottom = 640, 440, 60, 100
+    # The legend gets its own column on the right, so it never hides a line.
+    width, height, margin, bottom, legend_width = 880, 440, 60, 100, 240
     image = QImage(width, height, QImage.Format.Format_RGB32)
     image.fill(QColor("white"))
     painter = QPainter(image)
@@ -226,7 +227,7 @@ def plot(rows: list[dict], floors: dict[str, float], path: Path, caption: str) -
 
     def point(minutes: float, value: float) -> QPointF:
         return QPointF(
-            margin + (width - 2 * margin) * minutes / span,
+            margin + (width - 2 * margin - legend_width) * minutes / span,
             height - bottom - (height - margin - bottom) * value,
         )
 
@@ -249,8 +250,7 @@ def plot(rows: list[dict], floors: dict[str, float], path: Path, caption: str) -
     legend_y = 40
     grouped = runs_by_budget(rows)
     series = {(task, recipe) for task, recipe, _ in grouped}
-    labels = [f"{task}, {recipe}" for task, recipe in series] + [f"{task}, every pixel" for task in floors]
-    legend_x = width - 10 - max((painter.fontMetrics().horizontalAdvance(text) for text in labels), default=0)
+    legend_x = width - legend_width + 10
     for task in TASKS:
         for recipe in sorted(r for t, r in series if t == task):
             style = Qt.PenStyle.SolidLine if recipe == "modelai" else Qt.PenStyle.DashLine
