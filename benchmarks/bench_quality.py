@@ -247,10 +247,16 @@ def plot(rows: list[dict], floors: dict[str, float], path: Path, caption: str) -
     painter.setFont(font)
     painter.drawText(QPointF(10, 20), "IoU of the class on the unseen test part")
     colours = {"landsat-cloud": "#2a6fe8", "solaris-buildings": "#e8402a", "deepforest-trees": "#2a9d3a"}
-    legend_y = 40
     grouped = runs_by_budget(rows)
     series = {(task, recipe) for task, recipe, _ in grouped}
-    legend_x = width - legend_width + 10
+    legend_x, legend_rows = width - legend_width + 10, itertools.count()
+
+    def legend_entry(text: str) -> None:
+        """One legend row in the current pen: a sample of the line, then its name."""
+        y = 40 + 18 * next(legend_rows)
+        painter.drawLine(QPointF(legend_x - 35, y), QPointF(legend_x - 5, y))
+        painter.drawText(QPointF(legend_x, y + 5), text)
+
     for task in TASKS:
         for recipe in sorted(r for t, r in series if t == task):
             style = Qt.PenStyle.SolidLine if recipe == "modelai" else Qt.PenStyle.DashLine
@@ -261,9 +267,7 @@ def plot(rows: list[dict], floors: dict[str, float], path: Path, caption: str) -
                 painter.drawLine(a, b)
             for mean in means:
                 painter.drawEllipse(mean, 3, 3)
-            painter.drawLine(QPointF(legend_x - 35, legend_y), QPointF(legend_x - 5, legend_y))
-            painter.drawText(QPointF(legend_x, legend_y + 5), f"{task}, {recipe}")
-            legend_y += 18
+            legend_entry(f"{task}, {recipe}")
             painter.setPen(QPen(QColor(colours[task]), 1))
             for minutes in budgets_run:
                 for score in grouped[task, recipe, minutes]:
@@ -271,9 +275,7 @@ def plot(rows: list[dict], floors: dict[str, float], path: Path, caption: str) -
         if task in floors:
             painter.setPen(QPen(QColor(colours[task]), 1, Qt.PenStyle.DotLine))
             painter.drawLine(point(0, floors[task]), point(span, floors[task]))
-            painter.drawLine(QPointF(legend_x - 35, legend_y), QPointF(legend_x - 5, legend_y))
-            painter.drawText(QPointF(legend_x, legend_y + 5), f"{task}, every pixel")
-            legend_y += 18
+            legend_entry(f"{task}, every pixel")
     painter.end()
     image.save(str(path))
 
